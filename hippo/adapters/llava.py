@@ -1,0 +1,40 @@
+"""LLaVA-OneVision around the stock HF class: per frame a bilinearly pooled ceil(h/2) x ceil(w/2)
+token grid, one `image_newline` token after the whole video, plain 1-D positions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hippo.adapters.base import PreparedInputs, VideoGrid, VideoLLMAdapter
+
+
+class LlavaOnevisionAdapter(VideoLLMAdapter):
+    family = "llava_onevision"
+    video_placeholder = "<video>"
+    position_rows = 1
+
+    @property
+    def video_token_id(self) -> int:
+        return int(self.model.config.video_token_index)
+
+    def video_grid(self, vision_inputs: dict) -> VideoGrid:
+        frames = int(vision_inputs["pixel_values_videos"].shape[1])
+        vision = self.model.config.vision_config
+        side = math.ceil(vision.image_size // vision.patch_size / 2)
+        return VideoGrid(frames=frames, height=side, width=side, extra_tokens=1)
+
+    def video_features(self, inputs: PreparedInputs) -> torch.Tensor:
+        pixels = inputs.vision_inputs["pixel_values_videos"].to(self.device, self.model.dtype)
+        out = self.model.get_video_features(pixels)
+        return out.pooler_output.flatten(0, 1)
+
+    def prompt_positions(self, inputs: PreparedInputs) -> torch.Tensor:
+        return torch.arange(inputs.num_tokens)[None]
+
+    def batch_positions(self, pos: torch.Tensor) -> torch.Tensor:
+        return pos  # (1, k): batch 1
+
+    def hf_vision_kwargs(self, inputs: PreparedInputs) -> dict:
+        return {"pixel_values_videos": inputs.vision_inputs["pixel_values_videos"].to(self.device)}

@@ -1,0 +1,65 @@
+"""Qwen2-VL and Qwen2.5-VL around the stock HF classes: 3-D M-RoPE positions from the stock
+`get_rope_index`, video tokens merged `spatial_merge_size`^2 per token and `temporal_patch_size`
+frames per temporal group."""
+
+from __future__ import annotations
+
+import torch
+
+from hippo.adapters.base import PreparedInputs, VideoGrid, VideoLLMAdapter
+
+
+class QwenVLAdapter(VideoLLMAdapter):
+    family = "qwen2_5_vl"
+    video_placeholder = "<|video_pad|>"
+    position_rows = 3
+
+    @property
+    def video_token_id(self) -> int:
+        return int(self.model.config.video_token_id)
+
+    def video_grid(self, vision_inputs: dict) -> VideoGrid:
+        t, h, w = (int(x) for x in vision_inputs["video_grid_thw"][0])
+        merge = int(self.model.config.vision_config.spatial_merge_size)
+        return VideoGrid(frames=t, height=h // merge, width=w // merge)
+
+    def video_features(self, inputs: PreparedInputs) -> torch.Tensor:
+        v = inputs.vision_inputs
+        out = self.model.get_video_features(
+            v["pixel_values_videos"].to(self.device), v["video_grid_thw"].to(self.device)
+        )
+        return torch.cat(out.pooler_output, dim=0)
+
+    def mm_token_type_ids(self, inputs: PreparedInputs) -> torch.Tensor:
+        """0 for text, 2 for video rows: what the stock processor returns and get_rope_index reads."""
+        types = torch.zeros(inputs.num_tokens, dtype=torch.int)
+        types[inputs.video_start : inputs.video_end] = 2
+        return types
+
+    def prompt_positions(self, inputs: PreparedInputs) -> torch.Tensor:
+        kwargs = self.hf_vision_kwargs(inputs)
+        pos, _ = self.model.model.get_rope_index(
+            inputs.input_ids[None].to(self.device),
+            mm_token_type_ids=kwargs["mm_token_type_ids"],
+            video_grid_thw=kwargs["video_grid_thw"],
+            second_per_grid_ts=kwargs.get("second_per_grid_ts"),
+        )
+        return pos[:, 0].cpu()
+
+    def batch_positions(self, pos: torch.Tensor) -> torch.Tensor:
+        return pos[:, None, :]  # (3, batch=1, k)
+
+    def hf_vision_kwargs(self, inputs: PreparedInputs) -> dict:
+        v = inputs.vision_inputs
+        kwargs = {
+            "pixel_values_videos": v["pixel_values_videos"].to(self.device),
+            "video_grid_thw": v["video_grid_thw"].to(self.device),
+            "mm_token_type_ids": self.mm_token_type_ids(inputs)[None].to(self.device),
+        }
+        if self.family == "qwen2_5_vl" and v.get("second_per_grid_ts") is not None:
+            kwargs["second_per_grid_ts"] = torch.as_tensor(v["second_per_grid_ts"], dtype=torch.float32)
+        return kwargs
+
+
+class Qwen2VLAdapter(QwenVLAdapter):
+    family = "qwen2_vl"

@@ -1,0 +1,68 @@
+"""Load a video-LLM checkpoint folder (laid out as on the Hub) into the adapter of its family."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from hippo.adapters.base import VideoLLMAdapter
+from hippo.adapters.llava import LlavaOnevisionAdapter
+from hippo.adapters.qwen import Qwen2VLAdapter, QwenVLAdapter
+from hippo.errors import CheckpointError
+
+ADAPTERS: dict[str, type[VideoLLMAdapter]] = {
+    "qwen2_5_vl": QwenVLAdapter,
+    "qwen2_vl": Qwen2VLAdapter,
+    "llava_onevision": LlavaOnevisionAdapter,
+}
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def read_chat_template(folder: Path, tokenizer) -> str | None:
+    """The multimodal chat template: chat_template.jinja, else chat_template.json, else the tokenizer's."""
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text()
+    if (folder / "chat_template.json").is_file():
+        return json.loads((folder / "chat_template.json").read_text())["chat_template"]
+    return getattr(tokenizer, "chat_template", None)
+
+
+def checkpoint_family(folder: Path) -> str:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder} has no config.json: pass a checkpoint folder laid out as on the Hub")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type not in ADAPTERS:
+        raise CheckpointError(
+            f"{folder}: model_type {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}"
+        )
+    return model_type
+
+
+def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, device: str = "cpu") -> VideoLLMAdapter:
+    """Load the stock HF model, tokenizer, chat template and video processor config from `path`."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from hippo.preprocess import load_processor_config
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist: check --target / --draft")
+    family = checkpoint_family(folder)
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise CheckpointError(f"{folder} has no weights (*.safetensors): the checkpoint is incomplete")
+    torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{folder}: cannot load the tokenizer ({err}); it needs tokenizer.json "
+                              "and tokenizer_config.json") from err
+    model = AutoModelForImageTextToText.from_pretrained(
+        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True
+    ).to(device)
+    processor_config = load_processor_config(folder)
+    return ADAPTERS[family](model, tokenizer, processor_config, read_chat_template(folder, tokenizer), str(folder))

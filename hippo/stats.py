@@ -1,0 +1,62 @@
+"""Every measure of a decode, each defined once."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class DecodeStats:
+    """What one decode did. Rounds are the decode-phase target forwards: the prefill's forward,
+    which commits the first generated token in every algorithm, is not a round."""
+
+    accepted_per_round: list[int] = field(default_factory=list)  # tokens committed by each round
+    rejected_per_round: list[bool] = field(default_factory=list)  # did the round end in a rejection
+    target_forwards: int = 0  # every target forward, the prefill included
+    draft_forwards: int = 0  # every draft forward, the draft's prefill included (0 for AR)
+    gamma: int = 0  # draft length used (0 for AR)
+    decode_s: float = 0.0  # wall time after both prefills until the last token
+
+    @property
+    def mat(self) -> float:
+        """Mean accepted tokens: tokens committed per target verification forward (round), counting
+        the correction / bonus token. Autoregressive decoding gives exactly 1.0. 0.0 if no round ran."""
+        if not self.accepted_per_round:
+            return 0.0
+        return sum(self.accepted_per_round) / len(self.accepted_per_round)
+
+    @property
+    def mean_run_length(self) -> float:
+        """PEARL's reported measure: tokens committed between two rejections (a run that ends without a
+        rejection, at the end of the decode, counts as a run). Can exceed gamma under PEARL."""
+        runs = sum(self.rejected_per_round)
+        if self.rejected_per_round and not self.rejected_per_round[-1]:
+            runs += 1
+        return sum(self.accepted_per_round) / runs if runs else 0.0
+
+    def record_round(self, committed: int, rejected: bool) -> None:
+        self.accepted_per_round.append(committed)
+        self.rejected_per_round.append(rejected)
+
+
+@dataclass
+class RequestStats:
+    """A whole request: the decode plus what came before it."""
+
+    decode: DecodeStats
+    total_s: float = 0.0  # end to end: video load, preprocessing, encoders, scoring, pruning, prefills, decode
+    prefill_s: float = 0.0  # video encoders, scoring, pruning and both prefills
+    visual_tokens: int = 0  # visual tokens of the full video (what the target reads)
+    kept_visual_tokens: int = 0  # visual tokens in the draft's context (after pruning)
+
+    def as_json(self) -> dict:
+        d = asdict(self.decode)
+        d.update(
+            mat=self.decode.mat,
+            mean_run_length=self.decode.mean_run_length,
+            total_s=self.total_s,
+            prefill_s=self.prefill_s,
+            visual_tokens=self.visual_tokens,
+            kept_visual_tokens=self.kept_visual_tokens,
+        )
+        return d

@@ -1,0 +1,97 @@
+"""What the three decode loops share: the config, the result, feeding a model, committing tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from hippo.errors import ConfigError
+from hippo.stats import DecodeStats
+from hippo_ref.sampling import DRAFT, TARGET, SamplingParams, draw
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How to decode. `draft_sampling` defaults to `sampling` (the draft samples like the target)."""
+
+    max_new_tokens: int = 64
+    gamma: int = 5
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    draft_sampling: SamplingParams | None = None
+    seed: int = 0
+    eos_token_ids: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.gamma < 1:
+            raise ConfigError(f"gamma (draft length) must be >= 1, got {self.gamma}")
+
+    @property
+    def draft_params(self) -> SamplingParams:
+        return self.draft_sampling if self.draft_sampling is not None else self.sampling
+
+
+@dataclass
+class DecodeResult:
+    tokens: list[int]
+    stats: DecodeStats
+
+
+class Track:
+    """A model's DecodeContext plus the generated tokens its cache rows hold, so that every forward
+    states explicitly which tokens it feeds: the rows that still agree with the sequence are reused,
+    the rest are rolled back and recomputed."""
+
+    def __init__(self, context):
+        self.context = context
+        self.fed: list[int] = []
+
+    def logits_after(self, sequence: list[int], first: int) -> torch.Tensor:
+        """Logits (len(sequence) - first, V): the model's output after each of sequence[first:]."""
+        start = 0
+        while start < min(len(self.fed), first) and self.fed[start] == sequence[start]:
+            start += 1
+        logits = self.context.step(sequence[start:], start)
+        self.fed = list(sequence)
+        return logits[first - start :]
+
+
+def align_vocab(logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Draft logits over the target's vocabulary: ids the draft lacks get -inf, ids the target lacks are
+    cut (the draft then samples only tokens the target can score; q stays what was sampled from)."""
+    if logits.shape[-1] >= vocab_size:
+        return logits[..., :vocab_size]
+    pad = torch.full((*logits.shape[:-1], vocab_size - logits.shape[-1]), float("-inf"), dtype=logits.dtype)
+    return torch.cat([logits, pad], dim=-1)
+
+
+def draft_block(draft: Track, sequence: list[int], gamma: int, cfg: DecodeConfig, vocab_size: int):
+    """The draft's gamma tokens after `sequence` (drawn with the DRAFT uniforms of their indices) and
+    the distributions q they were drawn from."""
+    seq = list(sequence)
+    tokens, qs = [], []
+    for _ in range(gamma):
+        logits = align_vocab(draft.logits_after(seq, len(seq) - 1)[-1], vocab_size)
+        token, q = draw(logits, cfg.draft_params, cfg.seed, DRAFT, len(seq))
+        tokens.append(token)
+        qs.append(q)
+        seq.append(token)
+    return tokens, qs
+
+
+def commit(tokens: list[int], new: list[int], cfg: DecodeConfig) -> tuple[int, bool]:
+    """Append `new` to `tokens`, stopping after an EOS or at max_new_tokens.
+    Returns (how many were appended, is the decode finished)."""
+    for count, token in enumerate(new, start=1):
+        tokens.append(token)
+        if token in cfg.eos_token_ids or len(tokens) >= cfg.max_new_tokens:
+            return count, True
+    return len(new), False
+
+
+def first_token(target_context, cfg: DecodeConfig) -> int:
+    """Generated token 0, from the target's prefill logits: the same draw in every algorithm."""
+    token, _ = draw(target_context.last_logits, cfg.sampling, cfg.seed, TARGET, 0)
+    return token
