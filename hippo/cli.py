@@ -1,0 +1,126 @@
+"""`hippo`: the command line.
+
+    hippo generate --target DIR --draft DIR --video FILE --prompt TEXT [--decoding ar|sd|pearl] ...
+    hippo tiny OUT_DIR [--family qwen2_5_vl|qwen2_vl|llava_onevision]   (random tiny pair, offline)
+
+Errors the user can fix (bad paths, videos, parameters, mismatched pairs) print one line saying what
+was wrong and what to do, and exit with status 2; nothing is printed as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hippo.errors import ConfigError, HippoError
+
+
+def _gamma(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gamma takes a positive integer or 'auto', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hippo", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="decode one video question with AR, SD, PEARL or HIPPO")
+    gen.add_argument("--target", required=True, help="target checkpoint folder (Hub layout)")
+    gen.add_argument("--draft", help="draft checkpoint folder; required for --decoding sd|pearl")
+    gen.add_argument("--video", required=True, help="video file (anything decord reads)")
+    gen.add_argument("--prompt", required=True, help="the question / instruction about the video")
+    gen.add_argument("--decoding", default="pearl", choices=["ar", "sd", "pearl"])
+    gen.add_argument("--prune", default="none", help="draft pruning method (none, uniform, ...)")
+    gen.add_argument("--ratio", type=float, default=0.0, help="fraction of visual tokens removed from the draft")
+    gen.add_argument("--positions", default="keep", choices=["keep", "compact"],
+                     help="position ids of the kept tokens in the draft")
+    gen.add_argument("--gamma", type=_gamma, default=5, help="draft length, or 'auto' (measured speed ratio)")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0, help="seed of the keyed random numbers (sampling only)")
+    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the video")
+    gen.add_argument("--impl", default="ref", choices=["ref", "fast"])
+    gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    gen.add_argument("--device", default="cpu")
+    gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    tiny = sub.add_parser("tiny", help="write a random tiny target/draft pair (for tests and demos, offline)")
+    tiny.add_argument("out_dir")
+    tiny.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl", "llava_onevision"])
+    tiny.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run_generate(args) -> int:
+    from hippo.checkpoint import load_adapter
+    from hippo_ref.decoding.common import DecodeConfig
+    from hippo_ref.pipeline import GenerationRequest
+    from hippo_ref.pruning.methods import PruneSpec
+    from hippo_ref.sampling import SamplingParams
+
+    if args.impl == "fast":
+        raise ConfigError("--impl fast is not implemented yet (hippo_fast is a later issue); use --impl ref")
+    from hippo_ref.pipeline import generate
+
+    sampling = SamplingParams(args.temperature, args.top_k, args.top_p)
+    gamma_auto = args.gamma == "auto"
+    config = DecodeConfig(
+        max_new_tokens=args.max_new_tokens,
+        gamma=5 if gamma_auto else args.gamma,
+        sampling=sampling,
+        seed=args.seed,
+    )
+    request = GenerationRequest(
+        video=args.video,
+        prompt=args.prompt,
+        frames=args.frames,
+        decoding=args.decoding,
+        prune=PruneSpec(args.prune, args.ratio, args.positions),
+        config=config,
+    )
+    if args.decoding != "ar" and not args.draft:
+        raise ConfigError(f"--decoding {args.decoding} needs a draft model: pass --draft DIR (or use --decoding ar)")
+    target = load_adapter(args.target, args.dtype, args.device)
+    draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
+    result = generate(target, draft, request, gamma_auto=gamma_auto)
+    if args.json:
+        print(json.dumps(result.as_json()))
+    else:
+        s = result.stats
+        print(result.text)
+        print(
+            f"[{args.decoding} prune={args.prune}@{args.ratio}] {len(result.tokens)} tokens, "
+            f"MAT {s.decode.mat:.2f}, target forwards {s.decode.target_forwards}, "
+            f"draft forwards {s.decode.draft_forwards}, visual tokens {s.kept_visual_tokens}/{s.visual_tokens}, "
+            f"decode {s.decode.decode_s:.3f} s, total {s.total_s:.3f} s",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run_tiny(args) -> int:
+    from hippo.tiny import write_tiny_pair
+
+    target, draft = write_tiny_pair(args.out_dir, args.family, seed=args.seed)
+    print(f"target: {target}\ndraft:  {draft}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"generate": run_generate, "tiny": run_tiny}[args.command](args)
+    except HippoError as err:
+        print(f"hippo: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
