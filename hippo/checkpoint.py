@@ -22,6 +22,9 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
 def read_chat_template(folder: Path, tokenizer) -> str | None:
     """The multimodal chat template: chat_template.jinja, else chat_template.json, else the tokenizer's."""
     if (folder / "chat_template.jinja").is_file():
@@ -56,6 +59,9 @@ def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, dev
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise CheckpointError(f"{folder} has no weights (*.safetensors): the checkpoint is incomplete")
     torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(f"{folder} has no tokenizer files (looked for {', '.join(TOKENIZER_FILES)}): "
+                              "copy the tokenizer of the checkpoint into the folder")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as err:

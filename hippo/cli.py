@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_generate(args) -> int:
     from hippo.checkpoint import load_adapter
+    from hippo.video import load_video
     from hippo_ref.decoding.common import DecodeConfig
     from hippo_ref.pipeline import GenerationRequest
     from hippo_ref.pruning.methods import PruneSpec
@@ -87,9 +88,11 @@ def run_generate(args) -> int:
     )
     if args.decoding != "ar" and not args.draft:
         raise ConfigError(f"--decoding {args.decoding} needs a draft model: pass --draft DIR (or use --decoding ar)")
+    # Cheap checks first: a bad video must fail before minutes of model loading, not after.
+    clip = load_video(args.video, args.frames)
     target = load_adapter(args.target, args.dtype, args.device)
     draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
-    result = generate(target, draft, request, gamma_auto=gamma_auto)
+    result = generate(target, draft, request, gamma_auto=gamma_auto, clip=clip)
     if args.json:
         print(json.dumps(result.as_json()))
     else:
@@ -114,6 +117,9 @@ def run_tiny(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     args = build_parser().parse_args(argv)
     try:
         return {"generate": run_generate, "tiny": run_tiny}[args.command](args)

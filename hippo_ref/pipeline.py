@@ -69,13 +69,16 @@ def generate(
     draft: VideoLLMAdapter | None,
     request: GenerationRequest,
     gamma_auto: bool = False,
+    clip=None,
 ) -> GenerationResult:
-    """Run `request`. The target always reads the full video; `request.prune` shapes the draft only."""
+    """Run `request`. The target always reads the full video; `request.prune` shapes the draft only.
+    `clip` (a VideoClip of request.video, already loaded) skips loading the video again."""
     start = time.perf_counter()
     config = request.config
     if not config.eos_token_ids:
         config = DecodeConfig(**{**config.__dict__, "eos_token_ids": target.eos_token_ids})
-    clip = load_video(request.video, request.frames)
+    if clip is None:
+        clip = load_video(request.video, request.frames)
     target_inputs = target.prepare(clip, request.prompt)
     target_context = target.prefill(target_inputs)  # full video, stock positions: the target's own prefill
     kept = None

