@@ -55,7 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("out_dir")
     tiny.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl", "llava_onevision"])
     tiny.add_argument("--seed", type=int, default=0)
+    for module in _extension_modules():
+        module.add_subcommand(sub)
     return parser
+
+
+# Subcommands that live with the code they drive: each module defines `COMMAND` (its name),
+# `add_subcommand(subparsers)` and `run(args) -> int`. Add a module here to add a command.
+EXTENSION_MODULES: tuple[str, ...] = ()
+
+
+def _extension_modules():
+    import importlib
+
+    return [importlib.import_module(name) for name in EXTENSION_MODULES]
 
 
 def run_generate(args) -> int:
@@ -122,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     args = build_parser().parse_args(argv)
     try:
-        return {"generate": run_generate, "tiny": run_tiny}[args.command](args)
+        commands = {"generate": run_generate, "tiny": run_tiny}
+        commands.update({m.COMMAND: m.run for m in _extension_modules()})
+        return commands[args.command](args)
     except HippoError as err:
         print(f"hippo: error: {err}", file=sys.stderr)
         return 2
