@@ -5,21 +5,22 @@ from __future__ import annotations
 import time
 
 from hippo.stats import DecodeStats
-from hippo_ref.decoding.common import DecodeConfig, DecodeResult, Track, commit, first_token
-from hippo_ref.sampling import TARGET, draw
+from hippo_ref import sampling
+from hippo_ref.decoding import common
+from hippo_ref.decoding.common import DecodeConfig, DecodeResult
 
 
 def decode_autoregressive(target_context, cfg: DecodeConfig) -> DecodeResult:
     """One target forward per token; token i is drawn from p with the TARGET uniform of index i."""
     start = time.perf_counter()
     stats = DecodeStats()
-    target = Track(target_context)
+    target = common.Track(target_context, "target")
     tokens: list[int] = []
-    _, done = commit(tokens, [first_token(target_context, cfg)], cfg)
+    _, done = common.commit(tokens, [common.first_token(target_context, cfg)], cfg)
     while not done:
         logits = target.logits_after(tokens, len(tokens) - 1)[-1]
-        token, _ = draw(logits, cfg.sampling, cfg.seed, TARGET, len(tokens))
-        _, done = commit(tokens, [token], cfg)
+        token, _ = sampling.draw(logits, cfg.sampling, cfg.seed, sampling.TARGET, len(tokens))
+        _, done = common.commit(tokens, [token], cfg)
         stats.record_round(1, rejected=False)
     stats.target_forwards = target_context.forwards
     stats.decode_s = time.perf_counter() - start

@@ -8,7 +8,8 @@ import torch
 
 from hippo.errors import ConfigError
 from hippo.stats import DecodeStats
-from hippo_ref.sampling import DRAFT, TARGET, SamplingParams, draw
+from hippo_ref import sampling
+from hippo_ref.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ class Track:
     states explicitly which tokens it feeds: the rows that still agree with the sequence are reused,
     the rest are rolled back and recomputed."""
 
-    def __init__(self, context):
+    def __init__(self, context, role: str = ""):
         self.context = context
+        self.role = role  # "target" or "draft": for messages and for the verification suite's mutants
         self.fed: list[int] = []
 
     def logits_after(self, sequence: list[int], first: int) -> torch.Tensor:
@@ -74,7 +76,7 @@ def draft_block(draft: Track, sequence: list[int], gamma: int, cfg: DecodeConfig
     tokens, qs = [], []
     for _ in range(gamma):
         logits = align_vocab(draft.logits_after(seq, len(seq) - 1)[-1], vocab_size)
-        token, q = draw(logits, cfg.draft_params, cfg.seed, DRAFT, len(seq))
+        token, q = sampling.draw(logits, cfg.draft_params, cfg.seed, sampling.DRAFT, len(seq))
         tokens.append(token)
         qs.append(q)
         seq.append(token)
@@ -93,5 +95,5 @@ def commit(tokens: list[int], new: list[int], cfg: DecodeConfig) -> tuple[int, b
 
 def first_token(target_context, cfg: DecodeConfig) -> int:
     """Generated token 0, from the target's prefill logits: the same draw in every algorithm."""
-    token, _ = draw(target_context.last_logits, cfg.sampling, cfg.seed, TARGET, 0)
+    token, _ = sampling.draw(target_context.last_logits, cfg.sampling, cfg.seed, sampling.TARGET, 0)
     return token

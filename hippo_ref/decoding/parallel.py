@@ -24,8 +24,9 @@ from __future__ import annotations
 import time
 
 from hippo.stats import DecodeStats
-from hippo_ref.decoding.common import DecodeConfig, DecodeResult, Track, commit, draft_block, first_token
-from hippo_ref.sampling import distribution, speculative_step
+from hippo_ref import sampling
+from hippo_ref.decoding import common
+from hippo_ref.decoding.common import DecodeConfig, DecodeResult
 
 
 def verify_in_order(candidates, qs, target_logits, cfg: DecodeConfig, first_index: int) -> tuple[list[int], bool]:
@@ -33,8 +34,8 @@ def verify_in_order(candidates, qs, target_logits, cfg: DecodeConfig, first_inde
     residual draw. Returns (tokens to commit, rejected?). No bonus token."""
     out = []
     for i, (token, q) in enumerate(zip(candidates, qs, strict=True)):
-        p = distribution(target_logits[i], cfg.sampling)
-        committed, accepted = speculative_step(p, q, token, cfg.seed, first_index + i)
+        p = sampling.distribution(target_logits[i], cfg.sampling)
+        committed, accepted = sampling.speculative_step(p, q, token, cfg.seed, first_index + i)
         out.append(committed)
         if not accepted:
             return out, True
@@ -45,19 +46,19 @@ def decode_parallel(target_context, draft_context, cfg: DecodeConfig) -> DecodeR
     """PEARL pre-verify / post-verify with draft length gamma (see the module docstring)."""
     start = time.perf_counter()
     stats = DecodeStats(gamma=cfg.gamma)
-    target, draft = Track(target_context), Track(draft_context)
+    target, draft = common.Track(target_context, "target"), common.Track(draft_context, "draft")
     vocab = target_context.adapter.vocab_size
     tokens: list[int] = []
-    _, done = commit(tokens, [first_token(target_context, cfg)], cfg)
+    _, done = common.commit(tokens, [common.first_token(target_context, cfg)], cfg)
     pending, pending_qs = [], []  # drafted after `tokens`, not yet verified (post-verify only)
     while not done:
         n = len(tokens)
         # The two "parallel" calls: neither reads what the other produces in this round.
-        drafts, qs = draft_block(draft, tokens + pending, cfg.gamma, cfg, vocab)
+        drafts, qs = common.draft_block(draft, tokens + pending, cfg.gamma, cfg, vocab)
         target_logits = target.logits_after(tokens + pending, n - 1)  # len(pending) + 1 rows
         candidates, candidate_qs = pending + drafts[:1], pending_qs + qs[:1]
         new, rejected = verify_in_order(candidates, candidate_qs, target_logits, cfg, n)
-        committed, done = commit(tokens, new, cfg)
+        committed, done = common.commit(tokens, new, cfg)
         stats.record_round(committed, rejected and committed == len(new))
         pending, pending_qs = ([], []) if rejected else (drafts[1:], qs[1:])
     stats.target_forwards = target_context.forwards

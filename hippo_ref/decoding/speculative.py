@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from hippo.stats import DecodeStats
-from hippo_ref.decoding.common import DecodeConfig, DecodeResult, Track, commit, draft_block, first_token
-from hippo_ref.sampling import TARGET, distribution, draw, speculative_step
+from hippo_ref import sampling
+from hippo_ref.decoding import common
+from hippo_ref.decoding.common import DecodeConfig, DecodeResult
 
 
 def verify_block(drafts, qs, target_logits, cfg: DecodeConfig, first_index: int) -> tuple[list[int], bool]:
@@ -14,12 +15,12 @@ def verify_block(drafts, qs, target_logits, cfg: DecodeConfig, first_index: int)
     draw, or append the bonus token drawn from the last row. Returns (tokens to commit, rejected?)."""
     out = []
     for i, (token, q) in enumerate(zip(drafts, qs, strict=True)):
-        p = distribution(target_logits[i], cfg.sampling)
-        committed, accepted = speculative_step(p, q, token, cfg.seed, first_index + i)
+        p = sampling.distribution(target_logits[i], cfg.sampling)
+        committed, accepted = sampling.speculative_step(p, q, token, cfg.seed, first_index + i)
         out.append(committed)
         if not accepted:
             return out, True
-    bonus, _ = draw(target_logits[len(drafts)], cfg.sampling, cfg.seed, TARGET, first_index + len(drafts))
+    bonus, _ = sampling.draw(target_logits[len(drafts)], cfg.sampling, cfg.seed, sampling.TARGET, first_index + len(drafts))
     return out + [bonus], False
 
 
@@ -28,16 +29,16 @@ def decode_speculative(target_context, draft_context, cfg: DecodeConfig) -> Deco
     them all, and 1..gamma+1 tokens are committed."""
     start = time.perf_counter()
     stats = DecodeStats(gamma=cfg.gamma)
-    target, draft = Track(target_context), Track(draft_context)
+    target, draft = common.Track(target_context, "target"), common.Track(draft_context, "draft")
     vocab = target_context.adapter.vocab_size
     tokens: list[int] = []
-    _, done = commit(tokens, [first_token(target_context, cfg)], cfg)
+    _, done = common.commit(tokens, [common.first_token(target_context, cfg)], cfg)
     while not done:
         n = len(tokens)
-        drafts, qs = draft_block(draft, tokens, cfg.gamma, cfg, vocab)
+        drafts, qs = common.draft_block(draft, tokens, cfg.gamma, cfg, vocab)
         target_logits = target.logits_after(tokens + drafts, n - 1)  # gamma + 1 rows
         new, rejected = verify_block(drafts, qs, target_logits, cfg, n)
-        committed, done = commit(tokens, new, cfg)
+        committed, done = common.commit(tokens, new, cfg)
         stats.record_round(committed, rejected and committed == len(new))
     stats.target_forwards = target_context.forwards
     stats.draft_forwards = draft_context.forwards
