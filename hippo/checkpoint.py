@@ -46,13 +46,24 @@ def checkpoint_family(folder: Path) -> str:
     return model_type
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint argument as a folder: `zoo:NAME` is the shipped zoo checkpoint NAME (or the target of
+    zoo pair NAME); anything else is taken as a folder path."""
+    if isinstance(path, str) and path.startswith("zoo:"):
+        from hippo.zoo.registry import resolve_zoo
+
+        return resolve_zoo(path)
+    return Path(path)
+
+
 def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, device: str = "cpu") -> VideoLLMAdapter:
-    """Load the stock HF model, tokenizer, chat template and video processor config from `path`."""
+    """Load the stock HF model, tokenizer, chat template and video processor config from `path`
+    (a folder, or `zoo:NAME` for a model the package ships; see `hippo zoo list`)."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     from hippo.preprocess import load_processor_config
 
-    folder = Path(path)
+    folder = resolve_checkpoint(path)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist: check --target / --draft")
     family = checkpoint_family(folder)

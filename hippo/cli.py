@@ -30,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="decode one video question with AR, SD, PEARL or HIPPO")
-    gen.add_argument("--target", required=True, help="target checkpoint folder (Hub layout)")
-    gen.add_argument("--draft", help="draft checkpoint folder; required for --decoding sd|pearl")
+    gen.add_argument("--target", default=None,
+                     help="target checkpoint folder (Hub layout) or zoo:NAME; default: the zoo's default pair")
+    gen.add_argument("--draft", default=None,
+                     help="draft checkpoint folder or zoo:NAME; default: the zoo pair's draft when --target "
+                          "is a zoo pair or not given; required for --decoding sd|pearl")
     gen.add_argument("--video", required=True, help="video file (anything decord reads)")
     gen.add_argument("--prompt", required=True, help="the question / instruction about the video")
     gen.add_argument("--decoding", default="pearl", choices=["ar", "sd", "pearl"])
@@ -62,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that live with the code they drive: each module defines `COMMAND` (its name),
 # `add_subcommand(subparsers)` and `run(args) -> int`. Add a module here to add a command.
-EXTENSION_MODULES: tuple[str, ...] = ()
+EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli",)
 
 
 def _extension_modules():
@@ -99,6 +102,10 @@ def run_generate(args) -> int:
         prune=PruneSpec(args.prune, args.ratio, args.positions),
         config=config,
     )
+    from hippo.zoo.registry import default_draft, default_target
+
+    args.target = args.target or default_target()
+    args.draft = args.draft or default_draft(args.target)
     if args.decoding != "ar" and not args.draft:
         raise ConfigError(f"--decoding {args.decoding} needs a draft model: pass --draft DIR (or use --decoding ar)")
     # Cheap checks first: a bad video must fail before minutes of model loading, not after.

@@ -1,0 +1,158 @@
+"""`hippo zoo`: the models the package trains and ships.
+
+    hippo zoo list                              shipped models and pairs, sizes on disk
+    hippo zoo train NAME|all [--steps N] ...    train (resumes from .cache/zoo-train/NAME/state.pt), export
+    hippo zoo export NAME                       write hippo/zoo/checkpoints/NAME from the latest state
+    hippo zoo accuracy NAME [--split val]       greedy attribute accuracy of one model
+    hippo zoo table [--write README.md]         the README table: params, latency, accuracy, MAT
+    hippo zoo video OUT.mp4 [--index I]         write a test-split video (needs PyAV) for `hippo generate`
+"""
+
+from __future__ import annotations
+
+import sys
+
+COMMAND = "zoo"
+
+
+def add_subcommand(subparsers) -> None:
+    zoo = subparsers.add_parser("zoo", help="the trained model zoo shipped with the package (list, train, table)")
+    sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    sub.add_parser("list", help="shipped zoo models and pairs")
+
+    train = sub.add_parser("train", help="train a zoo model (resumable), then export it")
+    train.add_argument("name", help="zoo model name, or 'all' (targets before their drafts)")
+    train.add_argument("--steps", type=int, default=None, help="total steps (default: the registry's)")
+    train.add_argument("--batch", type=int, default=16)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=1, help="torch threads (keep 1 on shared 2-core machines)")
+    train.add_argument("--work-dir", default=None, help="training state folder (default .cache/zoo-train)")
+    train.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    train.add_argument("--no-export", action="store_true", help="do not write the shipped checkpoint at the end")
+
+    export = sub.add_parser("export", help="write the shipped checkpoint of NAME from its latest training state")
+    export.add_argument("name")
+    export.add_argument("--work-dir", default=None)
+
+    acc = sub.add_parser("accuracy", help="greedy attribute accuracy of one zoo model (or checkpoint folder)")
+    acc.add_argument("name", help="zoo model name or checkpoint folder")
+    acc.add_argument("--split", default="val", choices=["train", "val", "test"])
+    acc.add_argument("-n", type=int, default=100)
+
+    table = sub.add_parser("table", help="measure every pair and print (or write) the README table")
+    table.add_argument("-n", type=int, default=50, help="test examples per configuration")
+    table.add_argument("--pairs", nargs="*", default=None)
+    table.add_argument("--methods", nargs="*", default=None, help="pruning methods (default: all registered)")
+    table.add_argument("--threads", type=int, default=1)
+    table.add_argument("--write", default=None, help="replace the table between the zoo-table markers of this file")
+    table.add_argument("--json", default=None, help="also write the raw numbers as JSON here")
+
+    video = sub.add_parser("video", help="write one dataset video as an mp4 (needs PyAV, a test dependency)")
+    video.add_argument("out")
+    video.add_argument("--split", default="test", choices=["train", "val", "test"])
+    video.add_argument("--index", type=int, default=0)
+
+
+def run(args) -> int:
+    return {"list": _list, "train": _train, "export": _export, "accuracy": _accuracy, "table": _table,
+            "video": _video}[args.zoo_command](args)
+
+
+def _list(args) -> int:
+    from hippo.zoo.registry import DEFAULT_PAIR, MODELS, PAIRS
+
+    total = 0
+    print(f"{'name':14} {'family':16} {'role':7} {'hidden/layers':14} {'on disk':>9}  path")
+    for m in MODELS.values():
+        size = sum(f.stat().st_size for f in m.path.glob("*") if f.is_file()) if m.shipped else 0
+        total += size
+        where = str(m.path) if m.shipped else "(not shipped: hippo zoo train " + m.name + ")"
+        print(f"{m.name:14} {m.family:16} {m.role:7} {f'{m.size.hidden}/{m.size.layers}':14} "
+              f"{size / 2**20:8.2f}M  {where}")
+    print(f"total on disk: {total / 2**20:.2f} MiB")
+    for name, (t, d) in PAIRS.items():
+        print(f"pair {name}: --target zoo:{t} --draft zoo:{d}" + ("   (default)" if name == DEFAULT_PAIR else ""))
+    return 0
+
+
+def _train(args) -> int:
+    from hippo.zoo.train import ORDER, train_all
+
+    names = ORDER if args.name == "all" else (args.name,)
+    from hippo.zoo.registry import zoo_model
+
+    for name in names:
+        zoo_model(name)  # unknown names fail before any work
+    for result in train_all(names, seed=args.seed, work_dir=args.work_dir, steps=args.steps, batch=args.batch,
+                            threads=args.threads, max_minutes=args.max_minutes, export=not args.no_export):
+        print(result)
+    return 0
+
+
+def _export(args) -> int:
+    from hippo.zoo.train import export_model
+
+    print(export_model(args.name, args.work_dir))
+    return 0
+
+
+def _accuracy(args) -> int:
+    from hippo.checkpoint import load_adapter
+    from hippo.zoo import dataset
+    from hippo.zoo.evaluate import greedy_answer
+    from hippo.zoo.registry import MODELS
+
+    adapter = load_adapter(f"zoo:{args.name}" if args.name in MODELS else args.name)
+    pairs = []
+    for i in range(args.n):
+        ex = dataset.example(args.split, i)
+        text = greedy_answer(adapter, dataset.as_clip(dataset.render(ex.video)), ex.question)
+        pairs.append((text, ex.asked))
+    print(f"{args.name} {args.split} n={args.n}: attribute accuracy {dataset.attribute_accuracy(pairs):.4f}")
+    return 0
+
+
+def _table(args) -> int:
+    import torch
+
+    from hippo.zoo.evaluate import evaluate_pair, render_table, reports_json, write_table
+    from hippo.zoo.registry import PAIRS
+
+    torch.set_num_threads(args.threads)
+    reports = [evaluate_pair(p, args.n, args.methods, log=lambda s: print(s, file=sys.stderr, flush=True))
+               for p in (args.pairs or PAIRS)]
+    markdown = render_table(reports)
+    print(markdown)
+    if args.write:
+        write_table(markdown, args.write)
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(reports_json(reports) + "\n")
+    return 0
+
+
+def _video(args) -> int:
+    from fractions import Fraction
+
+    from hippo.errors import ConfigError
+    from hippo.zoo import dataset
+
+    try:
+        import av
+    except ImportError:
+        raise ConfigError("hippo zoo video needs PyAV: pip install av") from None
+    ex = dataset.example(args.split, args.index)
+    frames = dataset.render(ex.video)
+    with av.open(args.out, mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(4))
+        stream.width = stream.height = dataset.SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "12", "bf": "0", "preset": "veryfast", "threads": "1"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    print(f"{args.out}: {args.split} video {args.index}; ask e.g. {ex.question!r} (answer: {ex.answer!r})")
+    return 0

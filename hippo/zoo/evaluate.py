@@ -1,0 +1,168 @@
+"""Measure the zoo pairs: parameters, per-token CPU latency, accuracy on the test split, greedy MAT per
+pruning method and ratio. `zoo_table()` renders the README table from these numbers.
+
+Definitions (one each):
+- accuracy: hippo.zoo.dataset.attribute_accuracy of the model's greedy answer (max 48 new tokens) over
+  the first `n` test examples: asked attributes named exactly right / asked attributes.
+- per-token latency: median wall time of one single-token decode step (DecodeContext.step) after a
+  prefill of a test video, fp32, batch 1, on the threads torch is set to.
+- MAT: hippo.stats.DecodeStats.mat (tokens committed per target forward, bonus included) of greedy
+  speculative decoding (`sd`, gamma 5), pooled over the test examples (total committed tokens / total
+  rounds). The target is unchanged by pruning, so its output (and accuracy) is the same in every
+  column; only the draft's context changes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from hippo.checkpoint import load_adapter
+from hippo.zoo import dataset
+from hippo.zoo.registry import PAIRS
+
+RATIOS = (0.5, 0.75, 0.9)
+MAX_NEW_TOKENS = 48
+
+
+@dataclass
+class PairReport:
+    pair: str
+    family: str
+    target_params: int
+    draft_params: int
+    target_ms: float
+    draft_ms: float
+    target_accuracy: float
+    draft_accuracy: float
+    examples: int
+    mat: dict[str, float] = field(default_factory=dict)  # "none" or "method@ratio" -> MAT
+    threads: int = 1
+
+    @property
+    def latency_ratio(self) -> float:
+        return self.target_ms / self.draft_ms
+
+
+def _params(adapter) -> int:
+    return sum(p.numel() for p in adapter.model.parameters())
+
+
+def step_latency_ms(adapter, clip, repeats: int = 40) -> float:
+    """Median time of one single-token decode step after a prefill of `clip` (ms)."""
+    context = adapter.prefill(adapter.prepare(clip, dataset.QUESTIONS["describe"]))
+    token = int(context.last_logits.argmax())
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        context.step([token], i)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times[5:])
+
+
+def greedy_answer(adapter, clip, question: str) -> str:
+    from hippo_ref.decoding.autoregressive import decode_autoregressive
+    from hippo_ref.decoding.common import DecodeConfig
+
+    context = adapter.prefill(adapter.prepare(clip, question))
+    config = DecodeConfig(max_new_tokens=MAX_NEW_TOKENS, eos_token_ids=adapter.eos_token_ids)
+    tokens = decode_autoregressive(context, config).tokens
+    return adapter.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def prune_configs(methods=None, ratios=RATIOS) -> list[tuple[str, float]]:
+    from hippo_ref.pruning.methods import PRUNING_METHODS
+
+    methods = sorted(m for m in (methods or PRUNING_METHODS) if m != "none")
+    return [("none", 0.0)] + [(m, r) for m in methods for r in ratios]
+
+
+def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: int = 5, log=None) -> PairReport:
+    """Every number of the README table for zoo pair `pair`, on the first `n` test examples."""
+    from hippo_ref.decoding.common import DecodeConfig
+    from hippo_ref.pipeline import GenerationRequest, generate
+    from hippo_ref.pruning.methods import PruneSpec
+
+    target_name, draft_name = PAIRS[pair]
+    target, draft = load_adapter(f"zoo:{target_name}"), load_adapter(f"zoo:{draft_name}")
+    examples = [dataset.example("test", i) for i in range(n)]
+    clips = [dataset.as_clip(dataset.render(ex.video), f"test/{i}") for i, ex in enumerate(examples)]
+    target_ms = step_latency_ms(target, clips[0])
+    draft_ms = step_latency_ms(draft, clips[0])
+    draft_pairs = [(greedy_answer(draft, c, ex.question), ex.asked) for ex, c in zip(examples, clips, strict=True)]
+    report = PairReport(pair, target.family, _params(target), _params(draft), target_ms, draft_ms, 0.0,
+                        dataset.attribute_accuracy(draft_pairs), n, threads=torch.get_num_threads())
+    for method, ratio in prune_configs(methods, ratios):
+        committed = rounds = 0
+        texts = []
+        for ex, clip in zip(examples, clips, strict=True):
+            request = GenerationRequest(
+                video=clip.path, prompt=ex.question, frames=dataset.FRAMES, decoding="sd",
+                prune=PruneSpec(method, ratio, "keep"),
+                config=DecodeConfig(max_new_tokens=MAX_NEW_TOKENS, gamma=gamma),
+            )
+            result = generate(target, draft, request, clip=clip)
+            committed += sum(result.stats.decode.accepted_per_round)
+            rounds += len(result.stats.decode.accepted_per_round)
+            texts.append(result.text)
+        key = "none" if method == "none" else f"{method}@{ratio}"
+        report.mat[key] = committed / rounds if rounds else 0.0
+        if method == "none":
+            report.target_accuracy = dataset.attribute_accuracy(
+                (t, ex.asked) for t, ex in zip(texts, examples, strict=True))
+        if log:
+            log(f"{pair} {key}: MAT {report.mat[key]:.3f}")
+    return report
+
+
+def render_table(reports: list[PairReport]) -> str:
+    """The README table (markdown) of `reports`."""
+    methods = sorted({k.split("@")[0] for r in reports for k in r.mat if k != "none"})
+    lines = [
+        "| pair (family) | params target / draft | ms/token target / draft (ratio) | accuracy target / draft "
+        "| MAT no pruning | " + " | ".join(f"MAT {m} 0.5 / 0.75 / 0.9" for m in methods) + " |",
+        "|---" * (5 + len(methods)) + "|",
+    ]
+    for r in reports:
+        cells = [
+            f"{r.pair} ({r.family})",
+            f"{r.target_params / 1e6:.2f}M / {r.draft_params / 1e6:.2f}M",
+            f"{r.target_ms:.2f} / {r.draft_ms:.2f} ({r.latency_ratio:.1f}x)",
+            f"{100 * r.target_accuracy:.1f}% / {100 * r.draft_accuracy:.1f}%",
+            f"{r.mat.get('none', float('nan')):.2f}",
+        ]
+        for m in methods:
+            cells.append(" / ".join(f"{r.mat[f'{m}@{x}']:.2f}" if f"{m}@{x}" in r.mat else "-" for x in RATIOS))
+        lines.append("| " + " | ".join(cells) + " |")
+    n = reports[0].examples if reports else 0
+    lines.append("")
+    lines.append(f"Greedy speculative decoding (`sd`), gamma 5, first {n} test-split examples, fp32 CPU, "
+                 f"{reports[0].threads if reports else 1} thread(s); pruning positions `keep`. "
+                 "Regenerate with `hippo zoo table`.")
+    return "\n".join(lines)
+
+
+START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
+
+
+def write_table(markdown: str, path) -> None:
+    """Replace the text between the zoo-table markers of `path` with `markdown`."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{path} has no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{markdown}\n{END}{tail}")
+
+
+def reports_json(reports: list[PairReport]) -> str:
+    from dataclasses import asdict
+
+    return json.dumps([{**asdict(r), "latency_ratio": r.latency_ratio} for r in reports], indent=2)

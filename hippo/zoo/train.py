@@ -1,0 +1,261 @@
+"""Training of the zoo models on the synthetic dataset: deterministic from a seed, resumable.
+
+`train_model(name, steps=...)` trains zoo model `name` (hippo.zoo.registry.MODELS) with AdamW on
+batches of (video, question, templated answer); the loss is cross-entropy on the answer tokens and
+the closing <|im_end|> only. Batch k of step s is a pure function of (seed, s), so a run resumed from
+a checkpoint sees exactly the batches the uninterrupted run would have seen.
+
+State (model, optimizer, step, losses) is saved every `save_every` steps to
+`<work_dir>/<name>/state.pt` (gitignored `.cache/zoo-train/` by default); `export_model(name)`
+writes the shipped Hub-layout folder `hippo/zoo/checkpoints/<name>/` from the latest state.
+
+Drafts start from their target's trained vision tower (patch embedding and blocks, copied and
+frozen; the projector / merger and the language model are trained), so a draft and its target turn
+the video into the same token grid and the draft only has to learn to read it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hippo.checkpoint import ADAPTERS, load_adapter
+from hippo.preprocess import load_processor_config
+from hippo.tiny import build_tiny_model, save_checkpoint
+from hippo.zoo import dataset
+from hippo.zoo.registry import MODELS, ZooModel, zoo_model
+from hippo.zoo.tokenizer import build_zoo_tokenizer
+
+IGNORE = -100
+
+
+def default_work_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / ".cache" / "zoo-train"
+
+
+def make_adapter(model, tokenizer, family: str, folder: Path):
+    """An adapter around an in-memory model (processor config and chat template read from `folder`)."""
+    from hippo.checkpoint import read_chat_template
+
+    return ADAPTERS[family](model, tokenizer, load_processor_config(folder), read_chat_template(folder, tokenizer),
+                            str(folder))
+
+
+def encode_example(adapter, ex: dataset.Example, frames: np.ndarray):
+    """(input_ids, labels, vision_inputs) of one training example: the chat prompt with the video
+    placeholders expanded, then the answer and <|im_end|>; labels are IGNORE on the prompt."""
+    inputs = adapter.prepare(dataset.as_clip(frames), ex.question)
+    tok = adapter.tokenizer
+    answer = tok(ex.answer, add_special_tokens=False).input_ids + [tok.convert_tokens_to_ids("<|im_end|>")]
+    ids = torch.cat([inputs.input_ids, torch.tensor(answer)])
+    labels = torch.full_like(ids, IGNORE)
+    labels[inputs.num_tokens:] = torch.tensor(answer)
+    return ids, labels, inputs
+
+
+def collate(adapter, encoded) -> dict:
+    """Right-padded batch kwargs for the stock forward, plus `labels`."""
+    pad = adapter.tokenizer.pad_token_id
+    length = max(ids.numel() for ids, _, _ in encoded)
+    batch = len(encoded)
+    input_ids = torch.full((batch, length), pad, dtype=torch.long)
+    labels = torch.full((batch, length), IGNORE, dtype=torch.long)
+    mask = torch.zeros((batch, length), dtype=torch.long)
+    for i, (ids, lab, _) in enumerate(encoded):
+        input_ids[i, : ids.numel()] = ids
+        labels[i, : ids.numel()] = lab
+        mask[i, : ids.numel()] = 1
+    out = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    vis = [inp.vision_inputs for _, _, inp in encoded]
+    if adapter.family == "llava_onevision":
+        out["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in vis])
+    else:
+        out["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in vis])
+        out["video_grid_thw"] = torch.cat([v["video_grid_thw"] for v in vis])
+        out["second_per_grid_ts"] = torch.cat([v["second_per_grid_ts"] for v in vis])
+        types = torch.zeros((batch, length), dtype=torch.int)
+        for i, (_, _, inp) in enumerate(encoded):
+            types[i, inp.video_start : inp.video_end] = 2
+        out["mm_token_type_ids"] = types
+    return out
+
+
+def batch_indices(seed: int, step: int, batch: int) -> list[int]:
+    """Training video indices of step `step`: epoch-wise permutations of the train split."""
+    n = dataset.SPLIT_SIZES["train"]
+    first = step * batch
+    out = []
+    for k in range(first, first + batch):
+        epoch, pos = divmod(k, n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append(int(perm[pos]))
+    return out
+
+
+def answer_loss(model, batch: dict) -> torch.Tensor:
+    labels = batch.pop("labels")
+    logits = model(**batch, use_cache=False).logits
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+    )
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def _vision_param(name: str) -> bool:
+    return ".visual." in f".{name}" or ".vision_tower." in f".{name}"
+
+
+def _frozen_vision_param(name: str) -> bool:
+    return _vision_param(name) and ".merger." not in name
+
+
+def init_model(spec: ZooModel, tokenizer, seed: int, work_dir: Path):
+    """A fresh model of `spec` (drafts: with their target's trained vision tower copied in, frozen)."""
+    model = build_tiny_model(spec.family, spec.size, tokenizer, seed=seed, init_range=0.02)
+    if spec.target is not None:
+        target = _load_trained(zoo_model(spec.target), work_dir)
+        target_params = dict(target.named_parameters())
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                src = target_params.get(name)
+                if _vision_param(name) and src is not None and src.shape == param.shape:
+                    param.copy_(src)
+        for name, param in model.named_parameters():
+            if _frozen_vision_param(name):
+                param.requires_grad_(False)
+    return model
+
+
+def _load_trained(spec: ZooModel, work_dir: Path):
+    """The latest trained weights of `spec`: its training state if there is one, else the shipped folder."""
+    state_file = work_dir / spec.name / "state.pt"
+    if state_file.is_file():
+        tokenizer = build_zoo_tokenizer()
+        model = build_tiny_model(spec.family, spec.size, tokenizer, seed=0, init_range=0.02)
+        model.load_state_dict(torch.load(state_file, weights_only=False)["model"])
+        return model
+    if spec.shipped:
+        return load_adapter(spec.path).model
+    raise FileNotFoundError(f"{spec.name} is not trained yet: run `hippo zoo train {spec.name}` first")
+
+
+def train_model(
+    name: str,
+    steps: int = 2000,
+    batch: int = 16,
+    lr: float = 2e-3,
+    seed: int = 0,
+    work_dir: Path | None = None,
+    save_every: int = 50,
+    log_every: int = 10,
+    threads: int = 1,
+    export: bool = True,
+    progress: bool = True,
+    max_minutes: float | None = None,
+) -> dict:
+    """Train zoo model `name` up to `steps` steps, resuming from `<work_dir>/<name>/state.pt`."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(threads)
+    spec = zoo_model(name)
+    work_dir = Path(work_dir or default_work_dir())
+    run_dir = work_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_zoo_tokenizer()
+    torch.manual_seed(seed)  # dropout-free models; only the init below reads randomness, from its own generator
+    model = init_model(spec, tokenizer, seed, work_dir)
+    folder = save_checkpoint(model, tokenizer, spec.family, run_dir / "layout")  # processor config + template
+    adapter = make_adapter(model, tokenizer, spec.family, folder)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    state_file = run_dir / "state.pt"
+    step, history = 0, []
+    if state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+    model.train()
+    log = open(run_dir / "train.log", "a")  # noqa: SIM115
+    start = time.time()
+    bar = tqdm(total=steps, initial=step, desc=name, mininterval=20, disable=not progress)
+    running = []
+
+    def save():
+        tmp = state_file.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "history": history, "config": {"steps": steps, "batch": batch, "lr": lr, "seed": seed}}, tmp)
+        tmp.replace(state_file)
+
+    while step < steps:
+        indices = batch_indices(seed, step, batch)
+        encoded = []
+        for i in indices:
+            ex = dataset.example("train", i)
+            encoded.append(encode_example(adapter, ex, dataset.render(ex.video)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, lr)
+        loss = answer_loss(model, collate(adapter, encoded))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        running.append(loss.item())
+        bar.update(1)
+        if step % log_every == 0 or step == steps:
+            mean = sum(running) / len(running)
+            running = []
+            history.append((step, mean))
+            line = json.dumps({"step": step, "loss": round(mean, 5), "lr": lr_at(step - 1, steps, lr),
+                               "elapsed_s": round(time.time() - start, 1)})
+            log.write(line + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{mean:.4f}")
+        if step % save_every == 0 or step == steps:
+            save()
+        if max_minutes is not None and time.time() - start > 60 * max_minutes:
+            save()
+            break
+    bar.close()
+    log.close()
+    model.eval()
+    if export and step >= steps:
+        export_model(name, work_dir)
+    return {"name": name, "step": step, "steps": steps, "loss": history[-1][1] if history else None}
+
+
+def export_model(name: str, work_dir: Path | None = None) -> Path:
+    """Write the shipped checkpoint folder of `name` from its latest training state."""
+    spec = zoo_model(name)
+    model = _load_trained(spec, Path(work_dir or default_work_dir())).eval()
+    tokenizer = build_zoo_tokenizer()
+    for param in model.parameters():
+        param.requires_grad_(True)
+    model.config._name_or_path = f"zoo:{name}"
+    return save_checkpoint(model, tokenizer, spec.family, spec.path)
+
+
+ORDER = tuple(MODELS)  # targets before their drafts
+
+
+def train_all(names=ORDER, seed: int = 0, work_dir: Path | None = None, **kwargs) -> list[dict]:
+    """Train (or resume) every model of `names` in order with its registry defaults, exporting each."""
+    results = []
+    steps = kwargs.pop("steps", None)
+    for name in names:
+        spec = zoo_model(name)
+        results.append(train_model(name, steps=steps or spec.steps, lr=spec.lr, seed=seed, work_dir=work_dir,
+                                   **kwargs))
+    return results
