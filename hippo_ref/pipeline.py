@@ -18,6 +18,7 @@ from hippo_ref.decoding.common import DecodeConfig
 from hippo_ref.decoding.parallel import decode_parallel
 from hippo_ref.decoding.speculative import decode_speculative
 from hippo_ref.pruning.methods import NEEDS_SCORES, PruneSpec, kept_indices
+from hippo_ref.pruning.scores import scored_prefill
 
 DECODINGS = ("ar", "sd", "pearl")
 
@@ -79,20 +80,20 @@ def generate(
         config = DecodeConfig(**{**config.__dict__, "eos_token_ids": target.eos_token_ids})
     if clip is None:
         clip = load_video(request.video, request.frames)
+    if request.decoding != "ar" and draft is None:
+        raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
     target_inputs = target.prepare(clip, request.prompt)
-    target_context = target.prefill(target_inputs)  # full video, stock positions: the target's own prefill
+    scores = None
+    if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:
+        # The target's one prefill, observed by the pruning scores (its logits and cache are the same bits).
+        target_context, scores = scored_prefill(target, target_inputs, request.prune.params)
+    else:
+        target_context = target.prefill(target_inputs)  # full video, stock positions: the target's own prefill
     kept = None
     if request.decoding != "ar":
-        if draft is None:
-            raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
         check_vocabulary(target, draft)
         draft_inputs = draft.prepare(clip, request.prompt)
         check_grids(target_inputs, draft_inputs, target.name, draft.name)
-        scores = None
-        if request.prune.method in NEEDS_SCORES:
-            from hippo_ref.pruning.scores import token_scores  # added by the pruning issue
-
-            scores = token_scores(target, target_inputs, target_context, request.prune.params)
         kept = kept_indices(request.prune, target_inputs.grid, scores)
         draft_context = draft.prefill(draft_inputs, kept_grid_indices=kept, positions=request.prune.positions)
         if gamma_auto:

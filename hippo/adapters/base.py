@@ -10,6 +10,7 @@ Family specifics (prompt placeholder, grid geometry, position ids) live in one s
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -201,6 +202,7 @@ class VideoLLMAdapter:
         video_embeds: torch.Tensor | None = None,
         kept_grid_indices: torch.Tensor | None = None,
         positions: PositionPolicy = "keep",
+        observe: contextlib.AbstractContextManager | None = None,
     ) -> DecodeContext:
         """Run the prompt (all visual tokens, or only `kept_grid_indices` of the grid) into a fresh cache.
 
@@ -208,6 +210,10 @@ class VideoLLMAdapter:
         Qwen its (t, h, w) M-RoPE triple); generated tokens continue after the full prompt.
         positions="compact": the kept sequence is renumbered 0..n-1 as plain 1-D positions (what
         SpecVLM does); generated tokens continue after it.
+
+        observe: a context manager entered around the model's forward only (e.g. one that registers
+        forward pre-hooks to record what the attention modules receive, as the pruning scores do);
+        it must observe, never change, the computation.
         """
         if positions not in POSITION_POLICIES:
             raise ConfigError(f"unknown position policy {positions!r}; choose keep or compact")
@@ -219,12 +225,13 @@ class VideoLLMAdapter:
             pos = self.prompt_positions(inputs)[:, rows]
         else:
             pos = torch.arange(rows.numel()).expand(self.position_rows, -1)
-        out = self.model(
-            inputs_embeds=embeds[None],
-            position_ids=self.batch_positions(pos.to(self.device)),
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        with observe if observe is not None else contextlib.nullcontext():
+            out = self.model(
+                inputs_embeds=embeds[None],
+                position_ids=self.batch_positions(pos.to(self.device)),
+                use_cache=True,
+                logits_to_keep=1,
+            )
         return DecodeContext(self, out.cache, rows.numel(), int(pos.max()) + 1, out.logits[0, -1].float())
 
     @torch.no_grad()
@@ -262,4 +269,16 @@ class VideoLLMAdapter:
         raise NotImplementedError
 
     def hf_vision_kwargs(self, inputs: PreparedInputs) -> dict:
+        raise NotImplementedError
+
+    # ---- family hooks of the pruning scores (KV reconstruction of the text-to-video attention) ---
+    def attention_modules(self) -> list[torch.nn.Module]:
+        """The language model's stock self-attention modules, in layer order; module `l` writes cache
+        layer `l`. Each is called with keyword arguments `hidden_states` (already normed) and
+        `position_embeddings` (cos, sin), and has `q_proj`, `head_dim` and `scaling`."""
+        raise NotImplementedError
+
+    def rotate_queries(self, attention: torch.nn.Module, q: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Queries (1, heads, k, head_dim) rotated by the (cos, sin) the module received, with the
+        family's own stock rotary function (imported from the HF modeling module, never copied)."""
         raise NotImplementedError

@@ -3,6 +3,7 @@ token grid, one `image_newline` token after the whole video, plain 1-D positions
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import torch
@@ -38,3 +39,12 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
 
     def hf_vision_kwargs(self, inputs: PreparedInputs) -> dict:
         return {"pixel_values_videos": inputs.vision_inputs["pixel_values_videos"].to(self.device)}
+
+    def attention_modules(self) -> list[torch.nn.Module]:
+        return [layer.self_attn for layer in self.model.model.language_model.layers]
+
+    def rotate_queries(self, attention, q, cos, sin):
+        # The language model is any HF text backbone (Qwen2 for the released checkpoints): use the
+        # apply_rotary_pos_emb of the modeling module that defines its attention class.
+        modeling = importlib.import_module(type(attention).__module__)
+        return modeling.apply_rotary_pos_emb(q, q, cos, sin)[0]

@@ -5,6 +5,8 @@ frames per temporal group."""
 from __future__ import annotations
 
 import torch
+from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
+from transformers.models.qwen2_vl import modeling_qwen2_vl
 
 from hippo.adapters.base import PreparedInputs, VideoGrid, VideoLLMAdapter
 
@@ -60,6 +62,18 @@ class QwenVLAdapter(VideoLLMAdapter):
             kwargs["second_per_grid_ts"] = torch.as_tensor(v["second_per_grid_ts"], dtype=torch.float32)
         return kwargs
 
+    # The stock rotary function of the family. The (cos, sin) a Qwen-VL attention module receives are
+    # already the 3-D M-RoPE mix (the rotary embedding recomposes the t/h/w frequency sections), so
+    # the stock apply_rotary_pos_emb applied to them gives the queries the stock forward used.
+    modeling = modeling_qwen2_5_vl
+
+    def attention_modules(self) -> list[torch.nn.Module]:
+        return [layer.self_attn for layer in self.model.model.language_model.layers]
+
+    def rotate_queries(self, attention, q, cos, sin):
+        return self.modeling.apply_rotary_pos_emb(q, q, cos, sin)[0]
+
 
 class Qwen2VLAdapter(QwenVLAdapter):
     family = "qwen2_vl"
+    modeling = modeling_qwen2_vl

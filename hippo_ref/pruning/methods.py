@@ -1,22 +1,92 @@
-"""Pruning methods: (video token grid, ratio, scores) -> the grid indices the draft keeps.
+"""Pruning methods: (video token grid, ratio, scores, params) -> the grid indices the draft keeps.
 
 Every method returns a sorted, unique 1-D LongTensor of frame-major grid indices
-(index = frame * tokens_per_frame + row * width + col), or None for "keep everything".
-The budget is per frame by default: ceil((1 - ratio) * tokens_per_frame) tokens in every frame,
-which keeps at least one token per frame at any ratio < 1. Pruning only ever builds the DRAFT's
-context; nothing here can reach the target.
+(index = frame * tokens_per_frame + row * width + col), or None for "keep everything" (`none`).
+Pruning only ever builds the DRAFT's context; nothing here can reach the target.
+
+Budget: b = ceil((1 - ratio) * tokens_per_frame) (at least 1) per frame, frames * b in all, the same
+count for every method, so comparisons are at an equal number of kept tokens. "per-frame" picks b in
+every frame (so every frame keeps >= 1 token); "global" picks frames * b anywhere in the grid. Each
+method has its own default (`DEFAULT_BUDGET`): HIPPO and random per frame (the paper's choice),
+attn (FastV) and specvlm global (as those methods define it); `PruneParams.budget` overrides it.
+Ratio 0 keeps every grid token.
+
+Ties: every ranking is a stable descending sort, so among equal scores the LOWER grid index wins.
+
+Methods:
+- none: every visual token (plain SD / plain PEARL).
+- random: b tokens per frame (or frames * b overall) drawn by torch.randperm from a torch.Generator
+  seeded with `params.seed`; never the global RNG.
+- uniform: frames * b tokens evenly spaced over the grid in frame-major order.
+- attn: top by s_attn alone (FastV-like).
+- specvlm: stage I keeps the highest-s_attn tokens until they hold `specvlm_mass` (0.4) of the
+  attention mass (the smallest such count, capped at the budget); stage II fills the rest of the
+  budget with tokens evenly spaced over those not yet kept (in frame-major order).
+- hippo: top by the fused score (hippo_ref.pruning.scores.fused_score).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
 from hippo.adapters.base import VideoGrid
 from hippo.errors import ConfigError
+from hippo_ref.pruning.scores import fused_score
+
+BUDGETS = ("per-frame", "global")
+DEFAULT_BUDGET = {"random": "per-frame", "hippo": "per-frame", "attn": "global", "specvlm": "global"}
+
+
+@dataclass(frozen=True)
+class PruneParams:
+    """Every choice the paper leaves OPEN, with the documented defaults (CLI flag in brackets)."""
+
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # (w_g, w_t, w_s), divided by their sum [--weights]
+    budget: str | None = None  # per-frame | global; None = the method's DEFAULT_BUDGET [--budget]
+    seed: int = 0  # random [--prune-seed]
+    specvlm_mass: float = 0.4  # specvlm stage I attention mass [--specvlm-mass]
+    attn_layers: tuple[int, ...] | None = None  # s_attn layers, None = all; negative from the end [--attn-layers]
+    text_tokens: int | None = None  # s_attn queries: None = all text after the video, k = last k [--text-tokens]
+    first_frame_temp: float = 1.0  # s_temp of frame 0 [--first-frame-temp]
+    spatial_window: int = 3  # s_spat window side, odd [--spatial-window]
+
+    def __post_init__(self):
+        weights = tuple(float(w) for w in self.weights)
+        if len(weights) != 3:
+            raise ConfigError(f"pruning weights are three numbers (w_g, w_t, w_s), got {len(weights)}: {weights}")
+        if any(not math.isfinite(w) or w < 0 for w in weights):
+            raise ConfigError(f"pruning weights must be finite and >= 0, got (w_g, w_t, w_s) = {weights}: "
+                              "a negative weight would prefer tokens with LOW scores; use 0 to switch a score off")
+        if sum(weights) == 0:
+            raise ConfigError("pruning weights (w_g, w_t, w_s) are all zero: at least one score must count; "
+                              "the default is 1,1,1")
+        object.__setattr__(self, "weights", weights)
+        if self.budget is not None and self.budget not in BUDGETS:
+            raise ConfigError(f"unknown budget {self.budget!r}; choose per-frame or global")
+        if not 0 < self.specvlm_mass <= 1:
+            raise ConfigError(f"specvlm mass must be in (0, 1] (the share of attention stage I keeps), "
+                              f"got {self.specvlm_mass}")
+        if self.attn_layers is not None:
+            object.__setattr__(self, "attn_layers", tuple(int(x) for x in self.attn_layers))
+            if not self.attn_layers:
+                raise ConfigError("--attn-layers is empty: give layer numbers like 0,1,-1 or 'all'")
+        if self.text_tokens is not None and self.text_tokens < 1:
+            raise ConfigError(f"text tokens must be >= 1 (the last k text tokens after the video), "
+                              f"got {self.text_tokens}; omit it for all of them")
+        if self.spatial_window < 3 or self.spatial_window % 2 == 0:
+            raise ConfigError(f"spatial window must be an odd number >= 3 (3 means 3x3), got {self.spatial_window}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PruneParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown pruning parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -26,7 +96,7 @@ class PruneSpec:
     method: str = "none"
     ratio: float = 0.0
     positions: str = "keep"
-    params: dict = field(default_factory=dict)
+    params: PruneParams = field(default_factory=PruneParams)  # a dict is converted
 
     def __post_init__(self):
         if self.method not in PRUNING_METHODS:
@@ -39,6 +109,8 @@ class PruneSpec:
             )
         if self.positions not in ("keep", "compact"):
             raise ConfigError(f"unknown position policy {self.positions!r}; choose keep or compact")
+        if isinstance(self.params, dict):
+            object.__setattr__(self, "params", PruneParams.from_dict(self.params))
 
 
 def per_frame_budget(grid: VideoGrid, ratio: float) -> int:
@@ -49,6 +121,35 @@ def per_frame_budget(grid: VideoGrid, ratio: float) -> int:
 def evenly_spaced(count: int, budget: int) -> torch.Tensor:
     """`budget` indices evenly spaced over range(count): floor((i + 0.5) * count / budget)."""
     return torch.tensor([(2 * i + 1) * count // (2 * budget) for i in range(budget)], dtype=torch.long)
+
+
+def top_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest values, ascending; among equal values the lower index wins."""
+    order = torch.sort(values, descending=True, stable=True).indices
+    return order[:k].sort().values
+
+
+def budget_of(method: str, params: PruneParams | None) -> str:
+    chosen = params.budget if params is not None else None
+    return chosen or DEFAULT_BUDGET.get(method, "per-frame")
+
+
+def per_budget(grid: VideoGrid, ratio: float, budget: str, pick: Callable[[torch.Tensor, int], torch.Tensor],
+               values: torch.Tensor) -> torch.Tensor:
+    """Apply `pick(values_of_a_part, k) -> sorted local indices` per frame (k = b) or to the whole grid."""
+    b = per_frame_budget(grid, ratio)
+    if budget == "global":
+        return pick(values, grid.frames * b)
+    n = grid.tokens_per_frame
+    return torch.cat([pick(values[f * n : (f + 1) * n], b) + f * n for f in range(grid.frames)])
+
+
+def _needs(scores, name: str, method: str) -> torch.Tensor:
+    part = getattr(scores, name, None) if scores is not None else None
+    if part is None:
+        raise ConfigError(f"pruning method {method!r} needs the target's s_{name}: compute the scores with "
+                          "hippo_ref.pruning.scores.scored_prefill (the pipeline does this for NEEDS_SCORES)")
+    return part
 
 
 def prune_none(grid: VideoGrid, ratio: float, scores=None, params=None) -> None:
@@ -63,10 +164,74 @@ def prune_uniform(grid: VideoGrid, ratio: float, scores=None, params=None) -> to
     return evenly_spaced(grid.grid_tokens, grid.frames * per_frame_budget(grid, ratio))
 
 
+def prune_random(grid: VideoGrid, ratio: float, scores=None, params=None) -> torch.Tensor:
+    """A seeded random subset (per frame by default), from an explicit torch.Generator."""
+    params = params or PruneParams()
+    if ratio == 0:
+        return torch.arange(grid.grid_tokens)
+    generator = torch.Generator().manual_seed(params.seed)
+
+    def pick(values, k):
+        return torch.randperm(values.numel(), generator=generator)[:k].sort().values
+
+    return per_budget(grid, ratio, budget_of("random", params), pick, torch.zeros(grid.grid_tokens))
+
+
+def prune_attn(grid: VideoGrid, ratio: float, scores=None, params=None) -> torch.Tensor:
+    """FastV-like: the tokens with the highest s_attn (global budget by default)."""
+    attn = _needs(scores, "attn", "attn")
+    if ratio == 0:
+        return torch.arange(grid.grid_tokens)
+    return per_budget(grid, ratio, budget_of("attn", params), top_k, attn)
+
+
+def specvlm_pick(attn: torch.Tensor, k: int, mass: float) -> torch.Tensor:
+    """SpecVLM's two stages on one part of the grid: k sorted local indices."""
+    order = torch.sort(attn, descending=True, stable=True).indices
+    cumulative = torch.cumsum(attn[order].double(), 0)
+    reach = int(torch.searchsorted(cumulative, mass * cumulative[-1])) + 1  # smallest count holding `mass`
+    stage1 = order[: min(reach, k, attn.numel())]
+    rest = torch.ones(attn.numel(), dtype=torch.bool)
+    rest[stage1] = False
+    rest = torch.nonzero(rest).flatten()
+    stage2 = rest[evenly_spaced(rest.numel(), k - stage1.numel())] if k > stage1.numel() else rest[:0]
+    return torch.cat([stage1, stage2]).sort().values
+
+
+def prune_specvlm(grid: VideoGrid, ratio: float, scores=None, params=None) -> torch.Tensor:
+    """SpecVLM two-stage: attention-mass stage I, evenly spaced stage II (global budget by default)."""
+    params = params or PruneParams()
+    attn = _needs(scores, "attn", "specvlm")
+    if ratio == 0:
+        return torch.arange(grid.grid_tokens)
+
+    def pick(values, k):
+        return specvlm_pick(values, k, params.specvlm_mass)
+
+    return per_budget(grid, ratio, budget_of("specvlm", params), pick, attn)
+
+
+def prune_hippo(grid: VideoGrid, ratio: float, scores=None, params=None) -> torch.Tensor:
+    """HIPPO: the tokens with the highest fused score (per-frame budget by default)."""
+    params = params or PruneParams()
+    if scores is None:
+        _needs(scores, "attn", "hippo")
+    if ratio == 0:
+        return torch.arange(grid.grid_tokens)
+    return per_budget(grid, ratio, budget_of("hippo", params), top_k, fused_score(scores, grid, params.weights))
+
+
 PruneMethod = Callable[..., "torch.Tensor | None"]
-PRUNING_METHODS: dict[str, PruneMethod] = {"none": prune_none, "uniform": prune_uniform}
-# Methods that need the target's scores (s_attn, s_temp, s_spat) register here with needs_scores=True.
-NEEDS_SCORES: set[str] = set()
+PRUNING_METHODS: dict[str, PruneMethod] = {
+    "none": prune_none,
+    "random": prune_random,
+    "uniform": prune_uniform,
+    "attn": prune_attn,
+    "specvlm": prune_specvlm,
+    "hippo": prune_hippo,
+}
+# Methods that read the target's scores; the pipeline computes them with scores.scored_prefill.
+NEEDS_SCORES: set[str] = {"attn", "specvlm", "hippo"}
 
 
 def kept_indices(spec: PruneSpec, grid: VideoGrid, scores=None) -> torch.Tensor | None:
