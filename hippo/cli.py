@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that live with the code they drive: each module defines `COMMAND` (its name),
 # `add_subcommand(subparsers)` and `run(args) -> int`. Add a module here to add a command.
-EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli",)
+EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli")
 
 
 def _extension_modules():

@@ -65,6 +65,39 @@ def measured_gamma(target_context, draft_context, probe_token: int, repeats: int
     return int(min(16, max(1, round(step_time(target_context) / step_time(draft_context)))))
 
 
+@dataclass
+class PreparedContexts:
+    """Both models prefilled for one request: what every decoding algorithm starts from."""
+
+    target_inputs: object  # PreparedInputs of the target
+    target_context: object  # DecodeContext: the full video, the target's own prefill
+    draft_context: object | None  # DecodeContext: the pruned draft context (None for AR)
+    kept: torch.Tensor | None  # the kept grid indices (None: every visual token)
+
+
+def prepare_contexts(target: VideoLLMAdapter, draft: VideoLLMAdapter | None, request: GenerationRequest,
+                     clip) -> PreparedContexts:
+    """Video -> both models' inputs -> target prefill (observed by the scores when the method needs
+    them) -> kept indices -> draft prefill. Pruning reaches only the draft's prefill."""
+    if request.decoding != "ar" and draft is None:
+        raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
+    target_inputs = target.prepare(clip, request.prompt)
+    scores = None
+    if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:
+        # The target's one prefill, observed by the pruning scores (its logits and cache are the same bits).
+        target_context, scores = scored_prefill(target, target_inputs, request.prune.params)
+    else:
+        target_context = target.prefill(target_inputs)  # full video, stock positions: the target's own prefill
+    if request.decoding == "ar":
+        return PreparedContexts(target_inputs, target_context, None, None)
+    check_vocabulary(target, draft)
+    draft_inputs = draft.prepare(clip, request.prompt)
+    check_grids(target_inputs, draft_inputs, target.name, draft.name)
+    kept = kept_indices(request.prune, target_inputs.grid, scores)
+    draft_context = draft.prefill(draft_inputs, kept_grid_indices=kept, positions=request.prune.positions)
+    return PreparedContexts(target_inputs, target_context, draft_context, kept)
+
+
 def generate(
     target: VideoLLMAdapter,
     draft: VideoLLMAdapter | None,
@@ -80,25 +113,11 @@ def generate(
         config = DecodeConfig(**{**config.__dict__, "eos_token_ids": target.eos_token_ids})
     if clip is None:
         clip = load_video(request.video, request.frames)
-    if request.decoding != "ar" and draft is None:
-        raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
-    target_inputs = target.prepare(clip, request.prompt)
-    scores = None
-    if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:
-        # The target's one prefill, observed by the pruning scores (its logits and cache are the same bits).
-        target_context, scores = scored_prefill(target, target_inputs, request.prune.params)
-    else:
-        target_context = target.prefill(target_inputs)  # full video, stock positions: the target's own prefill
-    kept = None
-    if request.decoding != "ar":
-        check_vocabulary(target, draft)
-        draft_inputs = draft.prepare(clip, request.prompt)
-        check_grids(target_inputs, draft_inputs, target.name, draft.name)
-        kept = kept_indices(request.prune, target_inputs.grid, scores)
-        draft_context = draft.prefill(draft_inputs, kept_grid_indices=kept, positions=request.prune.positions)
-        if gamma_auto:
-            gamma = measured_gamma(target_context, draft_context, int(target_context.last_logits.argmax()))
-            config = DecodeConfig(**{**config.__dict__, "gamma": gamma})
+    prepared = prepare_contexts(target, draft, request, clip)
+    target_context, draft_context, kept = prepared.target_context, prepared.draft_context, prepared.kept
+    if gamma_auto and draft_context is not None:
+        gamma = measured_gamma(target_context, draft_context, int(target_context.last_logits.argmax()))
+        config = DecodeConfig(**{**config.__dict__, "gamma": gamma})
     prefill_s = time.perf_counter() - start
     if request.decoding == "ar":
         result = decode_autoregressive(target_context, config)
@@ -106,7 +125,7 @@ def generate(
         result = decode_speculative(target_context, draft_context, config)
     else:
         result = decode_parallel(target_context, draft_context, config)
-    grid = target_inputs.grid
+    grid = prepared.target_inputs.grid
     stats = RequestStats(
         decode=result.stats,
         total_s=time.perf_counter() - start,

@@ -113,7 +113,7 @@ def exact_step_law(p_logits, q_logits, p_params: SamplingParams, q_params: Sampl
         law[x] += mass * accept
         if accept < 1:
             u_reject = min(1 - 2**-53, (accept + 1) / 2)
-            for y, m in law_of_draw(lambda u: step(u_reject, u)[0]).items():
+            for y, m in law_of_draw(lambda u, r=u_reject: step(r, u)[0]).items():
                 law[y] += mass * (1 - accept) * m
     return law, p
 
@@ -430,4 +430,70 @@ def check_self_draft_table(candidates, settings, seeds: int) -> list[CheckResult
         results.append(CheckResult("self_draft_table", f"self_draft_table|{candidate.name}",
                                    "pass" if rejections == 0 else "fail", inputs,
                                    {"runs": runs, "rejections": rejections}))
+    return results
+
+
+# ==== reduced precision: diagnose, do not tolerate =======================================================
+EPS = {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10, torch.float32: 2.0**-23}
+NEAR_TIE_FACTOR = 16.0
+
+
+def diagnose_divergence(target_path: str, inputs_of, prefix: list[int], token_a: int, token_b: int,
+                        dtype: torch.dtype) -> dict:
+    """At the first divergent step (after `prefix`), recompute the target's logits in float64 and
+    classify: "numerical near-tie" if the two tokens are the float64 top-2 and their gap is within
+    NEAR_TIE_FACTOR * eps(dtype) * max(1, |top logit|) (what rounding in `dtype` can flip),
+    otherwise "algorithmic"."""
+    from hippo.checkpoint import load_adapter
+    from hippo_ref.decoding.common import Track
+
+    target64 = load_adapter(target_path, torch.float64)
+    context = target64.prefill(inputs_of(target64))
+    logits = context.last_logits.double() if not prefix else Track(context).logits_after(prefix, len(prefix) - 1)[-1]
+    logits = logits.double()
+    top2 = torch.topk(logits, 2)
+    gap = float(top2.values[0] - top2.values[1])
+    tau = NEAR_TIE_FACTOR * EPS[dtype] * max(1.0, float(top2.values[0].abs()))
+    tie = {token_a, token_b} == set(top2.indices.tolist()) and gap <= tau
+    return {"step": len(prefix), "tokens": [token_a, token_b], "float64_top2": top2.indices.tolist(),
+            "float64_gap": gap, "tolerance": tau, "classification": "numerical near-tie" if tie else "algorithmic"}
+
+
+def check_reduced_precision(candidates, pairs, video: str, frames: int, max_new_tokens: int,
+                            dtype: torch.dtype = torch.bfloat16) -> list[CheckResult]:
+    """bf16 greedy: candidates vs the target's own bf16 greedy decoding. A mismatch passes only if
+    diagnosed a numerical near-tie at its first divergent step."""
+    from hippo.checkpoint import load_adapter
+    from hippo.video import load_video
+    from verification.candidates import VideoCase
+
+    results = []
+    clip = load_video(video, frames)
+    for pair in pairs:
+        target = load_adapter(pair.target_path, dtype)
+        draft = load_adapter(pair.draft_path, dtype)
+        prompt = "describe the video"
+        case = VideoCase(pair.name, target, draft, video, clip, prompt)
+
+        def inputs_of(adapter, prompt=prompt):
+            return adapter.prepare(clip, prompt)
+
+        cfg = DecodeConfig(max_new_tokens=max_new_tokens, gamma=4)
+        reference = decode_autoregressive(target.prefill(inputs_of(target)), cfg).tokens
+        for candidate in candidates:
+            name = f"reduced_precision|{candidate.name}|{case.label}|{str(dtype).removeprefix('torch.')}"
+            inputs = {"case": case.label, "dtype": str(dtype), "max_new_tokens": max_new_tokens}
+            try:
+                tokens = candidate.run(case, cfg)
+            except Exception as err:
+                results.append(_error("reduced_precision", name, inputs, err))
+                continue
+            i = _first_mismatch(tokens, reference)
+            if i is None:
+                results.append(CheckResult("reduced_precision", name, "pass", inputs, {"first_mismatch": None}))
+                continue
+            diagnosis = diagnose_divergence(pair.target_path, inputs_of, reference[:i], reference[i], tokens[i], dtype)
+            verdict = "pass" if diagnosis["classification"] == "numerical near-tie" else "fail"
+            results.append(CheckResult("reduced_precision", name, verdict, inputs,
+                                       {"first_mismatch": i, "diagnosis": diagnosis}))
     return results

@@ -1,0 +1,68 @@
+"""The model pairs the suite audits: the shipped zoo pairs when they exist, otherwise tiny random
+pairs written from config (target, a "near" draft = the target with perturbed language-model
+weights, which agrees partially, and an unrelated random draft)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hippo.checkpoint import load_adapter
+from hippo.tiny import save_checkpoint, write_tiny_pair
+
+
+@dataclass
+class ModelPair:
+    name: str
+    target_path: str
+    draft_path: str
+    target: object = None
+    draft: object = None
+
+    def load(self, dtype="float32"):
+        self.target = load_adapter(self.target_path, dtype)
+        self.draft = load_adapter(self.draft_path, dtype)
+        return self
+
+
+def zoo_pairs() -> list[ModelPair]:
+    try:
+        from hippo.zoo.registry import MODELS, PAIRS
+    except ImportError:
+        return []
+    pairs = []
+    for name, (target, draft) in PAIRS.items():
+        if MODELS[target].shipped and MODELS[draft].shipped:
+            pairs.append(ModelPair(f"zoo:{name}", str(MODELS[target].path), str(MODELS[draft].path)))
+    return pairs
+
+
+def write_near_draft(target_dir: Path, out_dir: Path, scale: float = 0.1, seed: int = 0) -> Path:
+    """The target with Gaussian noise (relative size `scale`) on its language-model matrices."""
+    adapter = load_adapter(target_dir)
+    model = copy.deepcopy(adapter.model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "language_model" in name and param.dim() > 1:
+                param.add_(torch.randn(param.shape, generator=generator) * param.std() * scale)
+    return save_checkpoint(model, adapter.tokenizer, adapter.family, out_dir)
+
+
+def tiny_pairs(cache_dir: Path, families=("qwen2_5_vl", "llava_onevision"), unrelated: bool = True) -> list[ModelPair]:
+    pairs = []
+    for family in families:
+        root = Path(cache_dir) / family
+        target, draft = root / "target", root / "draft"
+        if not (target / "config.json").is_file():
+            write_tiny_pair(root, family)
+        near = root / "near"
+        if not (near / "config.json").is_file():
+            write_near_draft(target, near)
+        pairs.append(ModelPair(f"tiny-{family}/near", str(target), str(near)))
+        if unrelated:
+            pairs.append(ModelPair(f"tiny-{family}/unrelated", str(target), str(draft)))
+    return pairs

@@ -1,0 +1,165 @@
+"""The report of a suite run: report.json (every check with its inputs, seeds, numbers, verdict),
+summary.md (a person reads it in a minute), certificate.json (what was verified, where, with what)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("torch", "transformers", "jax", "jaxlib", "numpy", "scipy", "decord", "tokenizers", "safetensors")
+
+
+def source_hash() -> str:
+    """sha256 over the package sources (hippo, hippo_ref, hippo_fast, verification), path-sorted."""
+    digest = hashlib.sha256()
+    for package in ("hippo", "hippo_ref", "hippo_fast", "verification"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def git_revision() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_fingerprints(pairs) -> list[dict]:
+    out = []
+    for pair in pairs:
+        entry = dict(pair)
+        for role in ("target", "draft"):
+            weights = sorted(Path(pair[role]).glob("*.safetensors"))
+            entry[f"{role}_sha256"] = {w.name: file_sha256(w) for w in weights}
+        out.append(entry)
+    return out
+
+
+def certificate(run) -> dict:
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    devices = ["cpu: " + (platform.processor() or platform.machine())]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}: {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+    return {
+        "verdict": "PASS" if run.passed else "FAIL",
+        "profile": run.profile.name,
+        "revision": git_revision(),
+        "source_sha256": source_hash(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "devices": devices,
+        "dtypes": ["float32 (exact checks)", "bfloat16 (reduced-precision diagnosis)"],
+        "models": model_fingerprints(run.pairs),
+        "alpha": run.profile.alpha,
+        "seed": run.profile.seed,
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(run.timings.get("total", 0.0), 1),
+    }
+
+
+def summary_markdown(run, cert: dict, command: str) -> str:
+    by_check = defaultdict(list)
+    for r in run.results:
+        by_check[r.check].append(r)
+    lines = [
+        f"# hippo verify: {cert['verdict']} ({run.profile.name} profile)",
+        "",
+        f"`{command}` at commit `{(cert['revision'].get('commit') or 'unknown')[:12]}`"
+        f"{' (dirty tree)' if cert['revision'].get('dirty') else ''}, source sha256 `{cert['source_sha256'][:16]}`, "
+        f"{cert['seconds']} s, alpha {run.profile.alpha} (Holm over each statistical family).",
+        "",
+        "| check | pass | fail | error | not available / applicable | numbers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for check, results in by_check.items():
+        count = defaultdict(int)
+        for r in results:
+            count[r.verdict] += 1
+        lines.append(f"| {check} | {count['pass']} | {count['fail']} | {count['error']} | "
+                     f"{count['not available'] + count['not applicable']} | {_headline(check, results)} |")
+    caught = sum(bool(m["caught_by"]) for m in run.mutants)
+    lines += ["", f"## Negative controls: mutation score {caught}/{len(run.mutants)}", "",
+              "| mutant | what it breaks | caught by |", "|---|---|---|"]
+    lines += [f"| {m['mutant']} | {m['description']} | {', '.join(m['caught_by']) or '**NOT CAUGHT**'} |"
+              for m in run.mutants]
+    c = run.calibration
+    lines += ["", "## Calibration", "",
+              f"{c['false_alarms']} false alarms in {c['runs']} reruns of the table Monte Carlo family on the "
+              f"correct reference ({c['samples_per_check']} samples per check): rate {c['false_alarm_rate']:.3f} "
+              f"(95% CI {c['rate_95ci'][0]:.3f} to {c['rate_95ci'][1]:.3f}), declared alpha {c['declared_alpha']}: "
+              f"**{c['verdict']}**."]
+    failed = [r for r in run.results if r.failed]
+    if failed:
+        lines += ["", "## Failures", ""] + [f"- `{r.name}`: {json.dumps(r.numbers)[:300]}" for r in failed]
+    skipped = sorted({(r.name.split("|")[1], r.numbers.get("reason")) for r in run.results
+                      if r.verdict in ("not available", "not applicable")})
+    if skipped:
+        lines += ["", "## Not run", ""] + [f"- {name}: {reason}" for name, reason in skipped]
+    lines += ["", "Every check with its inputs, seeds and numbers: `report.json`; what was verified: "
+              "`certificate.json`."]
+    return "\n".join(lines) + "\n"
+
+
+def _headline(check: str, results) -> str:
+    nums = [r.numbers for r in results if r.verdict in ("pass", "fail")]
+    if not nums:
+        return ""
+    if check == "exact_step":
+        return f"max error {max(n['max_abs_error'] for n in nums):.1e}"
+    if check == "oracle":
+        worst = max(max(n["sd_vs_ar"], n["pearl_vs_ar"]) for n in nums)
+        return f"max law difference {worst:.1e}; broken control differs by >= {min(n['control_sd_vs_ar'] for n in nums):.1e}"
+    if check in ("mc_table", "mc_video"):
+        return (f"min p {min(r.p_value for r in results if r.p_value is not None):.3f}; "
+                f"max TV {max(n['tv'] for n in nums):.3f}; min detectable TV {max(n['min_detectable_tv'] for n in nums):.3f}")
+    if check == "reduced_precision":
+        diag = [n["diagnosis"]["classification"] for n in nums if n.get("diagnosis")]
+        return f"{len(nums) - len(diag)} identical, {len(diag)} diagnosed ({', '.join(sorted(set(diag))) or '-'})"
+    if check in ("greedy_video", "greedy_target_vs_generate"):
+        return f"{sum(n['first_mismatch'] is None for n in nums)}/{len(nums)} token-identical"
+    return ""
+
+
+def write_report(run, out_dir: Path, command: str) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cert = certificate(run)
+    report = {
+        "certificate": cert,
+        "profile": run.profile.__dict__,
+        "checks": [r.as_json() for r in run.results],
+        "mutants": run.mutants,
+        "calibration": run.calibration,
+        "timings_s": {k: round(v, 2) for k, v in run.timings.items()},
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    (out_dir / "certificate.json").write_text(json.dumps(cert, indent=1))
+    (out_dir / "summary.md").write_text(summary_markdown(run, cert, command))
+    return cert
