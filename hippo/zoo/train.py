@@ -105,6 +105,37 @@ def answer_loss(model, batch: dict) -> torch.Tensor:
     )
 
 
+AUX_ATTRIBUTES = {"color": tuple(dataset.COLORS), "shape": dataset.SHAPES, "size": tuple(dataset.SIZES)}
+
+
+class AuxHead(torch.nn.Module):
+    """Training-only helper, not part of the shipped model: from the video tokens the LLM receives
+    (the merger / projector output), predict the object's colour, shape and size with a per-class
+    max over the video's tokens. Its gradient makes the object's tokens carry those attributes early,
+    which breaks the long plateau where the LLM has learnt the answer templates but cannot yet find
+    the object among the video tokens."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v)) for a, v in AUX_ATTRIBUTES.items()})
+
+    def loss(self, features: torch.Tensor, specs) -> torch.Tensor:
+        per_video = features.reshape(len(specs), -1, features.shape[-1])
+        total = features.new_zeros(())
+        for attribute, values in AUX_ATTRIBUTES.items():
+            logits = self.heads[attribute](per_video).amax(dim=1)
+            target = torch.tensor([values.index(getattr(s, attribute)) for s in specs])
+            total = total + torch.nn.functional.cross_entropy(logits, target)
+        return total / len(AUX_ATTRIBUTES)
+
+
+def _projector(model):
+    for name, module in model.named_modules():
+        if name.endswith("visual.merger") or name.endswith("multi_modal_projector"):
+            return module
+    raise RuntimeError("no vision merger / projector found")
+
+
 def lr_at(step: int, steps: int, lr: float, warmup: int = 100) -> float:
     if step < warmup:
         return lr * (step + 1) / warmup
@@ -163,12 +194,15 @@ def train_model(
     export: bool = True,
     progress: bool = True,
     max_minutes: float | None = None,
+    aux_weight: float | None = None,  # None: 1.0 (the AuxHead loss weight; 0 turns it off)
 ) -> dict:
     """Train zoo model `name` up to `steps` steps, resuming from `<work_dir>/<name>/state.pt`."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
     spec = zoo_model(name)
+    if aux_weight is None:
+        aux_weight = 1.0
     work_dir = Path(work_dir or default_work_dir())
     run_dir = work_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -177,14 +211,22 @@ def train_model(
     model = init_model(spec, tokenizer, seed, work_dir)
     folder = save_checkpoint(model, tokenizer, spec.family, run_dir / "layout")  # processor config + template
     adapter = make_adapter(model, tokenizer, spec.family, folder)
+    aux = AuxHead(spec.size.hidden) if aux_weight > 0 else None
+    captured = {}
+    if aux is not None:
+        _projector(model).register_forward_hook(lambda module, args, out: captured.__setitem__("video", out))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    aux_optimizer = torch.optim.AdamW(aux.parameters(), lr=lr) if aux is not None else None
     state_file = run_dir / "state.pt"
     step, history = 0, []
     if state_file.is_file():
         state = torch.load(state_file, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if aux is not None and state.get("aux") is not None:
+            aux.load_state_dict(state["aux"])
+            aux_optimizer.load_state_dict(state["aux_optimizer"])
         step, history = state["step"], state["history"]
     model.train()
     log = open(run_dir / "train.log", "a")  # noqa: SIM115
@@ -195,22 +237,31 @@ def train_model(
     def save():
         tmp = state_file.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "history": history, "config": {"steps": steps, "batch": batch, "lr": lr, "seed": seed}}, tmp)
+                    "history": history,
+                    "aux": aux.state_dict() if aux is not None else None,
+                    "aux_optimizer": aux_optimizer.state_dict() if aux is not None else None, "config": {"steps": steps, "batch": batch, "lr": lr, "seed": seed}}, tmp)
         tmp.replace(state_file)
 
     while step < steps:
         indices = batch_indices(seed, step, batch)
-        encoded = []
+        encoded, specs = [], []
         for i in indices:
             ex = dataset.example("train", i)
+            specs.append(ex.video)
             encoded.append(encode_example(adapter, ex, dataset.render(ex.video)))
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr)
         loss = answer_loss(model, collate(adapter, encoded))
+        total = loss
+        if aux is not None:
+            total = loss + aux_weight * aux.loss(captured.pop("video"), specs)
+            aux_optimizer.zero_grad(set_to_none=True)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if aux is not None:
+            aux_optimizer.step()
         step += 1
         running.append(loss.item())
         bar.update(1)
