@@ -2,6 +2,7 @@
 
     hippo generate --target DIR --draft DIR --video FILE --prompt TEXT [--decoding ar|sd|pearl] ...
     hippo tiny OUT_DIR [--family qwen2_5_vl|qwen2_vl|llava_onevision]   (random tiny pair, offline)
+    hippo inspect position-bias|kept|mat ...   (pruning diagnostics, PNG + JSON; hippo_ref/pruning/diagnostics.py)
 
 Errors the user can fix (bad paths, videos, parameters, mismatched pairs) print one line saying what
 was wrong and what to do, and exit with status 2; nothing is printed as a traceback.
@@ -25,6 +26,50 @@ def _gamma(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--gamma takes a positive integer or 'auto', got {text!r}") from None
 
 
+def add_prune_param_options(parser: argparse.ArgumentParser) -> None:
+    """The pruning methods' parameters (the paper's OPEN choices), shared by `generate` and `inspect`."""
+    group = parser.add_argument_group("pruning parameters (defaults: hippo_ref.pruning.methods.PruneParams)")
+    group.add_argument("--weights", default="1,1,1", metavar="W_G,W_T,W_S",
+                       help="hippo: weights of s_attn, s_temp, s_spat (>= 0, not all 0; divided by their sum)")
+    group.add_argument("--budget", default=None, metavar="per-frame|global",
+                       help="kept tokens per frame, or anywhere in the grid (same count); default: the "
+                            "method's own (per-frame: hippo, random; global: attn, specvlm)")
+    group.add_argument("--prune-seed", type=int, default=0, help="random: seed of its torch.Generator")
+    group.add_argument("--specvlm-mass", type=float, default=0.4, help="specvlm: attention mass of stage I")
+    group.add_argument("--attn-layers", default="all", metavar="all|L,L,...",
+                       help="s_attn: target layers averaged (negative counts from the end; write --attn-layers=-1,0)")
+    group.add_argument("--text-tokens", default="all", metavar="all|K",
+                       help="s_attn: queries = every text token after the video, or the last K")
+    group.add_argument("--first-frame-temp", type=float, default=1.0, help="s_temp of the first frame")
+    group.add_argument("--spatial-window", type=int, default=3, help="s_spat: odd side of the square window")
+
+
+def _numbers(flag: str, text: str, kind, example: str) -> tuple:
+    try:
+        return tuple(kind(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated numbers like {example}, got {text!r}") from None
+
+
+def prune_params_from_args(args):
+    """PruneParams from the flags of add_prune_param_options (validated there: ConfigError on bad values)."""
+    from hippo_ref.pruning.methods import PruneParams
+
+    text_tokens = None if args.text_tokens == "all" else _numbers("--text-tokens", args.text_tokens, int, "8")
+    if text_tokens is not None and len(text_tokens) != 1:
+        raise ConfigError(f"--text-tokens takes 'all' or one number, got {args.text_tokens!r}")
+    return PruneParams(
+        weights=_numbers("--weights", args.weights, float, "1,1,1"),
+        budget=args.budget,
+        seed=args.prune_seed,
+        specvlm_mass=args.specvlm_mass,
+        attn_layers=None if args.attn_layers == "all" else _numbers("--attn-layers", args.attn_layers, int, "0,-1"),
+        text_tokens=None if text_tokens is None else text_tokens[0],
+        first_frame_temp=args.first_frame_temp,
+        spatial_window=args.spatial_window,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hippo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,10 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--video", required=True, help="video file (anything decord reads)")
     gen.add_argument("--prompt", required=True, help="the question / instruction about the video")
     gen.add_argument("--decoding", default="pearl", choices=["ar", "sd", "pearl"])
-    gen.add_argument("--prune", default="none", help="draft pruning method (none, uniform, ...)")
+    gen.add_argument("--prune", default="none",
+                     help="draft pruning method: none, random, uniform, attn (FastV-like), specvlm, hippo")
     gen.add_argument("--ratio", type=float, default=0.0, help="fraction of visual tokens removed from the draft")
     gen.add_argument("--positions", default="keep", choices=["keep", "compact"],
                      help="position ids of the kept tokens in the draft")
+    add_prune_param_options(gen)
     gen.add_argument("--gamma", type=_gamma, default=5, help="draft length, or 'auto' (measured speed ratio)")
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     gen.add_argument("--top-k", type=int, default=None)
@@ -65,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that live with the code they drive: each module defines `COMMAND` (its name),
 # `add_subcommand(subparsers)` and `run(args) -> int`. Add a module here to add a command.
-EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli")
+EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli", "hippo_ref.pruning.diagnostics")
 
 
 def _extension_modules():
@@ -99,7 +146,7 @@ def run_generate(args) -> int:
         prompt=args.prompt,
         frames=args.frames,
         decoding=args.decoding,
-        prune=PruneSpec(args.prune, args.ratio, args.positions),
+        prune=PruneSpec(args.prune, args.ratio, args.positions, prune_params_from_args(args)),
         config=config,
     )
     from hippo.zoo.registry import default_draft, default_target
