@@ -2,7 +2,7 @@
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "verify"]
 nox.options.reuse_existing_virtualenvs = True
 
 # torch is pinned in pyproject and resolved in the SAME pip call as transformers, so pip takes the
@@ -21,3 +21,11 @@ def tests(session):
 def lint(session):
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def verify(session):
+    """The package's main job: the losslessness audit (`-- --full` for the audit profile)."""
+    session.install(*INSTALL)
+    profile = session.posargs or ["--quick"]
+    session.run("hippo", "verify", *profile)

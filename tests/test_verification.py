@@ -1,0 +1,133 @@
+"""The verification suite's parts: each must pass on the reference and fail on a planted bug."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from hippo.errors import ConfigError
+from verification import checks, statistics
+from verification.candidates import builtin_candidates, load_candidate
+from verification.mutants import catalogue
+from verification.oracle_jax import Laws, Warp, greedy_rounds, max_abs_difference
+from verification.tables import TablePair
+
+REF = [builtin_candidates()["ref-sd"], builtin_candidates()["ref-pearl"]]
+MUTANTS = {m.name: m for m in catalogue()}
+
+
+def test_oracle_sd_and_pearl_laws_equal_ar_and_control_does_not():
+    pair = TablePair.make("t", 3, seed=5, agreement=0.5)
+    laws = Laws(pair.target, pair.draft, 4, 2, Warp(0.8, top_k=2), Warp(1.2))
+    ar = laws.ar()
+    assert abs(sum(ar.values()) - 1) < 1e-12
+    assert max_abs_difference(ar, laws.sd()) < 1e-12
+    assert max_abs_difference(ar, laws.pearl()) < 1e-12
+    broken = Laws(pair.target, pair.draft, 4, 2, Warp(0.8, top_k=2), Warp(1.2), broken_control=True)
+    assert max_abs_difference(ar, broken.sd()) > 1e-3
+
+
+def test_oracle_greedy_simulation_matches_the_reference():
+    assert all(r.verdict == "pass" for r in checks.check_greedy_table(REF, checks.TABLE_MC, 3))
+
+
+def test_table_model_context_behaves_like_a_cache():
+    pair = TablePair.make("t", 4, seed=1, agreement=0.0)
+    t, _ = pair.contexts()
+    first = t.step([1, 2, 3], 0)
+    again = t.step([2, 3], 1)  # rollback to 1 row, then the same tokens
+    assert (first[1:] == again).all()
+    t.rollback(0)
+    assert t.generated_in_cache == 0
+
+
+def test_exact_step_passes_on_reference_and_fails_on_wrong_residual():
+    assert checks.check_exact_step(10, seed=3)[0].verdict == "pass"
+    with MUTANTS["residual_from_p"].active():
+        assert checks.check_exact_step(10, seed=3)[0].verdict == "fail"
+
+
+@pytest.mark.parametrize("name", ["accept_q_over_p", "eos_in_block_ignored", "stale_draft_kv",
+                                  "kv_rollback_off_by_one", "post_verify_skips_first_new", "bonus_from_q"])
+def test_greedy_table_catches_structural_mutants(name):
+    with MUTANTS[name].active():
+        results = checks.check_greedy_table(REF, checks.TABLE_MC, 2)
+    assert any(r.verdict == "fail" for r in results)
+
+
+def test_monte_carlo_catches_a_q_mismatch_and_passes_the_reference():
+    setting = checks.TABLE_MC[0]
+    ok = checks.check_mc_table(REF[:1], [setting], 600, 1, 0.01)
+    checks.settle_statistical(ok, 0.01)
+    assert ok[0].verdict == "pass"
+    with MUTANTS["greedy_draft_softmax_q"].active():
+        bad = checks.check_mc_table(REF[:1], [checks.TABLE_MC[2]], 600, 1, 0.01)
+    checks.settle_statistical(bad, 0.01)
+    assert bad[0].verdict == "fail"
+
+
+def test_goodness_of_fit_and_power():
+    exact = {"a": 0.5, "b": 0.3, "c": 0.2}
+    fair = ["a"] * 500 + ["b"] * 300 + ["c"] * 200
+    assert statistics.goodness_of_fit(fair, exact).p_value > 0.99
+    skewed = ["a"] * 600 + ["b"] * 250 + ["c"] * 150
+    assert statistics.goodness_of_fit(skewed, exact).p_value < 1e-6
+    impossible = fair[:-1] + ["z"]
+    assert statistics.goodness_of_fit(impossible, exact).p_value == 0.0
+    small, large = statistics.min_detectable_tv(1000, 3, 0.01), statistics.min_detectable_tv(10000, 3, 0.01)
+    assert 0 < large < small < 1
+
+
+def test_holm():
+    assert statistics.holm([0.001, 0.02, 0.5], 0.05) == [True, True, False]
+    assert statistics.holm([0.03, 0.03], 0.05) == [False, False]
+
+
+def test_greedy_rounds_stop_at_eos():
+    pair = TablePair.make("t", 3, seed=2, agreement=0.9)
+    tokens, rounds = greedy_rounds(pair.target, pair.draft, 20, 3, "sd", eos=tokens_eos(pair))
+    assert tokens[-1] == tokens_eos(pair) and sum(rounds) == len(tokens) - 1
+
+
+def tokens_eos(pair):
+    tokens, _ = greedy_rounds(pair.target, pair.draft, 6, 3, "sd")
+    return Counter(tokens).most_common(1)[0][0]
+
+
+def test_candidates():
+    assert builtin_candidates()["fast-sd"].unavailable
+    results = checks.check_greedy_table([builtin_candidates()["fast-pearl"]], checks.TABLE_MC, 1)
+    assert results[0].verdict == "not available"
+    user = load_candidate("hippo_ref.decoding.parallel:decode_parallel@pearl")
+    assert checks.check_greedy_table([user], checks.TABLE_MC, 1)[0].verdict == "pass"
+    with pytest.raises(ConfigError, match="unknown candidate 'nope'"):
+        load_candidate("nope")
+
+
+def test_every_mutant_changes_something():
+    """Each mutant's patch targets must exist (a typo would make a control silently inert)."""
+    for mutant in catalogue():
+        assert mutant.patches, mutant.name
+        for owner, attribute, _ in mutant.patches:
+            assert hasattr(owner, attribute), (mutant.name, attribute)
+
+
+def test_report_files(tmp_path):
+    from verification.checks import CheckResult
+    from verification.report import write_report
+    from verification.suite import QUICK, SuiteRun
+
+    run = SuiteRun(QUICK, results=[CheckResult("exact_step", "exact_step|x", "pass", {}, {"max_abs_error": 0.0})],
+                   mutants=[{"mutant": "m", "description": "d", "caught_by": ["exact_step"], "seconds": 0}],
+                   calibration={"runs": 2, "samples_per_check": 10, "false_alarms": 0, "false_alarm_rate": 0.0,
+                                "rate_95ci": [0, 0.8], "declared_alpha": 0.01, "verdict": "pass"},
+                   pairs=[], timings={"total": 1.0})
+    cert = write_report(run, tmp_path, "hippo verify --quick")
+    assert cert["verdict"] == "PASS"
+    summary = (tmp_path / "summary.md").read_text()
+    assert "mutation score 1/1" in summary and "| exact_step | 1 | 0 |" in summary
+    assert json.loads((tmp_path / "report.json").read_text())["checks"][0]["verdict"] == "pass"
+    run.results[0].verdict = "fail"
+    assert write_report(run, tmp_path, "x")["verdict"] == "FAIL"
