@@ -63,6 +63,11 @@ def _cached_logits(model: TableModel, context: tuple[int, ...]) -> np.ndarray:
     return values
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _logits_tensor(model: TableModel, context: tuple[int, ...]) -> torch.Tensor:
+    return torch.tensor(model.logits(context), dtype=torch.float32)
+
+
 class _TableAdapter:
     def __init__(self, vocab: int):
         self.vocab_size = vocab
@@ -82,7 +87,7 @@ class TableContext:
         self.last_logits = self._logits(())
 
     def _logits(self, generated) -> torch.Tensor:
-        return torch.tensor(self.model.logits(self.prompt + tuple(generated)), dtype=torch.float32)
+        return _logits_tensor(self.model, self.prompt + tuple(generated))
 
     @property
     def generated_in_cache(self) -> int:
