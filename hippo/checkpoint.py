@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from hippo.adapters.base import VideoLLMAdapter
-from hippo.adapters.llava import LlavaOnevisionAdapter
+from hippo.adapters.llava import LlavaNextVideoAdapter, LlavaOnevisionAdapter
 from hippo.adapters.qwen import Qwen2VLAdapter, QwenVLAdapter
 from hippo.errors import CheckpointError
 
@@ -16,6 +16,7 @@ ADAPTERS: dict[str, type[VideoLLMAdapter]] = {
     "qwen2_5_vl": QwenVLAdapter,
     "qwen2_vl": Qwen2VLAdapter,
     "llava_onevision": LlavaOnevisionAdapter,
+    "llava_next_video": LlavaNextVideoAdapter,
 }
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,

@@ -15,6 +15,7 @@ import json
 import sys
 
 from hippo.errors import ConfigError, HippoError
+from hippo.tiny import FAMILIES
 
 
 def _gamma(text: str) -> int | str:
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = sub.add_parser("tiny", help="write a random tiny target/draft pair (for tests and demos, offline)")
     tiny.add_argument("out_dir")
-    tiny.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl", "llava_onevision"])
+    tiny.add_argument("--family", default="qwen2_5_vl", choices=list(FAMILIES))
     tiny.add_argument("--seed", type=int, default=0)
     for module in _extension_modules():
         module.add_subcommand(sub)

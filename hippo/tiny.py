@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava_onevision")
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava_onevision", "llava_next_video")
 
 # One word list trains the BPE tokenizer; byte-level, so any prompt still tokenizes.
 _CORPUS_WORDS = (
@@ -181,7 +181,48 @@ def _llava_config(size: TinySize, tokenizer, init_range: float, image_size: int)
     )
 
 
+def _llava_next_video_config(size: TinySize, tokenizer, init_range: float, image_size: int):
+    from transformers import LlavaNextVideoConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    return LlavaNextVideoConfig(
+        text_config=dict(
+            model_type="qwen2", vocab_size=len(tokenizer), hidden_size=size.hidden,
+            intermediate_size=size.hidden * 2, num_hidden_layers=size.layers, num_attention_heads=size.heads,
+            num_key_value_heads=size.kv_heads, max_position_embeddings=4096, initializer_range=init_range,
+            bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
+        ),
+        vision_config=dict(
+            model_type="clip_vision_model", hidden_size=size.vision_hidden, intermediate_size=size.vision_hidden * 2,
+            num_hidden_layers=size.vision_layers + 1, num_attention_heads=2, image_size=image_size, patch_size=14,
+            projection_dim=size.vision_hidden,
+        ),
+        image_token_index=ids("<image>"),
+        video_token_index=ids("<video>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        spatial_pool_stride=2,
+        initializer_range=init_range,
+        tie_word_embeddings=False,
+    )
+
+
 def _processor_config(family: str, image_size: int) -> dict:
+    if family == "llava_next_video":
+        return {
+            "video_processor_type": "LlavaNextVideoVideoProcessor",
+            "do_resize": True,
+            "size": {"shortest_edge": image_size},
+            "do_center_crop": True,
+            "crop_size": {"height": image_size, "width": image_size},
+            "resample": 3,
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "do_convert_rgb": True,
+        }
     if family == "llava_onevision":
         return {
             "video_processor_type": "LlavaOnevisionVideoProcessor",
@@ -216,6 +257,7 @@ def _processor_config(family: str, image_size: int) -> dict:
 def build_tiny_model(family: str, size: TinySize, tokenizer, seed: int, init_range: float = 0.3, image_size: int = 112):
     """A random stock HF model of `family` (weights drawn from a seeded generator, not the global RNG)."""
     from transformers import (
+        LlavaNextVideoForConditionalGeneration,
         LlavaOnevisionForConditionalGeneration,
         Qwen2_5_VLForConditionalGeneration,
         Qwen2VLForConditionalGeneration,
@@ -225,6 +267,9 @@ def build_tiny_model(family: str, size: TinySize, tokenizer, seed: int, init_ran
         raise ValueError(f"unknown tiny family {family!r}; choose one of {', '.join(FAMILIES)}")
     if family == "llava_onevision":
         config, cls = _llava_config(size, tokenizer, init_range, image_size), LlavaOnevisionForConditionalGeneration
+    elif family == "llava_next_video":
+        config = _llava_next_video_config(size, tokenizer, init_range, image_size)
+        cls = LlavaNextVideoForConditionalGeneration
     else:
         config = _qwen_config(family, size, tokenizer, init_range)
         cls = Qwen2_5_VLForConditionalGeneration if family == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
@@ -246,7 +291,7 @@ def save_checkpoint(model, tokenizer, family: str, out_dir: Path, image_size: in
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    template = _LLAVA_TEMPLATE if family == "llava_onevision" else _QWEN_TEMPLATE
+    template = _LLAVA_TEMPLATE if family.startswith("llava") else _QWEN_TEMPLATE
     (out_dir / "chat_template.jinja").write_text(template)
     (out_dir / "video_preprocessor_config.json").write_text(
         json.dumps(_processor_config(family, image_size), indent=2)

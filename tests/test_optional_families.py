@@ -14,7 +14,7 @@ from hippo_ref.decoding.speculative import decode_speculative
 from hippo_ref.pruning.methods import prune_uniform
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava_next_video"])
 def test_optional_family_ar_generate_and_speculative(family, tmp_path, real_video):
     target_dir, draft_dir = write_tiny_pair(tmp_path, family)
     target, draft = load_adapter(target_dir), load_adapter(draft_dir)
