@@ -17,7 +17,7 @@ from hippo_ref.pruning.methods import PRUNING_METHODS, PruneParams, PruneSpec, k
 from hippo_ref.pruning.scores import scored_prefill
 
 PROMPT = "what color is the ball and where does it move"
-NEW_TOKENS = 48
+NEW_TOKENS = 32
 RATIO = 0.75
 DECODERS = {"sd": decode_speculative, "pearl": decode_parallel}
 
@@ -74,3 +74,17 @@ def test_pipeline_runs_every_method(pair, case, real_video, method):
     if method != "none":
         expected += grid.extra_tokens
     assert result.stats.kept_visual_tokens == expected
+
+
+@pytest.mark.parametrize("frames", [1, 5])
+@pytest.mark.parametrize("method", ["hippo", "specvlm", "attn"])
+def test_single_and_odd_frame_videos(pair, real_video, frames, method):
+    """One frame (Qwen pads it to one temporal group) and an odd count (5 frames: 3 groups for Qwen)."""
+    inputs = pair.target.prepare(load_video(real_video, frames), PROMPT)
+    ar = decode_autoregressive(pair.target.prefill(inputs), DecodeConfig(max_new_tokens=16)).tokens
+    target_context, scores = scored_prefill(pair.target, inputs, PruneParams())
+    assert scores.attn.numel() == scores.temp.numel() == scores.spat.numel() == inputs.grid.grid_tokens
+    kept = kept_indices(PruneSpec(method, 0.9, params=PruneParams(budget="per-frame")), inputs.grid, scores)
+    assert torch.bincount(kept // inputs.grid.tokens_per_frame).tolist() == [1 + (inputs.grid.tokens_per_frame - 1) // 10] * inputs.grid.frames
+    draft_context = pair.target.prefill(inputs, kept_grid_indices=kept, positions="compact")
+    assert decode_parallel(target_context, draft_context, DecodeConfig(max_new_tokens=16, gamma=3)).tokens == ar

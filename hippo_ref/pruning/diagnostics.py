@@ -339,6 +339,7 @@ def add_subcommand(sub) -> None:
 
 
 def run(args) -> int:
-    if getattr(args, "ratio", 0.0) is not None and not 0 <= getattr(args, "ratio", 0.0) < 1:
+    ratio = getattr(args, "ratio", None)  # position-bias and kept take one --ratio, mat takes --ratios
+    if ratio is not None and not 0 <= ratio < 1:
         raise ConfigError(f"pruning ratio must be in [0, 1) (the fraction of visual tokens removed), got {args.ratio}")
     return {"position-bias": run_position_bias, "kept": run_kept, "mat": run_mat}[args.inspect_command](args)

@@ -197,11 +197,13 @@ def fused_score(scores: TokenScores, grid: VideoGrid, weights: tuple[float, floa
 
 
 # ---- the one observed prefill -----------------------------------------------------------------------
-def scored_prefill(adapter: VideoLLMAdapter, inputs: PreparedInputs, params) -> tuple[DecodeContext, TokenScores]:
+def scored_prefill(
+    adapter: VideoLLMAdapter, inputs: PreparedInputs, params, video_embeds: torch.Tensor | None = None
+) -> tuple[DecodeContext, TokenScores]:
     """The target's full-video prefill (the same bits as `adapter.prefill(inputs)`), observed, and the
     raw scores of its grid tokens. `params` is a PruneParams (attn_layers, text_tokens,
-    first_frame_temp, spatial_window)."""
-    embeds = adapter.encode_video(inputs)
+    first_frame_temp, spatial_window); `video_embeds` (adapter.encode_video(inputs)) if already computed."""
+    embeds = adapter.encode_video(inputs) if video_embeds is None else video_embeds
     capture = TextQueryCapture(adapter, inputs, params.attn_layers, params.text_tokens)
     context = adapter.prefill(inputs, video_embeds=embeds, observe=capture)
     scores = TokenScores(
