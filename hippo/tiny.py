@@ -144,25 +144,31 @@ def _mrope_section(size: TinySize) -> list[int]:
     return [t, h, half - t - h]
 
 
+def _qwen2_text_config(size: TinySize, tokenizer, init_range: float) -> dict:
+    """The Qwen2 language model both LLaVA families use."""
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(
+        model_type="qwen2",
+        vocab_size=len(tokenizer),
+        hidden_size=size.hidden,
+        intermediate_size=size.hidden * 2,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=size.kv_heads,
+        max_position_embeddings=4096,
+        initializer_range=init_range,
+        bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+    )
+
+
 def _llava_config(size: TinySize, tokenizer, init_range: float, image_size: int):
     from transformers import LlavaOnevisionConfig
 
     ids = tokenizer.convert_tokens_to_ids
     return LlavaOnevisionConfig(
-        text_config=dict(
-            model_type="qwen2",
-            vocab_size=len(tokenizer),
-            hidden_size=size.hidden,
-            intermediate_size=size.hidden * 2,
-            num_hidden_layers=size.layers,
-            num_attention_heads=size.heads,
-            num_key_value_heads=size.kv_heads,
-            max_position_embeddings=4096,
-            initializer_range=init_range,
-            bos_token_id=ids("<|endoftext|>"),
-            eos_token_id=ids("<|im_end|>"),
-            pad_token_id=ids("<|endoftext|>"),
-        ),
+        text_config=_qwen2_text_config(size, tokenizer, init_range),
         vision_config=dict(
             model_type="siglip_vision_model",
             hidden_size=size.vision_hidden,
@@ -186,12 +192,7 @@ def _llava_next_video_config(size: TinySize, tokenizer, init_range: float, image
 
     ids = tokenizer.convert_tokens_to_ids
     return LlavaNextVideoConfig(
-        text_config=dict(
-            model_type="qwen2", vocab_size=len(tokenizer), hidden_size=size.hidden,
-            intermediate_size=size.hidden * 2, num_hidden_layers=size.layers, num_attention_heads=size.heads,
-            num_key_value_heads=size.kv_heads, max_position_embeddings=4096, initializer_range=init_range,
-            bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
-        ),
+        text_config=_qwen2_text_config(size, tokenizer, init_range),
         vision_config=dict(
             model_type="clip_vision_model", hidden_size=size.vision_hidden, intermediate_size=size.vision_hidden * 2,
             num_hidden_layers=size.vision_layers + 1, num_attention_heads=2, image_size=image_size, patch_size=14,

@@ -123,30 +123,19 @@ def _greedy_draft_with_softmax_q(draft, sequence, gamma, cfg, vocab_size):
 # ---- verification-structure mutants ----------------------------------------------------------------
 def _verify_block_bonus_from_q(drafts, qs, target_logits, cfg, first_index):
     """Bonus token drawn from the draft's last q instead of the target's p."""
-    out = []
-    for i, (token, q) in enumerate(zip(drafts, qs, strict=True)):
-        p = sampling.distribution(target_logits[i], cfg.sampling)
-        committed, accepted = sampling.speculative_step(p, q, token, cfg.seed, first_index + i)
-        out.append(committed)
-        if not accepted:
-            return out, True
+    out, rejected = common.verify_in_order(drafts, qs, target_logits, cfg, first_index)
+    if rejected:
+        return out, True
     bonus = sampling.sample(qs[-1], sampling.keyed_uniform(cfg.seed, sampling.TARGET, first_index + len(drafts)))
     return out + [bonus], False
 
 
 def _verify_in_order_skip_first_new(candidates, qs, target_logits, cfg, first_index):
-    """Post-verify that does not check the draft's first new token (accepts it unchecked)."""
-    out = []
-    for i, (token, q) in enumerate(zip(candidates, qs, strict=True)):
-        if i == len(candidates) - 1 and len(candidates) > 1:
-            out.append(token)
-            return out, False
-        p = sampling.distribution(target_logits[i], cfg.sampling)
-        committed, accepted = sampling.speculative_step(p, q, token, cfg.seed, first_index + i)
-        out.append(committed)
-        if not accepted:
-            return out, True
-    return out, False
+    """Post-verify that does not check the draft's first new token (commits it unchecked)."""
+    if len(candidates) < 2:
+        return common.verify_in_order(candidates, qs, target_logits, cfg, first_index)
+    out, rejected = common.verify_in_order(candidates[:-1], qs[:-1], target_logits, cfg, first_index)
+    return (out, True) if rejected else (out + [candidates[-1]], False)
 
 
 def _commit_ignoring_eos_inside_block(tokens, new, cfg):

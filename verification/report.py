@@ -71,8 +71,9 @@ def certificate(run) -> dict:
     return {
         "verdict": "PASS" if run.passed else "FAIL",
         "profile": run.profile.name,
-        "revision": git_revision(),
-        "source_sha256": source_hash(),
+        # Taken when the run started: the code that ran, even if files changed while it ran.
+        "revision": run.provenance.get("revision") or git_revision(),
+        "source_sha256": run.provenance.get("source_sha256") or source_hash(),
         "python": platform.python_version(),
         "packages": versions,
         "devices": devices,

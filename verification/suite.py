@@ -89,6 +89,7 @@ class SuiteRun:
     calibration: dict = field(default_factory=dict)
     pairs: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)  # revision and source hash, taken when the run starts
 
     @property
     def passed(self) -> bool:
@@ -222,7 +223,9 @@ def run_calibration(run: SuiteRun, log) -> dict:
 
 def run_suite(profile: Profile, candidates: list[Candidate], out_dir: Path, cache: Path, log=print) -> SuiteRun:
     torch.manual_seed(0)  # nothing should read the global RNG; fixed anyway so a bug is reproducible
-    run = SuiteRun(profile)
+    from verification.report import git_revision, source_hash
+
+    run = SuiteRun(profile, provenance={"revision": git_revision(), "source_sha256": source_hash()})
     started = time.perf_counter()
     log(f"hippo verify: profile {profile.name}, candidates {', '.join(c.name for c in candidates)}")
     pairs = [pair.load() for pair in model_pairs(cache)]

@@ -83,6 +83,20 @@ def draft_block(draft: Track, sequence: list[int], gamma: int, cfg: DecodeConfig
     return tokens, qs
 
 
+def verify_in_order(candidates, qs, target_logits, cfg: DecodeConfig, first_index: int) -> tuple[list[int], bool]:
+    """Check candidate tokens (generated indices first_index, first_index + 1, ...) against the target
+    rows in order; stop at the first rejection with its residual draw. Returns (tokens to commit,
+    rejected?). No bonus token: the caller decides whether one follows."""
+    out = []
+    for i, (token, q) in enumerate(zip(candidates, qs, strict=True)):
+        p = sampling.distribution(target_logits[i], cfg.sampling)
+        committed, accepted = sampling.speculative_step(p, q, token, cfg.seed, first_index + i)
+        out.append(committed)
+        if not accepted:
+            return out, True
+    return out, False
+
+
 def commit(tokens: list[int], new: list[int], cfg: DecodeConfig) -> tuple[int, bool]:
     """Append `new` to `tokens`, stopping after an EOS or at max_new_tokens.
     Returns (how many were appended, is the decode finished)."""

@@ -24,22 +24,8 @@ from __future__ import annotations
 import time
 
 from hippo.stats import DecodeStats
-from hippo_ref import sampling
 from hippo_ref.decoding import common
-from hippo_ref.decoding.common import DecodeConfig, DecodeResult
-
-
-def verify_in_order(candidates, qs, target_logits, cfg: DecodeConfig, first_index: int) -> tuple[list[int], bool]:
-    """Check candidates against the target rows in order; stop at the first rejection with its
-    residual draw. Returns (tokens to commit, rejected?). No bonus token."""
-    out = []
-    for i, (token, q) in enumerate(zip(candidates, qs, strict=True)):
-        p = sampling.distribution(target_logits[i], cfg.sampling)
-        committed, accepted = sampling.speculative_step(p, q, token, cfg.seed, first_index + i)
-        out.append(committed)
-        if not accepted:
-            return out, True
-    return out, False
+from hippo_ref.decoding.common import DecodeConfig, DecodeResult, verify_in_order
 
 
 def decode_parallel(target_context, draft_context, cfg: DecodeConfig) -> DecodeResult:

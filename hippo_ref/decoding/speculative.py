@@ -13,13 +13,9 @@ from hippo_ref.decoding.common import DecodeConfig, DecodeResult
 def verify_block(drafts, qs, target_logits, cfg: DecodeConfig, first_index: int) -> tuple[list[int], bool]:
     """Check drafts in order against the target rows; stop at the first rejection with its residual
     draw, or append the bonus token drawn from the last row. Returns (tokens to commit, rejected?)."""
-    out = []
-    for i, (token, q) in enumerate(zip(drafts, qs, strict=True)):
-        p = sampling.distribution(target_logits[i], cfg.sampling)
-        committed, accepted = sampling.speculative_step(p, q, token, cfg.seed, first_index + i)
-        out.append(committed)
-        if not accepted:
-            return out, True
+    out, rejected = common.verify_in_order(drafts, qs, target_logits, cfg, first_index)
+    if rejected:
+        return out, True
     bonus, _ = sampling.draw(target_logits[len(drafts)], cfg.sampling, cfg.seed, sampling.TARGET, first_index + len(drafts))
     return out + [bonus], False
 
