@@ -197,3 +197,20 @@ def test_target_accuracy_and_full_draft_mat(pair):
     report = evaluate_pair(pair, n=25, methods=["none"])
     assert report.target_accuracy >= 0.9
     assert report.mat["none"] >= 3.0
+
+
+# ---------------------------------------------------------------------------------------- training
+
+def test_training_is_deterministic_and_resumes_exactly(tmp_path):
+    from hippo.zoo.train import batch_indices, train_model
+
+    assert batch_indices(0, 3, 4) == batch_indices(0, 3, 4) != batch_indices(1, 3, 4)
+    kwargs = dict(batch=2, export=False, progress=False, log_every=1, save_every=1)
+    train_model("qwen-target", steps=2, work_dir=tmp_path / "a", **kwargs)
+    train_model("qwen-target", steps=1, work_dir=tmp_path / "b", **kwargs)
+    train_model("qwen-target", steps=2, work_dir=tmp_path / "b", **kwargs)  # resumes at step 1
+    a = torch.load(tmp_path / "a" / "qwen-target" / "state.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "qwen-target" / "state.pt", weights_only=False)
+    assert a["step"] == b["step"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key

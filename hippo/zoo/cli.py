@@ -2,6 +2,7 @@
 
     hippo zoo list                              shipped models and pairs, sizes on disk
     hippo zoo train NAME|all [--steps N] ...    train (resumes from .cache/zoo-train/NAME/state.pt), export
+    hippo zoo pretrain-vision NAME [--steps N]  stage 1: vision tower + merger on the auxiliary task only
     hippo zoo export NAME                       write hippo/zoo/checkpoints/NAME from the latest state
     hippo zoo accuracy NAME [--split val]       greedy attribute accuracy of one model
     hippo zoo table [--write README.md]         the README table: params, latency, accuracy, MAT
@@ -30,6 +31,15 @@ def add_subcommand(subparsers) -> None:
     train.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     train.add_argument("--no-export", action="store_true", help="do not write the shipped checkpoint at the end")
 
+    vision = sub.add_parser("pretrain-vision", help="train only the vision tower + merger/projector of NAME on "
+                                                     "the auxiliary colour/shape/size task (in place)")
+    vision.add_argument("name")
+    vision.add_argument("--steps", type=int, default=300)
+    vision.add_argument("--batch", type=int, default=64)
+    vision.add_argument("--lr", type=float, default=3e-3)
+    vision.add_argument("--seed", type=int, default=0)
+    vision.add_argument("--work-dir", default=None)
+
     export = sub.add_parser("export", help="write the shipped checkpoint of NAME from its latest training state")
     export.add_argument("name")
     export.add_argument("--work-dir", default=None)
@@ -54,7 +64,7 @@ def add_subcommand(subparsers) -> None:
 
 
 def run(args) -> int:
-    return {"list": _list, "train": _train, "export": _export, "accuracy": _accuracy, "table": _table,
+    return {"list": _list, "train": _train, "pretrain-vision": _pretrain_vision, "export": _export, "accuracy": _accuracy, "table": _table,
             "video": _video}[args.zoo_command](args)
 
 
@@ -86,6 +96,14 @@ def _train(args) -> int:
     for result in train_all(names, seed=args.seed, work_dir=args.work_dir, steps=args.steps, batch=args.batch,
                             threads=args.threads, max_minutes=args.max_minutes, export=not args.no_export):
         print(result)
+    return 0
+
+
+def _pretrain_vision(args) -> int:
+    from hippo.zoo.train import pretrain_vision
+
+    print(pretrain_vision(args.name, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                          work_dir=args.work_dir))
     return 0
 
 
