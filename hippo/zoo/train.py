@@ -97,12 +97,25 @@ def batch_indices(seed: int, step: int, batch: int) -> list[int]:
     return out
 
 
-def answer_loss(model, batch: dict) -> torch.Tensor:
+def answer_loss(model, batch: dict, teacher=None, distill: float = 0.0) -> torch.Tensor:
+    """Cross-entropy on the answer tokens; with a `teacher` (a draft's target), mixed with weight
+    `distill` with KL(teacher || model) at the same positions (teacher-forced on the reference answer),
+    so that the draft learns what its target says, including where the target is wrong."""
     labels = batch.pop("labels")
     logits = model(**batch, use_cache=False).logits
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+    vocab = logits.shape[-1]
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, vocab).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE
     )
+    if teacher is None or distill <= 0:
+        return ce
+    with torch.no_grad():
+        teacher_logits = teacher(**batch, use_cache=False).logits[..., :vocab]
+    mask = labels[:, 1:] != IGNORE
+    student = torch.log_softmax(logits[:, :-1][mask].float(), -1)
+    target = torch.log_softmax(teacher_logits[:, :-1][mask].float(), -1)
+    kl = torch.nn.functional.kl_div(student, target, log_target=True, reduction="batchmean")
+    return (1 - distill) * ce + distill * kl
 
 
 AUX_ATTRIBUTES = {"color": tuple(dataset.COLORS), "shape": dataset.SHAPES, "size": tuple(dataset.SIZES)}
@@ -195,6 +208,7 @@ def train_model(
     progress: bool = True,
     max_minutes: float | None = None,
     aux_weight: float | None = None,  # None: 1.0 (the AuxHead loss weight; 0 turns it off)
+    distill: float | None = None,  # None: 0.5 for drafts (KL to their target), 0 for targets
 ) -> dict:
     """Train zoo model `name` up to `steps` steps, resuming from `<work_dir>/<name>/state.pt`."""
     from tqdm import tqdm
@@ -209,6 +223,12 @@ def train_model(
     tokenizer = build_zoo_tokenizer()
     torch.manual_seed(seed)  # dropout-free models; only the init below reads randomness, from its own generator
     model = init_model(spec, tokenizer, seed, work_dir)
+    if distill is None:
+        distill = 0.5 if spec.target is not None else 0.0
+    teacher = None
+    if distill > 0:
+        teacher = _load_trained(zoo_model(spec.target), work_dir).eval()
+        teacher.requires_grad_(False)
     folder = save_checkpoint(model, tokenizer, spec.family, run_dir / "layout")  # processor config + template
     adapter = make_adapter(model, tokenizer, spec.family, folder)
     aux = AuxHead(spec.size.hidden) if aux_weight > 0 else None
@@ -252,7 +272,7 @@ def train_model(
             encoded.append(encode_example(adapter, ex, dataset.render(ex.video)))
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr)
-        loss = answer_loss(model, collate(adapter, encoded))
+        loss = answer_loss(model, collate(adapter, encoded), teacher, distill)
         total = loss
         if aux is not None:
             total = loss + aux_weight * aux.loss(captured.pop("video"), specs)
