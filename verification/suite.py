@@ -51,12 +51,12 @@ class Profile:
     seed: int = 20260124
 
 
-QUICK = Profile("quick", exact_step_cases=60, mc_table_samples=2000, mc_video_samples=200, greedy_new_tokens=24,
-                frames=4, ratios=(0.9,), calibration_runs=20, calibration_samples=500, mutant_mc_samples=1000,
+QUICK = Profile("quick", exact_step_cases=60, mc_table_samples=3000, mc_video_samples=400, greedy_new_tokens=32,
+                frames=4, ratios=(0.5, 0.9), calibration_runs=50, calibration_samples=1000, mutant_mc_samples=1000,
                 stop_mutant_at_first_catch=True)
-FULL = Profile("full", exact_step_cases=400, mc_table_samples=20000, mc_video_samples=1000, greedy_new_tokens=64,
-               frames=8, ratios=(0.5, 0.75, 0.9), calibration_runs=200, calibration_samples=500,
-               mutant_mc_samples=2000, stop_mutant_at_first_catch=False)
+FULL = Profile("full", exact_step_cases=400, mc_table_samples=20000, mc_video_samples=2000, greedy_new_tokens=64,
+               frames=8, ratios=(0.5, 0.75, 0.9), calibration_runs=200, calibration_samples=2000,
+               mutant_mc_samples=4000, stop_mutant_at_first_catch=False)
 PROFILES = {"quick": QUICK, "full": FULL}
 
 
