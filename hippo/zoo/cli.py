@@ -56,6 +56,8 @@ def add_subcommand(subparsers) -> None:
     table.add_argument("--threads", type=int, default=1)
     table.add_argument("--write", default=None, help="replace the table between the zoo-table markers of this file")
     table.add_argument("--json", default=None, help="also write the raw numbers as JSON here")
+    table.add_argument("--reuse", default=None,
+                       help="JSON from an earlier --json: pairs found there are not measured again")
 
     video = sub.add_parser("video", help="write one dataset video as an mp4 (needs PyAV, a test dependency)")
     video.add_argument("out")
@@ -133,11 +135,13 @@ def _accuracy(args) -> int:
 def _table(args) -> int:
     import torch
 
-    from hippo.zoo.evaluate import evaluate_pair, render_table, reports_json, write_table
+    from hippo.zoo.evaluate import evaluate_pair, render_table, reports_from_json, reports_json, write_table
     from hippo.zoo.registry import PAIRS
 
     torch.set_num_threads(args.threads)
-    reports = [evaluate_pair(p, args.n, args.methods, log=lambda s: print(s, file=sys.stderr, flush=True))
+    reused = {r.pair: r for r in reports_from_json(args.reuse)} if args.reuse else {}
+    reports = [reused[p] if p in reused else
+               evaluate_pair(p, args.n, args.methods, log=lambda s: print(s, file=sys.stderr, flush=True))
                for p in (args.pairs or PAIRS)]
     markdown = render_table(reports)
     print(markdown)

@@ -5,7 +5,8 @@ Definitions (one each):
 - accuracy: hippo.zoo.dataset.attribute_accuracy of the model's greedy answer (max 48 new tokens) over
   the first `n` test examples: asked attributes named exactly right / asked attributes.
 - per-token latency: median wall time of one single-token decode step (DecodeContext.step) after a
-  prefill of a test video, fp32, batch 1, on the threads torch is set to.
+  prefill of a test video, fp32, batch 1, on the threads torch is set to; target and draft steps are
+  interleaved so that background load affects both alike.
 - MAT: hippo.stats.DecodeStats.mat (tokens committed per target forward, bonus included) of greedy
   speculative decoding (`sd`, gamma 5), pooled over the test examples (total committed tokens / total
   rounds). The target is unchanged by pruning, so its output (and accuracy) is the same in every
@@ -52,16 +53,19 @@ def _params(adapter) -> int:
     return sum(p.numel() for p in adapter.model.parameters())
 
 
-def step_latency_ms(adapter, clip, repeats: int = 40) -> float:
-    """Median time of one single-token decode step after a prefill of `clip` (ms)."""
-    context = adapter.prefill(adapter.prepare(clip, dataset.QUESTIONS["describe"]))
-    token = int(context.last_logits.argmax())
-    times = []
+def step_latency_ms(adapters, clip, repeats: int = 60) -> list[float]:
+    """Per adapter, the median time (ms) of one single-token decode step after a prefill of `clip`.
+    The adapters' steps are interleaved (target, draft, target, ...) so that load from other processes
+    on a shared machine hits both alike and their ratio stays meaningful; the first 5 are warm-up."""
+    contexts = [a.prefill(a.prepare(clip, dataset.QUESTIONS["describe"])) for a in adapters]
+    tokens = [int(c.last_logits.argmax()) for c in contexts]
+    times = [[] for _ in adapters]
     for i in range(repeats):
-        t0 = time.perf_counter()
-        context.step([token], i)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times[5:])
+        for context, token, out in zip(contexts, tokens, times, strict=True):
+            t0 = time.perf_counter()
+            context.step([token], i % 16)  # cache stays short: rows >= i % 16 are rolled back first
+            out.append(time.perf_counter() - t0)
+    return [1000 * statistics.median(t[5:]) for t in times]
 
 
 def greedy_answer(adapter, clip, question: str) -> str:
@@ -91,8 +95,7 @@ def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: in
     target, draft = load_adapter(f"zoo:{target_name}"), load_adapter(f"zoo:{draft_name}")
     examples = [dataset.example("test", i) for i in range(n)]
     clips = [dataset.as_clip(dataset.render(ex.video), f"test/{i}") for i, ex in enumerate(examples)]
-    target_ms = step_latency_ms(target, clips[0])
-    draft_ms = step_latency_ms(draft, clips[0])
+    target_ms, draft_ms = step_latency_ms([target, draft], clips[0])
     draft_pairs = [(greedy_answer(draft, c, ex.question), ex.asked) for ex, c in zip(examples, clips, strict=True)]
     report = PairReport(pair, target.family, _params(target), _params(draft), target_ms, draft_ms, 0.0,
                         dataset.attribute_accuracy(draft_pairs), n, threads=torch.get_num_threads())
@@ -172,3 +175,14 @@ def reports_json(reports: list[PairReport]) -> str:
     from dataclasses import asdict
 
     return json.dumps([{**asdict(r), "latency_ratio": r.latency_ratio} for r in reports], indent=2)
+
+
+def reports_from_json(path) -> list[PairReport]:
+    """PairReports written by `reports_json` (to re-render a table without measuring again)."""
+    from pathlib import Path
+
+    out = []
+    for item in json.loads(Path(path).read_text()):
+        item.pop("latency_ratio", None)
+        out.append(PairReport(**item))
+    return out
