@@ -140,9 +140,10 @@ def test_pair_name_resolves_to_its_target():
 
 # ---------------------------------------------------------------------------------------- shipped
 
-@needs_shipped
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_shipped_checkpoint_loads_offline_fast_and_identically(name):
+    if not MODELS[name].shipped:
+        pytest.skip(f"{name} not shipped yet")
     clip = dataset.as_clip(dataset.render(dataset.video_spec("test", 1)))
     outs = []
     for _ in range(2):
@@ -161,7 +162,7 @@ def test_shipped_size_is_small():
     assert total < 60 * 2**20
 
 
-@needs_shipped
+@pytest.mark.skipif(not all(MODELS[n].shipped for n in PAIRS["qwen"]), reason="zoo pair qwen not shipped")
 def test_generate_defaults_to_the_zoo(capsys, tmp_path):
     import json
 

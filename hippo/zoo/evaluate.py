@@ -4,9 +4,9 @@ pruning method and ratio. `zoo_table()` renders the README table from these numb
 Definitions (one each):
 - accuracy: hippo.zoo.dataset.attribute_accuracy of the model's greedy answer (max 48 new tokens) over
   the first `n` test examples: asked attributes named exactly right / asked attributes.
-- per-token latency: median wall time of one single-token decode step (DecodeContext.step) after a
-  prefill of a test video, fp32, batch 1, on the threads torch is set to; target and draft steps are
-  interleaved so that background load affects both alike.
+- per-token latency: median time of one single-token decode step (DecodeContext.step) after a
+  prefill of a test video, fp32, batch 1: CPU time of the decoding thread with 1 torch thread (immune
+  to other processes on a shared machine), wall time with more; target and draft steps interleaved.
 - MAT: hippo.stats.DecodeStats.mat (tokens committed per target forward, bonus included) of greedy
   speculative decoding (`sd`, gamma 5), pooled over the test examples (total committed tokens / total
   rounds). The target is unchanged by pruning, so its output (and accuracy) is the same in every
@@ -54,17 +54,19 @@ def _params(adapter) -> int:
 
 
 def step_latency_ms(adapters, clip, repeats: int = 60) -> list[float]:
-    """Per adapter, the median time (ms) of one single-token decode step after a prefill of `clip`.
-    The adapters' steps are interleaved (target, draft, target, ...) so that load from other processes
-    on a shared machine hits both alike and their ratio stays meaningful; the first 5 are warm-up."""
+    """Per adapter, the median CPU time (ms) of one single-token decode step after a prefill of `clip`.
+    CPU time of this thread (time.thread_time) when torch runs on 1 thread, so that other processes on
+    a shared machine (which preempt a 2 ms step for a whole scheduler slice) do not inflate it; wall
+    time otherwise. The adapters' steps are interleaved; the first 5 of each are warm-up."""
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
     contexts = [a.prefill(a.prepare(clip, dataset.QUESTIONS["describe"])) for a in adapters]
     tokens = [int(c.last_logits.argmax()) for c in contexts]
     times = [[] for _ in adapters]
     for i in range(repeats):
         for context, token, out in zip(contexts, tokens, times, strict=True):
-            t0 = time.perf_counter()
+            t0 = clock()
             context.step([token], i % 16)  # cache stays short: rows >= i % 16 are rolled back first
-            out.append(time.perf_counter() - t0)
+            out.append(clock() - t0)
     return [1000 * statistics.median(t[5:]) for t in times]
 
 
