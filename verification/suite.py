@@ -98,8 +98,14 @@ class SuiteRun:
 
 
 def model_pairs(cache: Path) -> list[ModelPair]:
+    """The shipped zoo pairs, plus a tiny random pair for each required family the zoo lacks, so
+    both families are always audited."""
+    from hippo.checkpoint import checkpoint_family
+
     pairs = zoo_pairs()
-    return pairs if pairs else tiny_pairs(cache / "tiny", unrelated=False)
+    covered = {checkpoint_family(Path(p.target_path)) for p in pairs}
+    missing = tuple(f for f in ("qwen2_5_vl", "llava_onevision") if f not in covered)
+    return pairs + (tiny_pairs(cache / "tiny", families=missing, unrelated=False) if missing else [])
 
 
 def video_cases(pairs, profile: Profile, specs) -> list[VideoCase]:
