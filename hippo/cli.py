@@ -1,7 +1,8 @@
 """`hippo`: the command line.
 
-    hippo generate --target DIR --draft DIR --video FILE --prompt TEXT [--decoding ar|sd|pearl] ...
-    hippo tiny OUT_DIR [--family qwen2_5_vl|qwen2_vl|llava_onevision]   (random tiny pair, offline)
+    hippo generate [--target DIR|zoo:NAME] [--draft DIR|zoo:NAME] --video FILE --prompt TEXT [--decoding ar|sd|pearl] ...
+                                       (default: the shipped zoo pair `qwen`)
+    hippo tiny OUT_DIR [--family qwen2_5_vl|qwen2_vl|llava_onevision|llava_next_video]   (random tiny pair, offline)
     hippo inspect position-bias|kept|mat ...   (pruning diagnostics, PNG + JSON; hippo_ref/pruning/diagnostics.py)
 
 Errors the user can fix (bad paths, videos, parameters, mismatched pairs) print one line saying what

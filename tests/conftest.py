@@ -22,7 +22,7 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow"):
         return
-    skip = pytest.mark.skip(reason="slow: run with --runslow (nox -s tests_full)")
+    skip = pytest.mark.skip(reason="slow: run with --runslow (nox -s tests -- --runslow)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
