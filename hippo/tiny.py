@@ -208,51 +208,41 @@ def _llava_next_video_config(size: TinySize, tokenizer, init_range: float, image
     )
 
 
+# Resize with bicubic, rescale to [0, 1], normalise with CLIP's mean / std: shared by every family.
+_CLIP_NORMALISATION = {
+    "do_resize": True,
+    "resample": 3,
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "do_convert_rgb": True,
+}
+
+
 def _processor_config(family: str, image_size: int) -> dict:
+    """The checkpoint's video_preprocessor_config.json, in each family's HF layout."""
     if family == "llava_next_video":
-        return {
+        geometry = {
             "video_processor_type": "LlavaNextVideoVideoProcessor",
-            "do_resize": True,
             "size": {"shortest_edge": image_size},
             "do_center_crop": True,
             "crop_size": {"height": image_size, "width": image_size},
-            "resample": 3,
-            "do_rescale": True,
-            "rescale_factor": 1 / 255,
-            "do_normalize": True,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073],
-            "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "do_convert_rgb": True,
         }
-    if family == "llava_onevision":
-        return {
-            "video_processor_type": "LlavaOnevisionVideoProcessor",
-            "do_resize": True,
-            "size": {"height": image_size, "width": image_size},
-            "resample": 3,
-            "do_rescale": True,
-            "rescale_factor": 1 / 255,
-            "do_normalize": True,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073],
-            "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "do_convert_rgb": True,
+    elif family == "llava_onevision":
+        geometry = {"video_processor_type": "LlavaOnevisionVideoProcessor",
+                    "size": {"height": image_size, "width": image_size}}
+    else:
+        geometry = {
+            "video_processor_type": "Qwen2VLVideoProcessor",
+            "patch_size": 14,
+            "temporal_patch_size": 2,
+            "merge_size": 2,
+            "min_pixels": 56 * 56,
+            "max_pixels": image_size * image_size,
         }
-    return {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "do_resize": True,
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "do_convert_rgb": True,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "min_pixels": 56 * 56,
-        "max_pixels": image_size * image_size,
-    }
+    return {**geometry, **_CLIP_NORMALISATION}
 
 
 def build_tiny_model(family: str, size: TinySize, tokenizer, seed: int, init_range: float = 0.3, image_size: int = 112):
