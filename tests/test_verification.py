@@ -131,3 +131,42 @@ def test_report_files(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["checks"][0]["verdict"] == "pass"
     run.results[0].verdict = "fail"
     assert write_report(run, tmp_path, "x")["verdict"] == "FAIL"
+
+
+@pytest.fixture(scope="module")
+def tiny_near_pair(tmp_path_factory):
+    from verification.models import tiny_pairs
+
+    return tiny_pairs(tmp_path_factory.mktemp("verify-models"), families=("qwen2_5_vl",), unrelated=False)[0]
+
+
+def test_reduced_precision_diagnosis_classifies_ties_and_bugs(tiny_near_pair, real_video):
+    """bf16 mismatches are diagnosed, not tolerated: a wrong algorithm is "algorithmic" (fail), and the
+    classifier calls a step a near-tie only for the float64 top-2 within the tolerance."""
+    import torch
+
+    from hippo.video import load_video
+
+    ref = [builtin_candidates()["ref-sd"]]
+    ok = checks.check_reduced_precision(ref, [tiny_near_pair], real_video, 4, 12)
+    assert [r.verdict for r in ok] == ["pass"]
+    with MUTANTS["kv_rollback_off_by_one"].active():  # breaks SD, leaves the AR reference intact
+        bad = checks.check_reduced_precision(ref, [tiny_near_pair], real_video, 4, 12)
+    assert bad[0].verdict == "fail"
+    assert bad[0].numbers["diagnosis"]["classification"] == "algorithmic"
+
+    clip = load_video(real_video, 4)
+
+    def inputs_of(adapter):
+        return adapter.prepare(clip, "describe the video")
+
+    from hippo.checkpoint import load_adapter
+
+    target64 = load_adapter(tiny_near_pair.target_path, torch.float64)
+    top2 = torch.topk(target64.prefill(inputs_of(target64)).last_logits.double(), 3).indices.tolist()
+    first, second, third = top2
+    tie = checks.diagnose_divergence(tiny_near_pair.target_path, inputs_of, [], first, second, torch.bfloat16)
+    expected = "numerical near-tie" if tie["float64_gap"] <= tie["tolerance"] else "algorithmic"
+    assert tie["classification"] == expected
+    not_top2 = checks.diagnose_divergence(tiny_near_pair.target_path, inputs_of, [], first, third, torch.bfloat16)
+    assert not_top2["classification"] == "algorithmic"
