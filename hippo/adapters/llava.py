@@ -1,5 +1,6 @@
-"""LLaVA-OneVision around the stock HF class: per frame a bilinearly pooled ceil(h/2) x ceil(w/2)
-token grid, one `image_newline` token after the whole video, plain 1-D positions."""
+"""LLaVA-OneVision and LLaVA-NeXT-Video around the stock HF classes. OneVision: per frame a
+bilinearly pooled ceil(h/2) x ceil(w/2) token grid, one `image_newline` token after the whole video,
+plain 1-D positions. NeXT-Video: the same but average-pooled by `spatial_pool_stride`, no newline."""
 
 from __future__ import annotations
 
@@ -50,33 +51,14 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
         return modeling.apply_rotary_pos_emb(q, q, cos, sin)[0]
 
 
-class LlavaNextVideoAdapter(VideoLLMAdapter):
+class LlavaNextVideoAdapter(LlavaOnevisionAdapter):
     """LLaVA-NeXT-Video: per frame the vision grid average-pooled by `spatial_pool_stride`, no
-    newline token, plain 1-D positions."""
+    newline token; everything else (placeholder, 1-D positions, attention hooks) as LLaVA-OneVision."""
 
     family = "llava_next_video"
-    video_placeholder = "<video>"
-    position_rows = 1
-
-    @property
-    def video_token_id(self) -> int:
-        return int(self.model.config.video_token_index)
 
     def video_grid(self, vision_inputs: dict) -> VideoGrid:
         _, frames, _, height, width = vision_inputs["pixel_values_videos"].shape
         patch = self.model.config.vision_config.patch_size
         stride = self.model.config.spatial_pool_stride
         return VideoGrid(frames=int(frames), height=height // patch // stride, width=width // patch // stride)
-
-    def video_features(self, inputs: PreparedInputs) -> torch.Tensor:
-        pixels = inputs.vision_inputs["pixel_values_videos"].to(self.device, self.model.dtype)
-        return self.model.get_video_features(pixels).pooler_output.flatten(0, 1)
-
-    def prompt_positions(self, inputs: PreparedInputs) -> torch.Tensor:
-        return torch.arange(inputs.num_tokens)[None]
-
-    def batch_positions(self, pos: torch.Tensor) -> torch.Tensor:
-        return pos
-
-    def hf_vision_kwargs(self, inputs: PreparedInputs) -> dict:
-        return {"pixel_values_videos": inputs.vision_inputs["pixel_values_videos"].to(self.device)}
