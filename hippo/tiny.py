@@ -94,20 +94,9 @@ def _qwen_config(family: str, size: TinySize, tokenizer, init_range: float):
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
     ids = tokenizer.convert_tokens_to_ids
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=size.hidden,
-        intermediate_size=size.hidden * 2,
-        num_hidden_layers=size.layers,
-        num_attention_heads=size.heads,
-        num_key_value_heads=size.kv_heads,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(size)},
-        initializer_range=init_range,
-        bos_token_id=ids("<|endoftext|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-    )
+    text = _qwen2_text_config(size, tokenizer, init_range)
+    del text["model_type"]  # the Qwen-VL text config has its own type
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(size)}
     vision = dict(
         depth=size.vision_layers,
         hidden_size=size.vision_hidden,

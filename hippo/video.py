@@ -168,3 +168,27 @@ def load_video(path: str | os.PathLike, num_frames: int) -> VideoClip:
         num_source_frames=num_source,
         path=path,
     )
+
+
+def write_video(path, frames: np.ndarray, fps: float, crf: int = 18, codec: str = "libx264"):
+    """Write uint8 RGB frames (T, H, W, 3) as a video with PyAV (an optional dependency: pip install av).
+    libx264, yuv420p (H and W even), no B-frames, constant quality `crf`; deterministic output."""
+    from fractions import Fraction
+
+    try:
+        import av
+    except ImportError:
+        raise ConfigError("writing videos needs PyAV: pip install av") from None
+    height, width = frames.shape[1:3]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "bf": "0", "preset": "veryfast", "threads": "1"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -9,11 +9,12 @@ it (its import fails on numpy 2).
 from __future__ import annotations
 
 import importlib.util
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from hippo.video import write_video
 
 
 def make_frames(num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -60,19 +61,7 @@ def write_test_video(
     lossy compression, so compare decoded frames between decoders, not against `make_frames`.
     """
     path = Path(path)
-    frames = make_frames(num_frames, height, width, seed)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps))
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "18", "bf": "0", "preset": "veryfast", "threads": "1"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(path, make_frames(num_frames, height, width, seed), fps, codec=codec)
     return path
 
 

@@ -155,26 +155,11 @@ def _table(args) -> int:
 
 
 def _video(args) -> int:
-    from fractions import Fraction
 
-    from hippo.errors import ConfigError
+    from hippo.video import write_video
     from hippo.zoo import dataset
 
-    try:
-        import av
-    except ImportError:
-        raise ConfigError("hippo zoo video needs PyAV: pip install av") from None
     ex = dataset.example(args.split, args.index)
-    frames = dataset.render(ex.video)
-    with av.open(args.out, mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(4))
-        stream.width = stream.height = dataset.SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12", "bf": "0", "preset": "veryfast", "threads": "1"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(args.out, dataset.render(ex.video), fps=4, crf=12)
     print(f"{args.out}: {args.split} video {args.index}; ask e.g. {ex.question!r} (answer: {ex.answer!r})")
     return 0
