@@ -60,3 +60,28 @@ class RequestStats:
             kept_visual_tokens=self.kept_visual_tokens,
         )
         return d
+
+
+def pooled_mat(per_example: list[tuple[int, int]]) -> float:
+    """MAT pooled over decodes: total committed tokens / total rounds, from (committed, rounds) per decode
+    (every round of every decode weighs the same; a mean of per-decode MATs would not)."""
+    rounds = sum(r for _, r in per_example)
+    return sum(c for c, _ in per_example) / rounds if rounds else float("nan")
+
+
+def paired_mat_difference(base: list[tuple[int, int]], other: list[tuple[int, int]], resamples: int = 2000,
+                          seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """pooled_mat(other) - pooled_mat(base) over the same decodes (same videos and prompts), with a
+    paired percentile-bootstrap confidence interval: decodes are resampled with replacement, the same
+    draw for both sides, from an explicitly seeded generator. Returns (difference, low, high)."""
+    import numpy as np
+
+    if len(base) != len(other) or not base:
+        raise ValueError(f"need the same non-zero number of decodes on both sides, got {len(base)} and {len(other)}")
+    b, o = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(b), size=(resamples, len(b)))
+    differences = o[picks, 0].sum(1) / o[picks, 1].sum(1) - b[picks, 0].sum(1) / b[picks, 1].sum(1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(differences, [tail, 1 - tail])
+    return pooled_mat(other) - pooled_mat(base), float(low), float(high)

@@ -35,11 +35,11 @@ def test_frames_shape_and_golden_digest():
     # Frozen: changing the generator changes every shipped number; retrain and update on purpose.
     spec = dataset.video_spec("test", 0)
     assert (spec.color, spec.shape, spec.size, spec.motion) == ("orange", "circle", "large", "right")
-    assert hashlib.sha256(frames.tobytes()).hexdigest()[:16] == "0108f0147428edc5"
+    assert hashlib.sha256(frames.tobytes()).hexdigest()[:16] == "62b9018f1c2eee6e"
 
 
 def test_object_is_drawn_where_the_spec_says():
-    for i in range(60):
+    for i in range(200):
         spec = dataset.video_spec("val", i)
         frames = dataset.render(spec)
         color = np.array(dataset.COLORS[spec.color])
@@ -54,7 +54,19 @@ def test_object_is_drawn_where_the_spec_says():
             ys, xs = np.nonzero((frames[-1] == color).all(-1))
             assert 0.2 * dataset.SIZE <= (ys.min() + ys.max()) / 2 <= 0.8 * dataset.SIZE
             assert 0.2 * dataset.SIZE <= (xs.min() + xs.max()) / 2 <= 0.8 * dataset.SIZE
-            assert min(ys.min(), xs.min()) > 15 and max(ys.max(), xs.max()) < dataset.SIZE - 16
+            assert min(ys.min(), xs.min()) >= 15 and max(ys.max(), xs.max()) <= dataset.SIZE - 16  # 15 free rows
+
+
+def test_a_path_longer_than_the_central_band_is_centred_on_it():
+    rng = np.random.default_rng(0)
+    lo, hi = 0.2 * dataset.SIZE + 19, 0.8 * dataset.SIZE - 19  # a large object's band: 27 pixels
+    for shift in (42, -42):
+        start = dataset._start_on_axis(rng, lo, hi, shift)
+        assert start + shift / 2 == pytest.approx((lo + hi) / 2)
+    for shift in (0, 18, -18):
+        for _ in range(20):
+            start = dataset._start_on_axis(rng, lo, hi, shift)
+            assert lo - 1e-9 <= min(start, start + shift) and max(start, start + shift) <= hi + 1e-9
 
 
 def test_answers_name_the_attributes():
@@ -93,6 +105,27 @@ def test_splits_cycle_question_types_and_both_placements():
 )
 def test_attribute_accuracy_on_hand_made_examples(text, asked, expected):
     assert dataset.attribute_accuracy([(text, asked)]) == pytest.approx(expected)
+
+
+def test_attribute_breakdown_counts_each_attribute_separately():
+    pairs = [("a small red circle stays still on a textured background.",
+              {"color": "red", "shape": "square", "size": "small"}),
+             ("the object is blue.", {"color": "red"})]
+    assert dataset.attribute_breakdown(pairs) == {"color": 0.5, "shape": 0.0, "size": 1.0}
+
+
+def test_pooled_mat_and_its_paired_bootstrap_interval():
+    from hippo.stats import paired_mat_difference, pooled_mat
+
+    base = [[10, 3], [12, 3], [5, 2], [9, 3], [11, 3], [8, 2]] * 5
+    assert pooled_mat(base) == sum(c for c, _ in base) / sum(r for _, r in base)  # pooled, not a mean of MATs
+    assert paired_mat_difference(base, base) == (0.0, 0.0, 0.0)  # paired: the same draw on both sides
+    worse = [[c, r + 1] for c, r in base]
+    diff, low, high = paired_mat_difference(base, worse)
+    assert low <= diff <= high < 0
+    assert paired_mat_difference(base, worse, seed=1) != (diff, low, high)  # the seed is the only randomness
+    with pytest.raises(ValueError, match="same non-zero number"):
+        paired_mat_difference(base, base[:-1])
 
 
 def test_accuracy_pools_attributes_not_examples():

@@ -56,8 +56,9 @@ def add_subcommand(subparsers) -> None:
     table.add_argument("--threads", type=int, default=1)
     table.add_argument("--write", default=None, help="replace the table between the zoo-table markers of this file")
     table.add_argument("--json", default=None, help="also write the raw numbers as JSON here")
-    table.add_argument("--reuse", default=None,
-                       help="JSON from an earlier --json: pairs found there are not measured again")
+    table.add_argument("--reuse", nargs="*", default=[],
+                       help="JSON files from earlier --json runs: pairs found there are not measured again "
+                            "(lets pairs be measured in parallel processes, then merged)")
 
     video = sub.add_parser("video", help="write one dataset video as an mp4 (needs PyAV, a test dependency)")
     video.add_argument("out")
@@ -139,7 +140,7 @@ def _table(args) -> int:
     from hippo.zoo.registry import PAIRS
 
     torch.set_num_threads(args.threads)
-    reused = {r.pair: r for r in reports_from_json(args.reuse)} if args.reuse else {}
+    reused = {r.pair: r for path in args.reuse for r in reports_from_json(path)}
     reports = [reused[p] if p in reused else
                evaluate_pair(p, args.n, args.methods, log=lambda s: print(s, file=sys.stderr, flush=True))
                for p in (args.pairs or PAIRS)]

@@ -18,8 +18,8 @@ Attributes (the words the accuracy metric looks for):
 `central` videos (half of all videos) keep the object away from the frame borders, so the
 position-bias claim about boundary tokens can be tested: the object's centre stays inside the central
 band [0.2, 0.8] x SIZE on both axes for the whole clip, and so does its whole extent unless the path
-plus the object is longer than the band (a large object moving quickly); it then still stays more
-than 15 pixels from every border. Other videos may put the object anywhere, borders included.
+plus the object is longer than the band (a large object moving quickly); the path is then centred
+on the band, leaving at least 15 free pixels to every border. Other videos may put the object anywhere, borders included.
 
 Splits: a video is a pure function of (split, index); the three splits use disjoint seed streams.
 Nothing is stored in the repository; `cache_split` renders a split into a gitignored uint8 npz.
@@ -48,7 +48,7 @@ COLORS = {
     "orange": (245, 130, 20),
 }
 SHAPES = ("circle", "square", "triangle")
-SIZES = {"small": 9, "large": 15}  # half-extent in pixels
+SIZES = {"small": 12, "large": 19}  # half-extent in pixels (objects span 2-3 patches of 14: see docs/ZOO.md)
 MOTIONS = ("left", "right", "up", "down", "still", "appears", "disappears")
 MOVING = ("left", "right", "up", "down")
 SPEEDS = {"slowly": 18, "quickly": 42}  # total displacement over the clip in pixels
@@ -135,12 +135,18 @@ def video_spec(split: str, index: int) -> VideoSpec:
     travel = SPEEDS[speed] if moving else 0
     dy, dx = _direction(motion)
     lo, hi = (0.2 * SIZE + half, 0.8 * SIZE - half) if central else (half + 1, SIZE - half - 2)
-    # The whole path stays inside [lo, hi] on both axes.
-    y_lo, y_hi = lo - min(0, dy * travel), hi - max(0, dy * travel)
-    x_lo, x_hi = lo - min(0, dx * travel), hi - max(0, dx * travel)
-    start = (float(rng.uniform(y_lo, max(y_lo, y_hi))), float(rng.uniform(x_lo, max(x_lo, x_hi))))
+    # The whole path stays inside [lo, hi] on both axes; a path longer than that is centred on it.
+    start = tuple(_start_on_axis(rng, lo, hi, d * travel) for d in (dy, dx))
     return VideoSpec(split, index, color, shape, size, motion, speed, occluded, background, central,
                      start, int(rng.integers(0, 2**31)))
+
+
+def _start_on_axis(rng, lo: float, hi: float, shift: float) -> float:
+    """A start coordinate whose path [start, start + shift] lies in [lo, hi], or is centred on it."""
+    first, last = lo - min(0.0, shift), hi - max(0.0, shift)
+    if last < first:
+        return float((lo + hi - shift) / 2)
+    return float(rng.uniform(first, last))
 
 
 def _direction(motion: str) -> tuple[int, int]:
@@ -168,8 +174,8 @@ def _shape_mask(shape: str, cy: float, cx: float, half: int) -> np.ndarray:
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
     if shape == "circle":
         return (yy - cy) ** 2 + (xx - cx) ** 2 <= half**2
-    if shape == "square":
-        return (np.abs(yy - cy) <= half * 0.85) & (np.abs(xx - cx) <= half * 0.85)
+    if shape == "square":  # full extent: circle and triangle cover 79% and 50% of its area
+        return (np.abs(yy - cy) <= half) & (np.abs(xx - cx) <= half)
     # triangle pointing up: inside if below the apex lines and above the base
     top, bottom = cy - half, cy + half
     rel = (yy - top) / (2 * half)
@@ -279,6 +285,17 @@ def attribute_accuracy(pairs) -> float:
             total += 1
             right += attribute_correct(text, attribute, value)
     return right / total if total else 0.0
+
+
+def attribute_breakdown(pairs) -> dict[str, float]:
+    """attribute_accuracy per attribute (diagnostic only: which attribute a model gets wrong)."""
+    right: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for text, asked in pairs:
+        for attribute, value in asked.items():
+            total[attribute] = total.get(attribute, 0) + 1
+            right[attribute] = right.get(attribute, 0) + attribute_correct(text, attribute, value)
+    return {a: right[a] / total[a] for a in sorted(total)}
 
 
 def spec_json(spec: VideoSpec) -> dict:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hippo.checkpoint import load_adapter
+from hippo.stats import paired_mat_difference, pooled_mat
 from hippo.zoo import dataset
 from hippo.zoo.registry import PAIRS
 
@@ -43,6 +44,14 @@ class PairReport:
     examples: int
     mat: dict[str, float] = field(default_factory=dict)  # "none" or "method@ratio" -> MAT
     threads: int = 1
+    # "none" or "method@ratio" -> [committed, rounds] per example (for paired confidence intervals)
+    per_example: dict[str, list[list[int]]] = field(default_factory=dict)
+    target_attributes: dict[str, float] = field(default_factory=dict)  # dataset.attribute_breakdown
+    draft_attributes: dict[str, float] = field(default_factory=dict)
+
+    def mat_change(self, key: str) -> tuple[float, float, float]:
+        """MAT of `key` minus MAT without pruning, with its 95% paired bootstrap interval."""
+        return paired_mat_difference(self.per_example["none"], self.per_example[key])
 
     @property
     def latency_ratio(self) -> float:
@@ -100,9 +109,10 @@ def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: in
     target_ms, draft_ms = step_latency_ms([target, draft], clips[0])
     draft_pairs = [(greedy_answer(draft, c, ex.question), ex.asked) for ex, c in zip(examples, clips, strict=True)]
     report = PairReport(pair, target.family, _params(target), _params(draft), target_ms, draft_ms, 0.0,
-                        dataset.attribute_accuracy(draft_pairs), n, threads=torch.get_num_threads())
+                        dataset.attribute_accuracy(draft_pairs), n, threads=torch.get_num_threads(),
+                        draft_attributes=dataset.attribute_breakdown(draft_pairs))
     for method, ratio in prune_configs(methods, ratios):
-        committed = rounds = 0
+        per_example: list[list[int]] = []
         texts = []
         for ex, clip in zip(examples, clips, strict=True):
             request = GenerationRequest(
@@ -115,16 +125,19 @@ def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: in
             except Exception as err:  # a pruning method under development must not sink the whole table
                 if log:
                     log(f"{pair} {method}@{ratio}: failed ({type(err).__name__}: {err})")
-                committed = rounds = 0
+                per_example = []
                 break
-            committed += sum(result.stats.decode.accepted_per_round)
-            rounds += len(result.stats.decode.accepted_per_round)
+            rounds = result.stats.decode.accepted_per_round
+            per_example.append([sum(rounds), len(rounds)])
             texts.append(result.text)
         key = "none" if method == "none" else f"{method}@{ratio}"
-        report.mat[key] = committed / rounds if rounds else float("nan")
+        report.mat[key] = pooled_mat(per_example)
+        if per_example:
+            report.per_example[key] = per_example
         if method == "none":
-            report.target_accuracy = dataset.attribute_accuracy(
-                (t, ex.asked) for t, ex in zip(texts, examples, strict=True))
+            target_pairs = [(t, ex.asked) for t, ex in zip(texts, examples, strict=True)]
+            report.target_accuracy = dataset.attribute_accuracy(target_pairs)
+            report.target_attributes = dataset.attribute_breakdown(target_pairs)
         if log:
             log(f"{pair} {key}: MAT {report.mat[key]:.3f}")
     return report
@@ -154,6 +167,22 @@ def render_table(reports: list[PairReport]) -> str:
     lines.append(f"Greedy speculative decoding (`sd`), gamma 5, first {n} test-split examples, fp32 CPU, "
                  f"{reports[0].threads if reports else 1} thread(s); pruning positions `keep`. "
                  "Regenerate with `hippo zoo table`.")
+    changes = [(r, m) for r in reports for m in methods if r.per_example.get(f"{m}@{RATIOS[-1]}")
+               and r.per_example.get("none")]
+    if changes:
+        lines += ["", f"MAT change at ratio {RATIOS[-1]} against no pruning, with its 95% paired bootstrap interval "
+                  "over the examples (2000 resamples, seed 0):", "",
+                  "| pair | " + " | ".join(methods) + " |", "|---" * (1 + len(methods)) + "|"]
+        for r in reports:
+            cells = []
+            for m in methods:
+                key = f"{m}@{RATIOS[-1]}"
+                if r.per_example.get(key) and r.per_example.get("none"):
+                    diff, low, high = r.mat_change(key)
+                    cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]")
+                else:
+                    cells.append("-")
+            lines.append(f"| {r.pair} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -123,23 +123,35 @@ AUX_ATTRIBUTES = {"color": tuple(dataset.COLORS), "shape": dataset.SHAPES, "size
 
 class AuxHead(torch.nn.Module):
     """Training-only helper, not part of the shipped model: from the video tokens the LLM receives
-    (the merger / projector output), predict the object's colour, shape and size with a per-class
-    max over the video's tokens. Its gradient makes the object's tokens carry those attributes early,
-    which breaks the long plateau where the LLM has learnt the answer templates but cannot yet find
-    the object among the video tokens."""
+    (the merger / projector output), predict the object's colour, shape and size. The tokens are
+    pooled by a learnt attention (softmax of a linear score per token), so the attribute gradients
+    reach the object's tokens rather than whichever background token scores highest. Its gradient
+    makes the object's tokens carry those attributes early, which breaks the long plateau where the
+    LLM has learnt the answer templates but cannot yet find the object among the video tokens."""
 
     def __init__(self, hidden: int):
         super().__init__()
+        self.score = torch.nn.Linear(hidden, 1)
         self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v)) for a, v in AUX_ATTRIBUTES.items()})
 
+    def logits(self, features: torch.Tensor, videos: int) -> dict[str, torch.Tensor]:
+        per_video = features.reshape(videos, -1, features.shape[-1])
+        pooled = (self.score(per_video).softmax(dim=1) * per_video).sum(dim=1)
+        return {attribute: head(pooled) for attribute, head in self.heads.items()}
+
     def loss(self, features: torch.Tensor, specs) -> torch.Tensor:
-        per_video = features.reshape(len(specs), -1, features.shape[-1])
         total = features.new_zeros(())
-        for attribute, values in AUX_ATTRIBUTES.items():
-            logits = self.heads[attribute](per_video).amax(dim=1)
-            target = torch.tensor([values.index(getattr(s, attribute)) for s in specs])
+        for attribute, logits in self.logits(features, len(specs)).items():
+            target = torch.tensor([AUX_ATTRIBUTES[attribute].index(getattr(s, attribute)) for s in specs])
             total = total + torch.nn.functional.cross_entropy(logits, target)
         return total / len(AUX_ATTRIBUTES)
+
+    def accuracy(self, features: torch.Tensor, specs) -> dict[str, float]:
+        out = {}
+        for attribute, logits in self.logits(features, len(specs)).items():
+            target = torch.tensor([AUX_ATTRIBUTES[attribute].index(getattr(s, attribute)) for s in specs])
+            out[attribute] = round((logits.argmax(-1) == target).float().mean().item(), 3)
+        return out
 
 
 def _projector(model):
@@ -333,6 +345,17 @@ def train_all(names=ORDER, seed: int = 0, work_dir: Path | None = None, **kwargs
     return results
 
 
+def video_tokens(model, adapter, specs, captured: dict) -> torch.Tensor:
+    """The merger / projector output for the videos of `specs` (read by the hook that fills `captured`)."""
+    vis = [adapter.prepare(dataset.as_clip(dataset.render(s)), "").vision_inputs for s in specs]
+    pixels = torch.cat([v["pixel_values_videos"] for v in vis])
+    if adapter.family == "llava_onevision":
+        model.model.get_video_features(pixels)
+    else:
+        model.model.get_video_features(pixels, torch.cat([v["video_grid_thw"] for v in vis]))
+    return captured.pop("video")
+
+
 def pretrain_vision(name: str, steps: int = 300, batch: int = 64, lr: float = 2e-3, seed: int = 0,
                     work_dir: Path | None = None, threads: int = 1, progress: bool = True) -> dict:
     """Stage 1 (vision only): train the vision tower and merger / projector of `name` on the AuxHead
@@ -363,26 +386,24 @@ def pretrain_vision(name: str, steps: int = 300, batch: int = 64, lr: float = 2e
     captured = {}
     _projector(model).register_forward_hook(lambda module, args, out: captured.__setitem__("video", out))
     model.train()
+    validation = [dataset.video_spec("val", i) for i in range(128)]
     log = open(run_dir / "train.log", "a")  # noqa: SIM115
     running = []
     for step in tqdm(range(steps), desc=f"{name} vision", mininterval=20, disable=not progress):
-        indices = batch_indices(seed + 1000, step, batch)
-        specs = [dataset.video_spec("train", i) for i in indices]
-        vis = [adapter.prepare(dataset.as_clip(dataset.render(s)), "").vision_inputs for s in specs]
-        pixels = torch.cat([v["pixel_values_videos"] for v in vis])
-        if spec.family == "llava_onevision":
-            model.model.get_video_features(pixels)
-        else:
-            model.model.get_video_features(pixels, torch.cat([v["video_grid_thw"] for v in vis]))
+        specs = [dataset.video_spec("train", i) for i in batch_indices(seed + 1000, step, batch)]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=20)
-        loss = aux.loss(captured.pop("video"), specs)
+        loss = aux.loss(video_tokens(model, adapter, specs, captured), specs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         running.append(loss.item())
         if (step + 1) % 10 == 0:
-            log.write(json.dumps({"vision_step": step + 1, "aux_loss": round(sum(running) / len(running), 5)}) + "\n")
+            record = {"vision_step": step + 1, "aux_loss": round(sum(running) / len(running), 5)}
+            if (step + 1) % 100 == 0 or step + 1 == steps:
+                with torch.no_grad():
+                    record["val_accuracy"] = aux.accuracy(video_tokens(model, adapter, validation, captured), validation)
+            log.write(json.dumps(record) + "\n")
             log.flush()
             running = []
     log.close()
