@@ -245,3 +245,13 @@ def test_training_is_deterministic_and_resumes_exactly(tmp_path):
     assert a["step"] == b["step"] == 2
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_accuracy_from_a_training_state(tmp_path, capsys):
+    from hippo.cli import main
+    from hippo.zoo.train import train_model
+
+    train_model("qwen-target", steps=1, batch=2, work_dir=tmp_path, export=False, progress=False)
+    assert main(["zoo", "accuracy", "qwen-target", "--from-state", "--work-dir", str(tmp_path), "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen-target val n=2: attribute accuracy" in out and "per attribute: " in out

@@ -48,6 +48,9 @@ def add_subcommand(subparsers) -> None:
     acc.add_argument("name", help="zoo model name or checkpoint folder")
     acc.add_argument("--split", default="val", choices=["train", "val", "test"])
     acc.add_argument("-n", type=int, default=100)
+    acc.add_argument("--from-state", action="store_true",
+                     help="use the latest training state (.cache/zoo-train/NAME) instead of the shipped weights")
+    acc.add_argument("--work-dir", default=None)
 
     table = sub.add_parser("table", help="measure every pair and print (or write) the README table")
     table.add_argument("-n", type=int, default=50, help="test examples per configuration")
@@ -123,13 +126,27 @@ def _accuracy(args) -> int:
     from hippo.zoo.evaluate import greedy_answer
     from hippo.zoo.registry import MODELS
 
-    adapter = load_adapter(f"zoo:{args.name}" if args.name in MODELS else args.name)
+    if args.from_state:
+        from pathlib import Path
+
+        from hippo.zoo.registry import zoo_model
+        from hippo.zoo.tokenizer import build_zoo_tokenizer
+        from hippo.zoo.train import default_work_dir, load_trained, make_adapter, training_layout
+
+        spec = zoo_model(args.name)
+        work_dir = Path(args.work_dir or default_work_dir())
+        tokenizer = build_zoo_tokenizer()
+        model = load_trained(spec, work_dir).eval()
+        adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, work_dir))
+    else:
+        adapter = load_adapter(f"zoo:{args.name}" if args.name in MODELS else args.name)
     pairs = []
     for i in range(args.n):
         ex = dataset.example(args.split, i)
         text = greedy_answer(adapter, dataset.as_clip(dataset.render(ex.video)), ex.question)
         pairs.append((text, ex.asked))
     print(f"{args.name} {args.split} n={args.n}: attribute accuracy {dataset.attribute_accuracy(pairs):.4f}")
+    print("per attribute: " + ", ".join(f"{a} {v:.2f}" for a, v in dataset.attribute_breakdown(pairs).items()))
     return 0
 
 

@@ -180,7 +180,7 @@ def init_model(spec: ZooModel, tokenizer, seed: int, work_dir: Path):
     """A fresh model of `spec` (drafts: with their target's trained vision tower copied in, frozen)."""
     model = build_tiny_model(spec.family, spec.size, tokenizer, seed=seed, init_range=0.02)
     if spec.target is not None:
-        target = _load_trained(zoo_model(spec.target), work_dir)
+        target = load_trained(zoo_model(spec.target), work_dir)
         target_params = dict(target.named_parameters())
         with torch.no_grad():
             for name, param in model.named_parameters():
@@ -193,7 +193,13 @@ def init_model(spec: ZooModel, tokenizer, seed: int, work_dir: Path):
     return model
 
 
-def _load_trained(spec: ZooModel, work_dir: Path):
+def training_layout(spec: ZooModel, tokenizer, model, work_dir: Path) -> Path:
+    """A Hub-layout folder for `spec` under its training state (processor config and chat template for
+    the adapter that wraps the in-memory model; the weights written there are not read back)."""
+    return save_checkpoint(model, tokenizer, spec.family, Path(work_dir) / spec.name / "layout")
+
+
+def load_trained(spec: ZooModel, work_dir: Path):
     """The latest trained weights of `spec`: its training state if there is one, else the shipped folder."""
     state_file = work_dir / spec.name / "state.pt"
     if state_file.is_file():
@@ -239,9 +245,9 @@ def train_model(
         distill = 0.5 if spec.target is not None else 0.0
     teacher = None
     if distill > 0:
-        teacher = _load_trained(zoo_model(spec.target), work_dir).eval()
+        teacher = load_trained(zoo_model(spec.target), work_dir).eval()
         teacher.requires_grad_(False)
-    folder = save_checkpoint(model, tokenizer, spec.family, run_dir / "layout")  # processor config + template
+    folder = training_layout(spec, tokenizer, model, work_dir)
     adapter = make_adapter(model, tokenizer, spec.family, folder)
     aux = AuxHead(spec.size.hidden) if aux_weight > 0 else None
     captured = {}
@@ -323,7 +329,7 @@ def train_model(
 def export_model(name: str, work_dir: Path | None = None) -> Path:
     """Write the shipped checkpoint folder of `name` from its latest training state."""
     spec = zoo_model(name)
-    model = _load_trained(spec, Path(work_dir or default_work_dir())).eval()
+    model = load_trained(spec, Path(work_dir or default_work_dir())).eval()
     tokenizer = build_zoo_tokenizer()
     for param in model.parameters():
         param.requires_grad_(True)
@@ -372,7 +378,7 @@ def pretrain_vision(name: str, steps: int = 300, batch: int = 64, lr: float = 2e
     tokenizer = build_zoo_tokenizer()
     torch.manual_seed(seed)
     model = init_model(spec, tokenizer, seed, work_dir)
-    folder = save_checkpoint(model, tokenizer, spec.family, run_dir / "layout")
+    folder = training_layout(spec, tokenizer, model, work_dir)
     adapter = make_adapter(model, tokenizer, spec.family, folder)
     state_file = run_dir / "state.pt"
     state = torch.load(state_file, weights_only=False) if state_file.is_file() else None
