@@ -255,3 +255,21 @@ def test_accuracy_from_a_training_state(tmp_path, capsys):
     assert main(["zoo", "accuracy", "qwen-target", "--from-state", "--work-dir", str(tmp_path), "-n", "2"]) == 0
     out = capsys.readouterr().out
     assert "qwen-target val n=2: attribute accuracy" in out and "per attribute: " in out
+
+
+def test_a_fresh_target_run_starts_with_its_vision_stage(tmp_path, monkeypatch):
+    import dataclasses
+
+    from hippo.zoo import registry
+    from hippo.zoo.train import train_all
+
+    spec = dataclasses.replace(registry.MODELS["qwen-target"], steps=1, vision_steps=1)
+    monkeypatch.setitem(registry.MODELS, "qwen-target", spec)
+    train_all(["qwen-target"], work_dir=tmp_path, batch=2, export=False, progress=False)
+    state = torch.load(tmp_path / "qwen-target" / "state.pt", weights_only=False)
+    assert state["step"] == 1 and state["vision_pretrain"] == [{"steps": 1, "batch": 32, "lr": 2e-3, "at_step": 0}]
+    log = (tmp_path / "qwen-target" / "train.log").read_text()
+    assert '"val_accuracy"' in log  # the vision stage reports its head's validation accuracy
+    train_all(["qwen-target"], work_dir=tmp_path, batch=2, export=False, progress=False)  # resumed: no second stage
+    state = torch.load(tmp_path / "qwen-target" / "state.pt", weights_only=False)
+    assert len(state["vision_pretrain"]) == 1

@@ -34,9 +34,9 @@ def add_subcommand(subparsers) -> None:
     vision = sub.add_parser("pretrain-vision", help="train only the vision tower + merger/projector of NAME on "
                                                      "the auxiliary colour/shape/size task (in place)")
     vision.add_argument("name")
-    vision.add_argument("--steps", type=int, default=300)
-    vision.add_argument("--batch", type=int, default=64)
-    vision.add_argument("--lr", type=float, default=3e-3)
+    vision.add_argument("--steps", type=int, default=700)
+    vision.add_argument("--batch", type=int, default=32)
+    vision.add_argument("--lr", type=float, default=2e-3)
     vision.add_argument("--seed", type=int, default=0)
     vision.add_argument("--work-dir", default=None)
 

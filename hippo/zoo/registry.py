@@ -30,6 +30,7 @@ class ZooModel:
     target: str | None = None  # drafts: the target whose vision tower initialises theirs
     steps: int = 1000  # default training steps (batch 16)
     lr: float = 2e-3
+    vision_steps: int = 0  # vision-only stage first (hippo.zoo.train.pretrain_vision, batch 32, lr 2e-3)
 
     @property
     def path(self) -> Path:
@@ -46,9 +47,11 @@ DRAFT_SIZE = TinySize(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=6
 MODELS: dict[str, ZooModel] = {
     m.name: m
     for m in (
-        ZooModel("qwen-target", "qwen2_5_vl", "target", TARGET_SIZE, steps=2600, lr=1.5e-3),
+        ZooModel("qwen-target", "qwen2_5_vl", "target", TARGET_SIZE, steps=2600, lr=1.5e-3,
+                 vision_steps=700),
         ZooModel("qwen-draft", "qwen2_5_vl", "draft", DRAFT_SIZE, target="qwen-target", steps=400, lr=3e-3),
-        ZooModel("llava-target", "llava_onevision", "target", TARGET_SIZE, steps=1500, lr=1.5e-3),
+        ZooModel("llava-target", "llava_onevision", "target", TARGET_SIZE, steps=1500, lr=1.5e-3,
+                 vision_steps=700),
         ZooModel("llava-draft", "llava_onevision", "draft", DRAFT_SIZE, target="llava-target", steps=400, lr=3e-3),
     )
 }

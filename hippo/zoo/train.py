@@ -257,9 +257,10 @@ def train_model(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     aux_optimizer = torch.optim.AdamW(aux.parameters(), lr=lr) if aux is not None else None
     state_file = run_dir / "state.pt"
-    step, history = 0, []
+    step, history, vision_stages = 0, [], []
     if state_file.is_file():
         state = torch.load(state_file, weights_only=False)
+        vision_stages = state.get("vision_pretrain", [])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if aux is not None and state.get("aux") is not None:
@@ -278,7 +279,9 @@ def train_model(
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "history": history,
                     "aux": aux.state_dict() if aux is not None else None,
-                    "aux_optimizer": aux_optimizer.state_dict() if aux is not None else None, "config": {"steps": steps, "batch": batch, "lr": lr, "seed": seed}}, tmp)
+                    "aux_optimizer": aux_optimizer.state_dict() if aux is not None else None,
+                    "vision_pretrain": vision_stages,
+                    "config": {"steps": steps, "batch": batch, "lr": lr, "seed": seed}}, tmp)
         tmp.replace(state_file)
 
     while step < steps:
@@ -341,11 +344,16 @@ ORDER = tuple(MODELS)  # targets before their drafts
 
 
 def train_all(names=ORDER, seed: int = 0, work_dir: Path | None = None, **kwargs) -> list[dict]:
-    """Train (or resume) every model of `names` in order with its registry defaults, exporting each."""
+    """Train (or resume) every model of `names` in order with its registry defaults, exporting each. A
+    target without a training state first runs its vision-only stage (`vision_steps`), as shipped."""
     results = []
     steps = kwargs.pop("steps", None)
     for name in names:
         spec = zoo_model(name)
+        fresh = not (Path(work_dir or default_work_dir()) / name / "state.pt").is_file()
+        if spec.vision_steps and fresh:  # stage 1 of a fresh run: the vision side alone
+            pretrain_vision(name, steps=spec.vision_steps, seed=seed, work_dir=work_dir,
+                            threads=kwargs.get("threads", 1), progress=kwargs.get("progress", True))
         results.append(train_model(name, steps=steps or spec.steps, lr=spec.lr, seed=seed, work_dir=work_dir,
                                    **kwargs))
     return results
@@ -362,7 +370,7 @@ def video_tokens(model, adapter, specs, captured: dict) -> torch.Tensor:
     return captured.pop("video")
 
 
-def pretrain_vision(name: str, steps: int = 300, batch: int = 64, lr: float = 2e-3, seed: int = 0,
+def pretrain_vision(name: str, steps: int = 700, batch: int = 32, lr: float = 2e-3, seed: int = 0,
                     work_dir: Path | None = None, threads: int = 1, progress: bool = True) -> dict:
     """Stage 1 (vision only): train the vision tower and merger / projector of `name` on the AuxHead
     task (colour, shape, size from the video tokens), leaving the language model untouched. About 10x
@@ -404,7 +412,7 @@ def pretrain_vision(name: str, steps: int = 300, batch: int = 64, lr: float = 2e
         loss.backward()
         optimizer.step()
         running.append(loss.item())
-        if (step + 1) % 10 == 0:
+        if (step + 1) % 10 == 0 or step + 1 == steps:
             record = {"vision_step": step + 1, "aux_loss": round(sum(running) / len(running), 5)}
             if (step + 1) % 100 == 0 or step + 1 == steps:
                 with torch.no_grad():
