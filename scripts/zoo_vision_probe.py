@@ -9,7 +9,10 @@ were tried before the shipped one:
     python scripts/zoo_vision_probe.py --head attn --steps 700                      # the shipped recipe
 
 Heads: `max` (per-class max over tokens), `dense` (every token classified, object vs background by the
-rendered mask), `attn` (softmax attention pooling, what hippo.zoo.train.AuxHead does).
+rendered mask), `attn` (softmax attention pooling, what hippo.zoo.train.AuxHead does; with
+`--separate-scores` every attribute pools with its own score). `--attributes` picks what is predicted,
+e.g. `--attributes motion,speed,background` asks whether the video tokens carry the attributes that
+the language model has to compare across tokens or time.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ def object_cover(spec, family: str) -> np.ndarray:
     return masks.reshape(4, 2, 4, 28, 4, 28).mean((1, 3, 5)).reshape(-1)  # 4 groups x 4x4 merged tokens
 
 
+def value_of(spec, attribute: str):
+    """The class label of `attribute` for a video (speed 'none' and occlusion False when it does not move)."""
+    if attribute == "speed":
+        return spec.speed or "none"
+    if attribute == "occlusion":
+        return spec.occluded
+    return getattr(spec, attribute)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen-target")
@@ -73,6 +85,9 @@ def main() -> None:
     parser.add_argument("--square-fill", type=float, default=1.0)
     parser.add_argument("--aspect-shapes", action="store_true", help="square / bar / column instead")
     parser.add_argument("--tower-hidden", type=int, default=None)
+    parser.add_argument("--attributes", default="color,shape,size",
+                        help="comma-separated: color shape size motion speed background occlusion")
+    parser.add_argument("--separate-scores", action="store_true", help="attn head: one pooling score per attribute")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -87,11 +102,13 @@ def main() -> None:
     model = build_tiny_model(spec.family, spec.size, tokenizer, seed=0, init_range=0.02)
     folder = save_checkpoint(model, tokenizer, spec.family, f".cache/exp/layout-{spec.family}")
     adapter = zoo_train.make_adapter(model, tokenizer, spec.family, folder)
-    attributes = dict(zoo_train.AUX_ATTRIBUTES, shape=dataset.SHAPES)
+    values = dict(dataset.ATTRIBUTE_WORDS, shape=dataset.SHAPES, speed=("none", *dataset.SPEEDS),
+                  occlusion=(False, True))
+    attributes = {a: values[a] for a in args.attributes.split(",")}
     hidden = spec.size.hidden
     extra = 1 if args.head == "dense" else 0  # the dense head's background class
     heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v) + extra) for a, v in attributes.items()})
-    score = torch.nn.Linear(hidden, 1)
+    score = torch.nn.Linear(hidden, len(attributes) if args.separate_scores else 1)
     captured: dict = {}
     zoo_train._projector(model).register_forward_hook(lambda m, a, out: captured.__setitem__("video", out))
     vision = [p for n, p in model.named_parameters() if zoo_train._vision_param(n)]
@@ -102,8 +119,8 @@ def main() -> None:
         tokens = zoo_train.video_tokens(model, adapter, specs, captured).reshape(len(specs), -1, hidden)
         cover = torch.tensor(np.stack([object_cover(s, spec.family) for s in specs]))
         total, accuracy = 0.0, {}
-        for attribute, values in attributes.items():
-            target = torch.tensor([values.index(getattr(s, attribute)) for s in specs])
+        for k, (attribute, values) in enumerate(attributes.items()):
+            target = torch.tensor([values.index(value_of(s, attribute)) for s in specs])
             if args.head == "dense":
                 logits = heads[attribute](tokens)
                 labels = torch.where(cover > 0.05, target[:, None], torch.full_like(target[:, None], len(values)))
@@ -113,7 +130,8 @@ def main() -> None:
                 predicted = (logp[..., :-1] * weight[..., None]).sum(1).argmax(-1)
             else:
                 if args.head == "attn":
-                    logits = heads[attribute]((score(tokens).softmax(1) * tokens).sum(1))
+                    weights = score(tokens)[..., k if args.separate_scores else 0].softmax(1)
+                    logits = heads[attribute]((weights[..., None] * tokens).sum(1))
                 else:
                     logits = heads[attribute](tokens).amax(1)
                 total = total + torch.nn.functional.cross_entropy(logits, target)
