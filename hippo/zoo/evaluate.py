@@ -203,9 +203,13 @@ def write_table(markdown: str, path) -> None:
 
 
 def reports_json(reports: list[PairReport]) -> str:
+    """Indented JSON, except that lists of numbers (the per-example counts) stay on one line each."""
+    import re
     from dataclasses import asdict
 
-    return json.dumps([{**asdict(r), "latency_ratio": r.latency_ratio} for r in reports], indent=2)
+    text = json.dumps([{**asdict(r), "latency_ratio": r.latency_ratio} for r in reports], indent=2)
+    return re.sub(r"\[[\d\s,.\[\]eE+-]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
+                  text)
 
 
 def reports_from_json(path) -> list[PairReport]:
