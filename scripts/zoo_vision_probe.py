@@ -88,6 +88,10 @@ def main() -> None:
     parser.add_argument("--attributes", default="color,shape,size",
                         help="comma-separated: color shape size motion speed background occlusion")
     parser.add_argument("--separate-scores", action="store_true", help="attn head: one pooling score per attribute")
+    parser.add_argument("--from", dest="checkpoint", default=None,
+                        help="start from this checkpoint's tower (zoo:NAME or a folder) instead of a fresh one")
+    parser.add_argument("--frozen", action="store_true",
+                        help="train only the probe head: does the tower's output still carry the attribute?")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -99,9 +103,17 @@ def main() -> None:
     if args.tower_hidden:
         spec = dataclasses.replace(spec, size=dataclasses.replace(spec.size, vision_hidden=args.tower_hidden))
     tokenizer = build_zoo_tokenizer()
-    model = build_tiny_model(spec.family, spec.size, tokenizer, seed=0, init_range=0.02)
-    folder = save_checkpoint(model, tokenizer, spec.family, f".cache/exp/layout-{spec.family}")
-    adapter = zoo_train.make_adapter(model, tokenizer, spec.family, folder)
+    if args.checkpoint:
+        from hippo.checkpoint import load_adapter
+
+        adapter = load_adapter(args.checkpoint)
+        model = adapter.model
+        if adapter.family != spec.family:
+            raise SystemExit(f"--from {args.checkpoint} is {adapter.family}; pass --model of that family")
+    else:
+        model = build_tiny_model(spec.family, spec.size, tokenizer, seed=0, init_range=0.02)
+        folder = save_checkpoint(model, tokenizer, spec.family, f".cache/exp/layout-{spec.family}")
+        adapter = zoo_train.make_adapter(model, tokenizer, spec.family, folder)
     values = dict(dataset.ATTRIBUTE_WORDS, shape=dataset.SHAPES, speed=("none", *dataset.SPEEDS),
                   occlusion=(False, True))
     attributes = {a: values[a] for a in args.attributes.split(",")}
@@ -111,7 +123,8 @@ def main() -> None:
     score = torch.nn.Linear(hidden, len(attributes) if args.separate_scores else 1)
     captured: dict = {}
     zoo_train._projector(model).register_forward_hook(lambda m, a, out: captured.__setitem__("video", out))
-    vision = [p for n, p in model.named_parameters() if zoo_train._vision_param(n)]
+    vision = [] if args.frozen else [p for n, p in model.named_parameters() if zoo_train._vision_param(n)]
+    model.requires_grad_(not args.frozen)
     optimizer = torch.optim.AdamW(vision + list(heads.parameters()) + list(score.parameters()), lr=args.lr,
                                   weight_decay=0.01)
 
