@@ -273,3 +273,22 @@ def test_a_fresh_target_run_starts_with_its_vision_stage(tmp_path, monkeypatch):
     train_all(["qwen-target"], work_dir=tmp_path, batch=2, export=False, progress=False)  # resumed: no second stage
     state = torch.load(tmp_path / "qwen-target" / "state.pt", weights_only=False)
     assert len(state["vision_pretrain"]) == 1
+
+
+def test_aux_head_labels_and_pooling():
+    from hippo.zoo.train import AUX_CLASSES, AuxHead, aux_label
+
+    specs = [dataset.video_spec("train", i) for i in range(40)]
+    still = next(s for s in specs if s.motion == "still")
+    assert aux_label(still, "speed") == AUX_CLASSES["speed"].index("none") and aux_label(still, "occlusion") == 0
+    moving = next(s for s in specs if s.motion in dataset.MOVING)
+    assert AUX_CLASSES["speed"][aux_label(moving, "speed")] == moving.speed
+    shipped = AuxHead(8)  # the layout the shipped checkpoints were trained with: one pooling score
+    assert shipped.score.out_features == 1 and set(shipped.heads) == {"color", "shape", "size"}
+    every = AuxHead(8, tuple(AUX_CLASSES), separate_scores=True)
+    features = torch.randn(3 * 5, 8, generator=torch.Generator().manual_seed(0))
+    logits = every.logits(features, 3)
+    assert {a: t.shape for a, t in logits.items()} == {a: (3, len(v)) for a, v in AUX_CLASSES.items()}
+    assert every.loss(features, specs[:3]).isfinite()
+    with pytest.raises(ValueError, match="unknown auxiliary attributes"):
+        AuxHead(8, ("colour",))

@@ -53,7 +53,7 @@ def add_subcommand(subparsers) -> None:
     acc.add_argument("--work-dir", default=None)
 
     table = sub.add_parser("table", help="measure every pair and print (or write) the README table")
-    table.add_argument("-n", type=int, default=50, help="test examples per configuration")
+    table.add_argument("-n", type=int, default=200, help="test examples per configuration (default: the whole test split)")
     table.add_argument("--pairs", nargs="*", default=None)
     table.add_argument("--methods", nargs="*", default=None, help="pruning methods (default: all registered)")
     table.add_argument("--threads", type=int, default=1)

@@ -31,6 +31,9 @@ class ZooModel:
     steps: int = 1000  # default training steps (batch 16)
     lr: float = 2e-3
     vision_steps: int = 0  # vision-only stage first (hippo.zoo.train.pretrain_vision, batch 32, lr 2e-3)
+    # the training-only auxiliary head (hippo.zoo.train.AuxHead): what it predicts, how it pools
+    aux_attributes: tuple[str, ...] = ("color", "shape", "size")
+    aux_separate_scores: bool = False
 
     @property
     def path(self) -> Path:

@@ -118,38 +118,58 @@ def answer_loss(model, batch: dict, teacher=None, distill: float = 0.0) -> torch
     return (1 - distill) * ce + distill * kl
 
 
-AUX_ATTRIBUTES = {"color": tuple(dataset.COLORS), "shape": dataset.SHAPES, "size": tuple(dataset.SIZES)}
+# Every attribute the auxiliary head can predict, with its class labels (speed "none" and occlusion
+# False for objects that do not move).
+AUX_CLASSES: dict[str, tuple] = {
+    "color": tuple(dataset.COLORS), "shape": dataset.SHAPES, "size": tuple(dataset.SIZES),
+    "background": dataset.BACKGROUNDS, "occlusion": (False, True), "motion": dataset.MOTIONS,
+    "speed": ("none", *dataset.SPEEDS),
+}
+SHIPPED_AUX = ("color", "shape", "size")  # what the shipped checkpoints were trained with
+
+
+def aux_label(spec: dataset.VideoSpec, attribute: str) -> int:
+    """The class index of `attribute` for one video."""
+    value = {"speed": spec.speed or "none", "occlusion": spec.occluded}.get(attribute)
+    return AUX_CLASSES[attribute].index(getattr(spec, attribute) if value is None else value)
 
 
 class AuxHead(torch.nn.Module):
     """Training-only helper, not part of the shipped model: from the video tokens the LLM receives
-    (the merger / projector output), predict the object's colour, shape and size. The tokens are
-    pooled by a learnt attention (softmax of a linear score per token), so the attribute gradients
-    reach the object's tokens rather than whichever background token scores highest. Its gradient
-    makes the object's tokens carry those attributes early, which breaks the long plateau where the
-    LLM has learnt the answer templates but cannot yet find the object among the video tokens."""
+    (the merger / projector output), predict attributes of the object (colour, shape, size by
+    default). The tokens are pooled by a learnt attention (softmax of a linear score per token; one
+    score for all attributes, or one each with `separate_scores`), so the gradients reach the tokens
+    that matter rather than whichever token scores highest. Its gradient makes the object's tokens
+    carry those attributes early, which breaks the long plateau where the LLM has learnt the answer
+    templates but cannot yet find the object among the video tokens. What it does not ask for, the
+    tower is free to discard (docs/ZOO.md: the background was lost that way)."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, attributes=SHIPPED_AUX, separate_scores: bool = False):
         super().__init__()
-        self.score = torch.nn.Linear(hidden, 1)
-        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v)) for a, v in AUX_ATTRIBUTES.items()})
+        unknown = set(attributes) - set(AUX_CLASSES)
+        if unknown:
+            raise ValueError(f"unknown auxiliary attributes {sorted(unknown)}; choose from {', '.join(AUX_CLASSES)}")
+        self.attributes = tuple(attributes)
+        self.score = torch.nn.Linear(hidden, len(self.attributes) if separate_scores else 1)
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(AUX_CLASSES[a])) for a in self.attributes})
 
     def logits(self, features: torch.Tensor, videos: int) -> dict[str, torch.Tensor]:
         per_video = features.reshape(videos, -1, features.shape[-1])
-        pooled = (self.score(per_video).softmax(dim=1) * per_video).sum(dim=1)
-        return {attribute: head(pooled) for attribute, head in self.heads.items()}
+        weights = self.score(per_video).softmax(dim=1)  # (videos, tokens, 1 or one per attribute)
+        return {a: self.heads[a]((weights[..., k % weights.shape[-1], None] * per_video).sum(dim=1))
+                for k, a in enumerate(self.attributes)}
 
     def loss(self, features: torch.Tensor, specs) -> torch.Tensor:
         total = features.new_zeros(())
         for attribute, logits in self.logits(features, len(specs)).items():
-            target = torch.tensor([AUX_ATTRIBUTES[attribute].index(getattr(s, attribute)) for s in specs])
+            target = torch.tensor([aux_label(s, attribute) for s in specs])
             total = total + torch.nn.functional.cross_entropy(logits, target)
-        return total / len(AUX_ATTRIBUTES)
+        return total / len(self.attributes)
 
     def accuracy(self, features: torch.Tensor, specs) -> dict[str, float]:
         out = {}
         for attribute, logits in self.logits(features, len(specs)).items():
-            target = torch.tensor([AUX_ATTRIBUTES[attribute].index(getattr(s, attribute)) for s in specs])
+            target = torch.tensor([aux_label(s, attribute) for s in specs])
             out[attribute] = round((logits.argmax(-1) == target).float().mean().item(), 3)
         return out
 
@@ -249,7 +269,7 @@ def train_model(
         teacher.requires_grad_(False)
     folder = training_layout(spec, tokenizer, model, work_dir)
     adapter = make_adapter(model, tokenizer, spec.family, folder)
-    aux = AuxHead(spec.size.hidden) if aux_weight > 0 else None
+    aux = AuxHead(spec.size.hidden, spec.aux_attributes, spec.aux_separate_scores) if aux_weight > 0 else None
     captured = {}
     if aux is not None:
         _projector(model).register_forward_hook(lambda module, args, out: captured.__setitem__("video", out))
@@ -392,7 +412,7 @@ def pretrain_vision(name: str, steps: int = 700, batch: int = 32, lr: float = 2e
     state = torch.load(state_file, weights_only=False) if state_file.is_file() else None
     if state is not None:
         model.load_state_dict(state["model"])
-    aux = AuxHead(spec.size.hidden)
+    aux = AuxHead(spec.size.hidden, spec.aux_attributes, spec.aux_separate_scores)
     if state is not None and state.get("aux") is not None:
         aux.load_state_dict(state["aux"])
     vision = [p for n, p in model.named_parameters() if _vision_param(n) and p.requires_grad]
