@@ -54,15 +54,7 @@ def patch_dataset(sizes: tuple[int, int] | None, square_fill: float, aspect: boo
 
 def object_cover(spec, family: str) -> np.ndarray:
     """Per video token, the fraction of its pixels the object covers (over the frames it merges)."""
-    half = dataset.SIZES[spec.size]
-    travel = dataset.SPEEDS[spec.speed] if spec.speed else 0
-    dy, dx = dataset._direction(spec.motion)
-    masks = np.zeros((dataset.FRAMES, dataset.SIZE, dataset.SIZE), np.float32)
-    for t in range(dataset.FRAMES):
-        if not ((spec.motion == "appears" and t < 4) or (spec.motion == "disappears" and t >= 4)):
-            frac = t / (dataset.FRAMES - 1)
-            masks[t] = dataset._shape_mask(spec.shape, spec.start[0] + dy * travel * frac,
-                                           spec.start[1] + dx * travel * frac, half)
+    masks = dataset.object_masks(spec).astype(np.float32)
     if family == "llava_onevision":  # projector output: 8x8 patches of 14 per frame
         return masks.reshape(8, 8, 14, 8, 14).mean((2, 4)).reshape(-1)
     return masks.reshape(4, 2, 4, 28, 4, 28).mean((1, 3, 5)).reshape(-1)  # 4 groups x 4x4 merged tokens

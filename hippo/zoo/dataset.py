@@ -186,7 +186,6 @@ def render(spec: VideoSpec) -> np.ndarray:
     """(FRAMES, SIZE, SIZE, 3) uint8 RGB frames of `spec`."""
     background = _background(spec)
     frames = np.repeat(background[None], FRAMES, axis=0).copy()
-    half = SIZES[spec.size]
     travel = SPEEDS[spec.speed] if spec.speed else 0
     dy, dx = _direction(spec.motion)
     color = np.array(COLORS[spec.color], dtype=np.uint8)
@@ -199,16 +198,27 @@ def render(spec: VideoSpec) -> np.ndarray:
             bar[:, int(mx) - 4 : int(mx) + 5] = True
         else:
             bar[int(my) - 4 : int(my) + 5, :] = True
+    for t, mask in enumerate(object_masks(spec)):
+        frames[t][mask] = color
+        if bar is not None:
+            frames[t][bar] = (128, 128, 128)
+    return frames
+
+
+def object_masks(spec: VideoSpec) -> np.ndarray:
+    """(FRAMES, SIZE, SIZE) bool: the object's pixels in each frame (before any occluder is drawn)."""
+    half = SIZES[spec.size]
+    travel = SPEEDS[spec.speed] if spec.speed else 0
+    dy, dx = _direction(spec.motion)
+    masks = np.zeros((FRAMES, SIZE, SIZE), dtype=bool)
     for t in range(FRAMES):
         visible = not ((spec.motion == "appears" and t < FRAMES // 2) or
                        (spec.motion == "disappears" and t >= FRAMES // 2))
         if visible:
             frac = t / (FRAMES - 1)
             cy, cx = spec.start[0] + dy * travel * frac, spec.start[1] + dx * travel * frac
-            frames[t][_shape_mask(spec.shape, cy, cx, half)] = color
-        if bar is not None:
-            frames[t][bar] = (128, 128, 128)
-    return frames
+            masks[t] = _shape_mask(spec.shape, cy, cx, half)
+    return masks
 
 
 def answer_for(spec: VideoSpec, qtype: str) -> tuple[str, dict[str, object]]:

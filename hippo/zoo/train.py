@@ -72,10 +72,8 @@ def collate(adapter, encoded) -> dict:
         mask[i, : ids.numel()] = 1
     out = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
     vis = [inp.vision_inputs for _, _, inp in encoded]
-    if adapter.family == "llava_onevision":
-        out["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in vis])
-    else:
-        out["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in vis])
+    out["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in vis])
+    if adapter.family != "llava_onevision":  # Qwen-VL: the grid, its timing and the token types too
         out["video_grid_thw"] = torch.cat([v["video_grid_thw"] for v in vis])
         out["second_per_grid_ts"] = torch.cat([v["second_per_grid_ts"] for v in vis])
         types = torch.zeros((batch, length), dtype=torch.int)
