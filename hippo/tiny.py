@@ -60,6 +60,9 @@ class TinySize:
     kv_heads: int
     vision_hidden: int = 32
     vision_layers: int = 1
+    # Qwen-VL only: how head_dim/2 rotary frequencies split over (t, h, w); None: _mrope_section's default.
+    # The split is in frequency order, so w always gets the lowest frequencies (see docs/ZOO.md).
+    mrope_section: tuple[int, int, int] | None = None
 
 
 TARGET_SIZE = TinySize(hidden=64, layers=2, heads=4, kv_heads=2)
@@ -127,6 +130,10 @@ def _qwen_config(family: str, size: TinySize, tokenizer, init_range: float):
 
 def _mrope_section(size: TinySize) -> list[int]:
     """Split head_dim/2 rotary frequencies over (t, h, w) like Qwen's [16, 24, 24] for head_dim 128."""
+    if size.mrope_section is not None:
+        if sum(size.mrope_section) != size.hidden // size.heads // 2:
+            raise ValueError(f"mrope_section {size.mrope_section} must sum to head_dim/2 = {size.hidden // size.heads // 2}")
+        return list(size.mrope_section)
     half = size.hidden // size.heads // 2
     t = half // 4
     h = (half - t) // 2

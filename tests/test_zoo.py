@@ -3,6 +3,7 @@ shipped checkpoints (offline, fast, identical across loads), and the CLI default
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 
@@ -258,22 +259,67 @@ def test_accuracy_from_a_training_state(tmp_path, capsys):
     assert "qwen-target val n=2: attribute accuracy" in out and "per attribute: " in out
 
 
-def test_a_fresh_target_run_starts_with_its_vision_stage(tmp_path, monkeypatch):
+def test_a_recipe_runs_its_stages_in_order_once(tmp_path, monkeypatch):
     import dataclasses
 
     from hippo.zoo import registry
-    from hippo.zoo.train import train_all
+    from hippo.zoo.registry import COLOR_SHAPE_SIZE, SESSION2_SECTION, Stage
+    from hippo.zoo.train import completed_stages, train_all
 
-    spec = dataclasses.replace(registry.MODELS["qwen-target"], steps=1, vision_steps=1)
+    stages = (Stage("vision", 1, 2e-3, batch=2, mrope_section=SESSION2_SECTION),
+              Stage("joint", 1, 1e-3, batch=2, mrope_section=SESSION2_SECTION),
+              Stage("joint", 1, 1e-3, batch=2, aux_pools=COLOR_SHAPE_SIZE + (("background",),)))
+    spec = dataclasses.replace(registry.MODELS["qwen-target"], stages=stages)
     monkeypatch.setitem(registry.MODELS, "qwen-target", spec)
-    train_all(["qwen-target"], work_dir=tmp_path, batch=2, export=False, progress=False)
+    train_all(["qwen-target"], work_dir=tmp_path, export=False, progress=False)
     state = torch.load(tmp_path / "qwen-target" / "state.pt", weights_only=False)
-    assert state["step"] == 1 and state["vision_pretrain"] == [{"steps": 1, "batch": 32, "lr": 2e-3, "at_step": 0}]
+    assert state["completed"] == [0, 1, 2] and state["stage"] == 2
+    assert [r["kind"] for r in state["records"]] == ["vision", "joint", "joint"]
+    assert state["aux_pools"] == (("color", "shape", "size"), ("background",))
     log = (tmp_path / "qwen-target" / "train.log").read_text()
     assert '"val_accuracy"' in log  # the vision stage reports its head's validation accuracy
-    train_all(["qwen-target"], work_dir=tmp_path, batch=2, export=False, progress=False)  # resumed: no second stage
-    state = torch.load(tmp_path / "qwen-target" / "state.pt", weights_only=False)
-    assert len(state["vision_pretrain"]) == 1
+    assert completed_stages("qwen-target", tmp_path) == [0, 1, 2]
+    assert train_all(["qwen-target"], work_dir=tmp_path, export=False, progress=False) == []  # nothing left to run
+
+
+def test_a_recipe_continues_from_the_shipped_weights(tmp_path):
+    from hippo.zoo.registry import MODELS
+    from hippo.zoo.train import start_from_shipped, train_all
+
+    if not MODELS["llava-target"].shipped:
+        pytest.skip("llava-target not shipped")
+    start_from_shipped("llava-target", 2, tmp_path)
+    state = torch.load(tmp_path / "llava-target" / "state.pt", weights_only=False)
+    shipped = load_adapter("zoo:llava-target").model.state_dict()
+    assert state["completed"] == [0, 1] and all(torch.equal(v, shipped[k]) for k, v in state["model"].items())
+    with pytest.raises(FileExistsError, match="move it away"):
+        start_from_shipped("llava-target", 2, tmp_path)
+    with pytest.raises(ValueError, match="stages_done must be"):
+        start_from_shipped("llava-target", 3, tmp_path / "other")
+    results = train_all(["llava-target"], work_dir=tmp_path, steps=1, batch=2, export=False, progress=False)
+    assert [(r["stage"], r["step"]) for r in results] == [(2, 1)]  # only the stage after the shipped ones
+
+
+def test_qwen_rotary_split_lets_the_llm_tell_horizontal_positions_apart():
+    """The diagnosis behind QWEN_SECTION: mrope gives (t, h, w) consecutive blocks of frequencies, so w gets
+    the slowest. With the default split a horizontal step turned queries by 0.003 rad: no left / right."""
+    from hippo.tiny import _mrope_section
+    from hippo.zoo.registry import MODELS, SESSION2_SECTION
+
+    spec = MODELS["qwen-target"]
+
+    def fastest_w(size):
+        half = size.hidden // size.heads // 2
+        t, h, _ = _mrope_section(size)
+        return 10000.0 ** (-(t + h) / half)  # inv_freq of the first w frequency (theta 1e4)
+
+    assert fastest_w(spec.stage_size(0)) < 0.004 and tuple(_mrope_section(spec.stage_size(0))) == SESSION2_SECTION
+    assert fastest_w(spec.size) > 0.15
+    with pytest.raises(ValueError, match="must sum to head_dim/2"):
+        _mrope_section(dataclasses.replace(spec.size, mrope_section=(2, 4, 4)))
+    if spec.shipped:  # what is shipped is the recipe's final split
+        config = load_adapter("zoo:qwen-target").model.config.text_config
+        assert tuple(config.rope_parameters["mrope_section"]) == tuple(_mrope_section(spec.size))
 
 
 def test_aux_head_labels_and_pooling():
@@ -284,12 +330,15 @@ def test_aux_head_labels_and_pooling():
     assert aux_label(still, "speed") == AUX_CLASSES["speed"].index("none") and aux_label(still, "occlusion") == 0
     moving = next(s for s in specs if s.motion in dataset.MOVING)
     assert AUX_CLASSES["speed"][aux_label(moving, "speed")] == moving.speed
-    shipped = AuxHead(8)  # the layout the shipped checkpoints were trained with: one pooling score
-    assert shipped.score.out_features == 1 and set(shipped.heads) == {"color", "shape", "size"}
-    every = AuxHead(8, tuple(AUX_CLASSES), separate_scores=True)
+    first = AuxHead(8)  # session 2's layout: one pooling score for colour, shape and size
+    assert first.score.out_features == 1 and set(first.heads) == {"color", "shape", "size"}
+    every = AuxHead(8, (("color", "shape", "size"),) + tuple((a,) for a in AUX_CLASSES if a not in first.heads))
+    assert every.score.out_features == 5
     features = torch.randn(3 * 5, 8, generator=torch.Generator().manual_seed(0))
     logits = every.logits(features, 3)
     assert {a: t.shape for a, t in logits.items()} == {a: (3, len(v)) for a, v in AUX_CLASSES.items()}
     assert every.loss(features, specs[:3]).isfinite()
-    with pytest.raises(ValueError, match="unknown auxiliary attributes"):
-        AuxHead(8, ("colour",))
+    with pytest.raises(ValueError, match="each attribute once"):
+        AuxHead(8, (("colour",),))
+    with pytest.raises(ValueError, match="each attribute once"):
+        AuxHead(8, (("color",), ("color", "shape")))

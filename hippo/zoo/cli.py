@@ -1,8 +1,8 @@
 """`hippo zoo`: the models the package trains and ships.
 
     hippo zoo list                              shipped models and pairs, sizes on disk
-    hippo zoo train NAME|all [--steps N] ...    train (resumes from .cache/zoo-train/NAME/state.pt), export
-    hippo zoo pretrain-vision NAME [--steps N]  stage 1: vision tower + merger on the auxiliary task only
+    hippo zoo train NAME|all [--from-shipped K]  run the recipe (resumes from .cache/zoo-train/NAME/state.pt), export
+    hippo zoo pretrain-vision NAME             the vision-only stage: tower + merger on the auxiliary task
     hippo zoo export NAME                       write hippo/zoo/checkpoints/NAME from the latest state
     hippo zoo accuracy NAME [--split val]       greedy attribute accuracy of one model
     hippo zoo table [--write README.md]         the README table: params, latency, accuracy, MAT
@@ -21,22 +21,27 @@ def add_subcommand(subparsers) -> None:
     sub = zoo.add_subparsers(dest="zoo_command", required=True)
     sub.add_parser("list", help="shipped zoo models and pairs")
 
-    train = sub.add_parser("train", help="train a zoo model (resumable), then export it")
+    train = sub.add_parser("train", help="run a zoo model's training recipe (resumable), then export it")
     train.add_argument("name", help="zoo model name, or 'all' (targets before their drafts)")
-    train.add_argument("--steps", type=int, default=None, help="total steps (default: the registry's)")
-    train.add_argument("--batch", type=int, default=16)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1, help="torch threads (keep 1 on shared 2-core machines)")
     train.add_argument("--work-dir", default=None, help="training state folder (default .cache/zoo-train)")
-    train.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    train.add_argument("--max-minutes", type=float, default=None, help="stop (and save) a stage after this long")
     train.add_argument("--no-export", action="store_true", help="do not write the shipped checkpoint at the end")
+    train.add_argument("--from-shipped", type=int, default=None, metavar="K",
+                       help="seed the training state with the shipped weights as the output of the recipe's "
+                            "first K stages, then run the rest (extending a recipe without recomputing it)")
+    train.add_argument("--steps", type=int, default=None,
+                       help="experiments only: override the steps of every joint stage this command runs "
+                            "(what is shipped is the registry's recipe)")
 
-    vision = sub.add_parser("pretrain-vision", help="train only the vision tower + merger/projector of NAME on "
-                                                     "the auxiliary colour/shape/size task (in place)")
+    vision = sub.add_parser("pretrain-vision", help="run the vision-only stage of NAME's recipe (the tower + "
+                                                     "merger/projector on the auxiliary task, in place)")
     vision.add_argument("name")
-    vision.add_argument("--steps", type=int, default=700)
-    vision.add_argument("--batch", type=int, default=32)
-    vision.add_argument("--lr", type=float, default=2e-3)
+    vision.add_argument("--stage", type=int, default=None, help="recipe stage index (default: its vision stage)")
+    vision.add_argument("--steps", type=int, default=None, help="default: the recipe's")
+    vision.add_argument("--batch", type=int, default=None, help="default: the recipe's")
+    vision.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     vision.add_argument("--seed", type=int, default=0)
     vision.add_argument("--work-dir", default=None)
 
@@ -92,15 +97,19 @@ def _list(args) -> int:
 
 
 def _train(args) -> int:
-    from hippo.zoo.train import ORDER, train_all
+    from hippo.zoo.registry import zoo_model
+    from hippo.zoo.train import ORDER, start_from_shipped, train_all
 
     names = ORDER if args.name == "all" else (args.name,)
-    from hippo.zoo.registry import zoo_model
-
     for name in names:
         zoo_model(name)  # unknown names fail before any work
-    for result in train_all(names, seed=args.seed, work_dir=args.work_dir, steps=args.steps, batch=args.batch,
-                            threads=args.threads, max_minutes=args.max_minutes, export=not args.no_export):
+    if args.from_shipped is not None:
+        if len(names) != 1:
+            raise SystemExit("--from-shipped seeds one model: name it instead of 'all'")
+        print("seeded", start_from_shipped(names[0], args.from_shipped, args.work_dir))
+    extra = {"steps": args.steps} if args.steps else {}
+    for result in train_all(names, seed=args.seed, work_dir=args.work_dir, threads=args.threads,
+                            max_minutes=args.max_minutes, export=not args.no_export, **extra):
         print(result)
     return 0
 
@@ -108,8 +117,8 @@ def _train(args) -> int:
 def _pretrain_vision(args) -> int:
     from hippo.zoo.train import pretrain_vision
 
-    print(pretrain_vision(args.name, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                          work_dir=args.work_dir))
+    print(pretrain_vision(args.name, stage=args.stage, steps=args.steps, batch=args.batch, lr=args.lr,
+                          seed=args.seed, work_dir=args.work_dir))
     return 0
 
 

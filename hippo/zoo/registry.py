@@ -8,7 +8,7 @@ them like any downloaded checkpoint; `zoo:NAME` names one anywhere a folder is a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hippo.errors import CheckpointError
@@ -18,22 +18,44 @@ CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
 ZOO_PREFIX = "zoo:"
 
 
+COLOR_SHAPE_SIZE = (("color", "shape", "size"),)  # one pool for the three (what session 2 trained with)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a zoo model's training recipe. Stages run in order, each from the weights the
+    previous one left, each with its own optimizer and LR schedule (warm-up, cosine to 10%).
+
+    kind "vision": hippo.zoo.train.pretrain_vision, the vision tower and merger / projector alone on the
+    auxiliary loss; kind "joint": hippo.zoo.train.train_model, the whole model on the answers plus the
+    auxiliary loss. `aux_pools` says what the training-only AuxHead predicts from the video tokens and
+    which attributes share one attention pool (hippo.zoo.train.AuxHead). `mrope_section` (Qwen-VL only)
+    overrides the model size's split for this stage: a recipe whose last stage changed it records what
+    the earlier stages were trained with."""
+
+    kind: str  # "vision" | "joint"
+    steps: int
+    lr: float
+    batch: int = 16
+    aux_pools: tuple[tuple[str, ...], ...] = COLOR_SHAPE_SIZE
+    mrope_section: tuple[int, int, int] | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("vision", "joint"):
+            raise ValueError(f"stage kind must be 'vision' or 'joint', not {self.kind!r}")
+
+
 @dataclass(frozen=True)
 class ZooModel:
-    """One zoo model: its family, role, sizes, and (for drafts) the target it copies its vision tower
-    from and is paired with."""
+    """One zoo model: its family, role, final size, training recipe, and (for drafts) the target it
+    copies its vision tower from and is paired with."""
 
     name: str
     family: str
     role: str  # "target" | "draft"
-    size: TinySize
+    size: TinySize  # as shipped (the last stage's)
+    stages: tuple[Stage, ...]
     target: str | None = None  # drafts: the target whose vision tower initialises theirs
-    steps: int = 1000  # default training steps (batch 16)
-    lr: float = 2e-3
-    vision_steps: int = 0  # vision-only stage first (hippo.zoo.train.pretrain_vision, batch 32, lr 2e-3)
-    # the training-only auxiliary head (hippo.zoo.train.AuxHead): what it predicts, how it pools
-    aux_attributes: tuple[str, ...] = ("color", "shape", "size")
-    aux_separate_scores: bool = False
 
     @property
     def path(self) -> Path:
@@ -43,19 +65,42 @@ class ZooModel:
     def shipped(self) -> bool:
         return (self.path / "config.json").is_file() and any(self.path.glob("*.safetensors"))
 
+    def stage_size(self, index: int) -> TinySize:
+        """The model size stage `index` trains (the shipped size, with the stage's rotary split)."""
+        section = self.stages[index].mrope_section
+        return self.size if section is None else replace(self.size, mrope_section=section)
+
 
 TARGET_SIZE = TinySize(hidden=256, layers=8, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2)
 DRAFT_SIZE = TinySize(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2)
+# Qwen-VL's rotary split gives w the lowest frequencies; with head_dim 64 and theta 1e4 the default
+# [8, 12, 12] rotates a horizontal step by 0.003 rad, so the LLM cannot tell left from right (session 3
+# diagnosis, docs/ZOO.md). [2, 4, 26] gives t 2, h 4 and w 26 frequencies, the fastest w one 0.18 rad.
+# Text tokens have t = h = w, so the split does not change how text positions are encoded.
+QWEN_SECTION = (2, 4, 26)
+SESSION2_SECTION = (8, 12, 12)
+# Session 3's added pools: the background (the tower had stopped encoding it), occlusion, and, for
+# Qwen-VL whose patches span two frames, motion and speed (what moves between a patch's two frames).
+BACKGROUND_OCCLUSION = (("background",), ("occlusion",))
+MOTION_SPEED = (("motion",), ("speed",))
 
 MODELS: dict[str, ZooModel] = {
     m.name: m
     for m in (
-        ZooModel("qwen-target", "qwen2_5_vl", "target", TARGET_SIZE, steps=2600, lr=1.5e-3,
-                 vision_steps=700),
-        ZooModel("qwen-draft", "qwen2_5_vl", "draft", DRAFT_SIZE, target="qwen-target", steps=400, lr=3e-3),
-        ZooModel("llava-target", "llava_onevision", "target", TARGET_SIZE, steps=1500, lr=1.5e-3,
-                 vision_steps=700),
-        ZooModel("llava-draft", "llava_onevision", "draft", DRAFT_SIZE, target="llava-target", steps=400, lr=3e-3),
+        ZooModel("qwen-target", "qwen2_5_vl", "target", replace(TARGET_SIZE, mrope_section=QWEN_SECTION), (
+            Stage("vision", 700, 2e-3, batch=32, mrope_section=SESSION2_SECTION),
+            Stage("joint", 2600, 1.5e-3, mrope_section=SESSION2_SECTION),
+            Stage("joint", 3600, 1e-3, aux_pools=COLOR_SHAPE_SIZE + BACKGROUND_OCCLUSION + MOTION_SPEED),
+        )),
+        ZooModel("qwen-draft", "qwen2_5_vl", "draft", replace(DRAFT_SIZE, mrope_section=QWEN_SECTION),
+                 (Stage("joint", 400, 3e-3),), target="qwen-target"),
+        ZooModel("llava-target", "llava_onevision", "target", TARGET_SIZE, (
+            Stage("vision", 700, 2e-3, batch=32),
+            Stage("joint", 1500, 1.5e-3),
+            Stage("joint", 2300, 1e-3, aux_pools=COLOR_SHAPE_SIZE + BACKGROUND_OCCLUSION),
+        )),
+        ZooModel("llava-draft", "llava_onevision", "draft", DRAFT_SIZE, (Stage("joint", 400, 3e-3),),
+                 target="llava-target"),
     )
 }
 # pair name -> (target, draft); the first pair is the default of `hippo generate`.

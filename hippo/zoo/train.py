@@ -28,7 +28,7 @@ from hippo.checkpoint import ADAPTERS, load_adapter
 from hippo.preprocess import load_processor_config
 from hippo.tiny import build_tiny_model, save_checkpoint
 from hippo.zoo import dataset
-from hippo.zoo.registry import MODELS, ZooModel, zoo_model
+from hippo.zoo.registry import COLOR_SHAPE_SIZE, MODELS, ZooModel, zoo_model
 from hippo.zoo.tokenizer import build_zoo_tokenizer
 
 IGNORE = -100
@@ -123,7 +123,6 @@ AUX_CLASSES: dict[str, tuple] = {
     "background": dataset.BACKGROUNDS, "occlusion": (False, True), "motion": dataset.MOTIONS,
     "speed": ("none", *dataset.SPEEDS),
 }
-SHIPPED_AUX = ("color", "shape", "size")  # what the shipped checkpoints were trained with
 
 
 def aux_label(spec: dataset.VideoSpec, attribute: str) -> int:
@@ -134,28 +133,32 @@ def aux_label(spec: dataset.VideoSpec, attribute: str) -> int:
 
 class AuxHead(torch.nn.Module):
     """Training-only helper, not part of the shipped model: from the video tokens the LLM receives
-    (the merger / projector output), predict attributes of the object (colour, shape, size by
-    default). The tokens are pooled by a learnt attention (softmax of a linear score per token; one
-    score for all attributes, or one each with `separate_scores`), so the gradients reach the tokens
-    that matter rather than whichever token scores highest. Its gradient makes the object's tokens
-    carry those attributes early, which breaks the long plateau where the LLM has learnt the answer
-    templates but cannot yet find the object among the video tokens. What it does not ask for, the
-    tower is free to discard (docs/ZOO.md: the background was lost that way)."""
+    (the merger / projector output), predict attributes of the object. The tokens are pooled by a
+    learnt attention (softmax of a linear score per token), one pool per group of `pools` (attributes
+    in one group share it), so the gradients reach the tokens that matter rather than whichever token
+    scores highest. Its gradient makes the object's tokens carry those attributes early, which breaks
+    the long plateau where the LLM has learnt the answer templates but cannot yet find the object among
+    the video tokens. What it does not ask for, the tower is free to discard (docs/ZOO.md: the
+    background was lost that way)."""
 
-    def __init__(self, hidden: int, attributes=SHIPPED_AUX, separate_scores: bool = False):
+    def __init__(self, hidden: int, pools=COLOR_SHAPE_SIZE):
         super().__init__()
+        pools = tuple(tuple(group) for group in pools)
+        attributes = [a for group in pools for a in group]
         unknown = set(attributes) - set(AUX_CLASSES)
-        if unknown:
-            raise ValueError(f"unknown auxiliary attributes {sorted(unknown)}; choose from {', '.join(AUX_CLASSES)}")
+        if unknown or len(set(attributes)) != len(attributes) or not attributes:
+            raise ValueError(f"auxiliary pools {pools}: each attribute once, from {', '.join(AUX_CLASSES)}")
+        self.pools = pools
         self.attributes = tuple(attributes)
-        self.score = torch.nn.Linear(hidden, len(self.attributes) if separate_scores else 1)
+        self._pool_of = {a: k for k, group in enumerate(pools) for a in group}
+        self.score = torch.nn.Linear(hidden, len(pools))
         self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(AUX_CLASSES[a])) for a in self.attributes})
 
     def logits(self, features: torch.Tensor, videos: int) -> dict[str, torch.Tensor]:
         per_video = features.reshape(videos, -1, features.shape[-1])
-        weights = self.score(per_video).softmax(dim=1)  # (videos, tokens, 1 or one per attribute)
-        return {a: self.heads[a]((weights[..., k % weights.shape[-1], None] * per_video).sum(dim=1))
-                for k, a in enumerate(self.attributes)}
+        weights = self.score(per_video).softmax(dim=1)  # (videos, tokens, pools)
+        return {a: self.heads[a]((weights[..., self._pool_of[a], None] * per_video).sum(dim=1))
+                for a in self.attributes}
 
     def loss(self, features: torch.Tensor, specs) -> torch.Tensor:
         total = features.new_zeros(())
@@ -194,9 +197,10 @@ def _frozen_vision_param(name: str) -> bool:
     return _vision_param(name) and ".merger." not in name
 
 
-def init_model(spec: ZooModel, tokenizer, seed: int, work_dir: Path):
-    """A fresh model of `spec` (drafts: with their target's trained vision tower copied in, frozen)."""
-    model = build_tiny_model(spec.family, spec.size, tokenizer, seed=seed, init_range=0.02)
+def init_model(spec: ZooModel, tokenizer, seed: int, work_dir: Path, stage: int = 0):
+    """A fresh model of `spec` as stage `stage` trains it (drafts: with their target's trained vision
+    tower copied in, frozen)."""
+    model = build_tiny_model(spec.family, spec.stage_size(stage), tokenizer, seed=seed, init_range=0.02)
     if spec.target is not None:
         target = load_trained(zoo_model(spec.target), work_dir)
         target_params = dict(target.named_parameters())
@@ -218,7 +222,8 @@ def training_layout(spec: ZooModel, tokenizer, model, work_dir: Path) -> Path:
 
 
 def load_trained(spec: ZooModel, work_dir: Path):
-    """The latest trained weights of `spec`: its training state if there is one, else the shipped folder."""
+    """The latest trained weights of `spec` (in its shipped size): its training state if there is one,
+    else the shipped folder."""
     state_file = work_dir / spec.name / "state.pt"
     if state_file.is_file():
         tokenizer = build_zoo_tokenizer()
@@ -230,11 +235,48 @@ def load_trained(spec: ZooModel, work_dir: Path):
     raise FileNotFoundError(f"{spec.name} is not trained yet: run `hippo zoo train {spec.name}` first")
 
 
+def _read_state(state_file: Path) -> dict | None:
+    return torch.load(state_file, weights_only=False) if state_file.is_file() else None
+
+
+def _write_state(state_file: Path, state: dict) -> None:
+    tmp = state_file.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(state_file)
+
+
+def completed_stages(name: str, work_dir: Path | None = None) -> list[int]:
+    """Indices of the recipe stages of `name` that its training state has finished."""
+    state = _read_state(Path(work_dir or default_work_dir()) / name / "state.pt")
+    return [] if state is None else list(state.get("completed", []))
+
+
+def _stage_index(spec: ZooModel, stage: int | None, kind: str) -> int:
+    if stage is None:  # the recipe's last stage of that kind
+        matching = [i for i, s in enumerate(spec.stages) if s.kind == kind]
+        if not matching:
+            raise ValueError(f"{spec.name}'s recipe has no {kind} stage")
+        return matching[-1]
+    if not 0 <= stage < len(spec.stages) or spec.stages[stage].kind != kind:
+        raise ValueError(f"{spec.name}: stage {stage} is not a {kind} stage of its recipe "
+                         f"({[s.kind for s in spec.stages]})")
+    return stage
+
+
+def _carried_aux(aux: AuxHead, state: dict | None) -> bool:
+    """Load the previous stage's auxiliary head into `aux` if it predicted the same pools."""
+    if state is None or state.get("aux") is None or tuple(state.get("aux_pools", ())) != aux.pools:
+        return False
+    aux.load_state_dict(state["aux"])
+    return True
+
+
 def train_model(
     name: str,
-    steps: int = 2000,
-    batch: int = 16,
-    lr: float = 2e-3,
+    stage: int | None = None,
+    steps: int | None = None,
+    batch: int | None = None,
+    lr: float | None = None,
     seed: int = 0,
     work_dir: Path | None = None,
     save_every: int = 50,
@@ -246,11 +288,16 @@ def train_model(
     aux_weight: float | None = None,  # None: 1.0 (the AuxHead loss weight; 0 turns it off)
     distill: float | None = None,  # None: 0.5 for drafts (KL to their target), 0 for targets
 ) -> dict:
-    """Train zoo model `name` up to `steps` steps, resuming from `<work_dir>/<name>/state.pt`."""
+    """Run joint stage `stage` of `name`'s recipe (default: its last joint stage) up to its steps
+    (`steps`, `batch`, `lr` override the recipe), resuming from `<work_dir>/<name>/state.pt`. A state
+    left by an earlier stage gives the starting weights; the optimizer and LR schedule start afresh."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
     spec = zoo_model(name)
+    stage = _stage_index(spec, stage, "joint")
+    recipe = spec.stages[stage]
+    steps, batch, lr = steps or recipe.steps, batch or recipe.batch, lr or recipe.lr
     if aux_weight is None:
         aux_weight = 1.0
     work_dir = Path(work_dir or default_work_dir())
@@ -258,7 +305,7 @@ def train_model(
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_zoo_tokenizer()
     torch.manual_seed(seed)  # dropout-free models; only the init below reads randomness, from its own generator
-    model = init_model(spec, tokenizer, seed, work_dir)
+    model = init_model(spec, tokenizer, seed, work_dir, stage)
     if distill is None:
         distill = 0.5 if spec.target is not None else 0.0
     teacher = None
@@ -267,7 +314,7 @@ def train_model(
         teacher.requires_grad_(False)
     folder = training_layout(spec, tokenizer, model, work_dir)
     adapter = make_adapter(model, tokenizer, spec.family, folder)
-    aux = AuxHead(spec.size.hidden, spec.aux_attributes, spec.aux_separate_scores) if aux_weight > 0 else None
+    aux = AuxHead(spec.size.hidden, recipe.aux_pools) if aux_weight > 0 else None
     captured = {}
     if aux is not None:
         _projector(model).register_forward_hook(lambda module, args, out: captured.__setitem__("video", out))
@@ -275,32 +322,42 @@ def train_model(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     aux_optimizer = torch.optim.AdamW(aux.parameters(), lr=lr) if aux is not None else None
     state_file = run_dir / "state.pt"
-    step, history, vision_stages = 0, [], []
-    if state_file.is_file():
-        state = torch.load(state_file, weights_only=False)
-        vision_stages = state.get("vision_pretrain", [])
+    state = _read_state(state_file)
+    step, history, completed = 0, [], []
+    if state is not None:
+        completed = list(state.get("completed", []))
+        extended = state.get("stage") == stage and state["step"] < steps  # resumed with more steps
+        if stage in completed and not extended:
+            return {"name": name, "stage": stage, "step": state["step"], "steps": steps, "loss": None,
+                    "note": "stage already completed"}
+        completed = [c for c in completed if c != stage]
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if aux is not None and state.get("aux") is not None:
-            aux.load_state_dict(state["aux"])
-            if state.get("aux_optimizer") is not None:
-                aux_optimizer.load_state_dict(state["aux_optimizer"])
-        step, history = state["step"], state["history"]
+        if state.get("stage") == stage:  # resume this stage
+            optimizer.load_state_dict(state["optimizer"])
+            if aux is not None and state.get("aux") is not None:
+                aux.load_state_dict(state["aux"])
+                if state.get("aux_optimizer") is not None:
+                    aux_optimizer.load_state_dict(state["aux_optimizer"])
+            step, history = state["step"], state["history"]
+        elif aux is not None:  # a new stage: weights (and a matching auxiliary head) carry over
+            _carried_aux(aux, state)
+    records = list(state.get("records", [])) if state is not None else []
     model.train()
     log = open(run_dir / "train.log", "a")  # noqa: SIM115
     start = time.time()
-    bar = tqdm(total=steps, initial=step, desc=name, mininterval=20, disable=not progress)
+    bar = tqdm(total=steps, initial=step, desc=f"{name} stage {stage}", mininterval=20, disable=not progress)
     running = []
 
-    def save():
-        tmp = state_file.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "history": history,
-                    "aux": aux.state_dict() if aux is not None else None,
-                    "aux_optimizer": aux_optimizer.state_dict() if aux is not None else None,
-                    "vision_pretrain": vision_stages,
-                    "config": {"steps": steps, "batch": batch, "lr": lr, "seed": seed}}, tmp)
-        tmp.replace(state_file)
+    def save(done: bool = False):
+        finished = completed + [stage] if done else completed
+        record = {"stage": stage, "kind": "joint", "steps": steps, "batch": batch, "lr": lr, "seed": seed,
+                  "aux_pools": recipe.aux_pools, "final_loss": history[-1][1] if history else None}
+        _write_state(state_file, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "history": history,
+            "aux": aux.state_dict() if aux is not None else None,
+            "aux_optimizer": aux_optimizer.state_dict() if aux is not None else None,
+            "aux_pools": aux.pools if aux is not None else None,
+            "stage": stage, "completed": finished, "records": records + ([record] if done else [])})
 
     while step < steps:
         indices = batch_indices(seed, step, batch)
@@ -329,26 +386,26 @@ def train_model(
             mean = sum(running) / len(running)
             running = []
             history.append((step, mean))
-            line = json.dumps({"step": step, "loss": round(mean, 5), "lr": lr_at(step - 1, steps, lr),
+            line = json.dumps({"stage": stage, "step": step, "loss": round(mean, 5), "lr": lr_at(step - 1, steps, lr),
                                "elapsed_s": round(time.time() - start, 1)})
             log.write(line + "\n")
             log.flush()
             bar.set_postfix(loss=f"{mean:.4f}")
         if step % save_every == 0 or step == steps:
-            save()
+            save(done=step >= steps)
         if max_minutes is not None and time.time() - start > 60 * max_minutes:
-            save()
+            save(done=step >= steps)
             break
     bar.close()
     log.close()
     model.eval()
-    if export and step >= steps:
+    if export and step >= steps and stage == len(spec.stages) - 1:
         export_model(name, work_dir)
-    return {"name": name, "step": step, "steps": steps, "loss": history[-1][1] if history else None}
+    return {"name": name, "stage": stage, "step": step, "steps": steps, "loss": history[-1][1] if history else None}
 
 
 def export_model(name: str, work_dir: Path | None = None) -> Path:
-    """Write the shipped checkpoint folder of `name` from its latest training state."""
+    """Write the shipped checkpoint folder of `name` (its shipped size) from its latest training state."""
     spec = zoo_model(name)
     model = load_trained(spec, Path(work_dir or default_work_dir())).eval()
     tokenizer = build_zoo_tokenizer()
@@ -358,22 +415,49 @@ def export_model(name: str, work_dir: Path | None = None) -> Path:
     return save_checkpoint(model, tokenizer, spec.family, spec.path)
 
 
+def start_from_shipped(name: str, stages_done: int, work_dir: Path | None = None) -> Path:
+    """Seed the training state of `name` with its shipped weights as the output of the first
+    `stages_done` recipe stages, so that `train_all` continues with the next stage. For extending a
+    recipe: the shipped weights of session k are exactly what its first stages produce from scratch
+    (training is deterministic), so this saves recomputing them and changes no result."""
+    spec = zoo_model(name)
+    if not 0 < stages_done < len(spec.stages):
+        raise ValueError(f"{name}'s recipe has {len(spec.stages)} stages; stages_done must be 1..{len(spec.stages) - 1}")
+    work_dir = Path(work_dir or default_work_dir())
+    state_file = work_dir / name / "state.pt"
+    if state_file.is_file():
+        raise FileExistsError(f"{state_file} exists: move it away to seed {name} from its shipped weights")
+    if not spec.shipped:
+        raise FileNotFoundError(f"{name} has no shipped weights in {spec.path}")
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    model = load_adapter(spec.path).model
+    _write_state(state_file, {"model": model.state_dict(), "optimizer": None, "step": 0, "history": [],
+                              "aux": None, "aux_optimizer": None, "aux_pools": None, "stage": stages_done - 1,
+                              "completed": list(range(stages_done)),
+                              "records": [{"stage": i, "from_shipped": str(spec.path)} for i in range(stages_done)]})
+    return state_file
+
+
 ORDER = tuple(MODELS)  # targets before their drafts
 
 
 def train_all(names=ORDER, seed: int = 0, work_dir: Path | None = None, **kwargs) -> list[dict]:
-    """Train (or resume) every model of `names` in order with its registry defaults, exporting each. A
-    target without a training state first runs its vision-only stage (`vision_steps`), as shipped."""
+    """Run (or resume) the whole recipe of every model of `names` in order, exporting each at its end:
+    exactly what was shipped. Stops at the first stage that did not finish (`max_minutes`)."""
     results = []
-    steps = kwargs.pop("steps", None)
     for name in names:
         spec = zoo_model(name)
-        fresh = not (Path(work_dir or default_work_dir()) / name / "state.pt").is_file()
-        if spec.vision_steps and fresh:  # stage 1 of a fresh run: the vision side alone
-            pretrain_vision(name, steps=spec.vision_steps, seed=seed, work_dir=work_dir,
-                            threads=kwargs.get("threads", 1), progress=kwargs.get("progress", True))
-        results.append(train_model(name, steps=steps or spec.steps, lr=spec.lr, seed=seed, work_dir=work_dir,
-                                   **kwargs))
+        for index, stage in enumerate(spec.stages):
+            if index in completed_stages(name, work_dir):
+                continue
+            if stage.kind == "vision":
+                result = pretrain_vision(name, stage=index, seed=seed, work_dir=work_dir,
+                                         threads=kwargs.get("threads", 1), progress=kwargs.get("progress", True))
+            else:
+                result = train_model(name, stage=index, seed=seed, work_dir=work_dir, **kwargs)
+            results.append(result)
+            if index not in completed_stages(name, work_dir):
+                return results
     return results
 
 
@@ -388,31 +472,35 @@ def video_tokens(model, adapter, specs, captured: dict) -> torch.Tensor:
     return captured.pop("video")
 
 
-def pretrain_vision(name: str, steps: int = 700, batch: int = 32, lr: float = 2e-3, seed: int = 0,
-                    work_dir: Path | None = None, threads: int = 1, progress: bool = True) -> dict:
-    """Stage 1 (vision only): train the vision tower and merger / projector of `name` on the AuxHead
-    task (colour, shape, size from the video tokens), leaving the language model untouched. About 10x
-    cheaper per video than a full step, so it gives the LLM readable object tokens early. Works on the
-    training state in place (creating it if there is none); the LLM's optimizer state is kept."""
+def pretrain_vision(name: str, stage: int | None = None, steps: int | None = None, batch: int | None = None,
+                    lr: float | None = None, seed: int = 0, work_dir: Path | None = None, threads: int = 1,
+                    progress: bool = True) -> dict:
+    """Vision stage `stage` of `name`'s recipe (default: its last vision stage; `steps`, `batch`, `lr`
+    override it): train the vision tower and merger / projector on the AuxHead task alone, leaving the
+    language model untouched. About 10x cheaper per video than a joint step, so it gives the LLM
+    readable object tokens early. Works on the training state in place (creating it if there is none);
+    not resumable inside the stage (minutes long)."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
     spec = zoo_model(name)
+    stage = _stage_index(spec, stage, "vision")
+    recipe = spec.stages[stage]
+    steps, batch, lr = steps or recipe.steps, batch or recipe.batch, lr or recipe.lr
     work_dir = Path(work_dir or default_work_dir())
     run_dir = work_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_zoo_tokenizer()
     torch.manual_seed(seed)
-    model = init_model(spec, tokenizer, seed, work_dir)
+    model = init_model(spec, tokenizer, seed, work_dir, stage)
     folder = training_layout(spec, tokenizer, model, work_dir)
     adapter = make_adapter(model, tokenizer, spec.family, folder)
     state_file = run_dir / "state.pt"
-    state = torch.load(state_file, weights_only=False) if state_file.is_file() else None
+    state = _read_state(state_file)
     if state is not None:
         model.load_state_dict(state["model"])
-    aux = AuxHead(spec.size.hidden, spec.aux_attributes, spec.aux_separate_scores)
-    if state is not None and state.get("aux") is not None:
-        aux.load_state_dict(state["aux"])
+    aux = AuxHead(spec.size.hidden, recipe.aux_pools)
+    _carried_aux(aux, state)
     vision = [p for n, p in model.named_parameters() if _vision_param(n) and p.requires_grad]
     optimizer = torch.optim.AdamW(vision + list(aux.parameters()), lr=lr, weight_decay=0.01)
     captured = {}
@@ -420,7 +508,7 @@ def pretrain_vision(name: str, steps: int = 700, batch: int = 32, lr: float = 2e
     model.train()
     validation = [dataset.video_spec("val", i) for i in range(128)]
     log = open(run_dir / "train.log", "a")  # noqa: SIM115
-    running = []
+    running, accuracy = [], {}
     for step in tqdm(range(steps), desc=f"{name} vision", mininterval=20, disable=not progress):
         specs = [dataset.video_spec("train", i) for i in batch_indices(seed + 1000, step, batch)]
         for group in optimizer.param_groups:
@@ -431,22 +519,21 @@ def pretrain_vision(name: str, steps: int = 700, batch: int = 32, lr: float = 2e
         optimizer.step()
         running.append(loss.item())
         if (step + 1) % 10 == 0 or step + 1 == steps:
-            record = {"vision_step": step + 1, "aux_loss": round(sum(running) / len(running), 5)}
+            record = {"stage": stage, "vision_step": step + 1, "aux_loss": round(sum(running) / len(running), 5)}
             if (step + 1) % 100 == 0 or step + 1 == steps:
                 with torch.no_grad():
-                    record["val_accuracy"] = aux.accuracy(video_tokens(model, adapter, validation, captured), validation)
+                    accuracy = aux.accuracy(video_tokens(model, adapter, validation, captured), validation)
+                record["val_accuracy"] = accuracy
             log.write(json.dumps(record) + "\n")
             log.flush()
             running = []
     log.close()
-    if state is None:
-        state = {"model": None, "optimizer": torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                                              lr=lr).state_dict(), "step": 0, "history": []}
-    state["model"] = model.state_dict()
-    state["aux"] = aux.state_dict()
-    state["aux_optimizer"] = None
-    state.setdefault("vision_pretrain", []).append({"steps": steps, "batch": batch, "lr": lr, "at_step": state["step"]})
-    tmp = state_file.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(state_file)
-    return {"name": name, "vision_steps": steps, "aux_loss": sum(running) / len(running) if running else None}
+    previous = state or {}
+    record = {"stage": stage, "kind": "vision", "steps": steps, "batch": batch, "lr": lr, "seed": seed,
+              "aux_pools": recipe.aux_pools, "val_accuracy": accuracy}
+    _write_state(state_file, {
+        "model": model.state_dict(), "optimizer": None, "step": 0, "history": [],
+        "aux": aux.state_dict(), "aux_optimizer": None, "aux_pools": aux.pools, "stage": stage,
+        "completed": list(previous.get("completed", [])) + [stage],
+        "records": list(previous.get("records", [])) + [record]})
+    return {"name": name, "stage": stage, "vision_steps": steps, "val_accuracy": accuracy}
