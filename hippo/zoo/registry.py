@@ -78,6 +78,7 @@ DRAFT_SIZE = TinySize(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=6
 # diagnosis, docs/ZOO.md). [2, 4, 26] gives t 2, h 4 and w 26 frequencies, the fastest w one 0.18 rad.
 # Text tokens have t = h = w, so the split does not change how text positions are encoded.
 QWEN_SECTION = (2, 4, 26)
+QWEN_DRAFT_SECTION = (1, 2, 13)  # head_dim 32: the same frequencies for t, h and w (w from 0.18 rad)
 SESSION2_SECTION = (8, 12, 12)
 # Session 3's added pools: the background (the tower had stopped encoding it), occlusion, and, for
 # Qwen-VL whose patches span two frames, motion and speed (what moves between a patch's two frames).
@@ -92,7 +93,7 @@ MODELS: dict[str, ZooModel] = {
             Stage("joint", 2600, 1.5e-3, mrope_section=SESSION2_SECTION),
             Stage("joint", 3600, 1e-3, aux_pools=COLOR_SHAPE_SIZE + BACKGROUND_OCCLUSION + MOTION_SPEED),
         )),
-        ZooModel("qwen-draft", "qwen2_5_vl", "draft", replace(DRAFT_SIZE, mrope_section=QWEN_SECTION),
+        ZooModel("qwen-draft", "qwen2_5_vl", "draft", replace(DRAFT_SIZE, mrope_section=QWEN_DRAFT_SECTION),
                  (Stage("joint", 400, 3e-3),), target="qwen-target"),
         ZooModel("llava-target", "llava_onevision", "target", TARGET_SIZE, (
             Stage("vision", 700, 2e-3, batch=32),
