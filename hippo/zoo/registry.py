@@ -100,7 +100,7 @@ MODELS: dict[str, ZooModel] = {
             Stage("joint", 1500, 1.5e-3),
             Stage("joint", 2300, 1e-3, aux_pools=COLOR_SHAPE_SIZE + BACKGROUND_OCCLUSION),
         )),
-        ZooModel("llava-draft", "llava_onevision", "draft", DRAFT_SIZE, (Stage("joint", 400, 3e-3),),
+        ZooModel("llava-draft", "llava_onevision", "draft", DRAFT_SIZE, (Stage("joint", 800, 3e-3),),
                  target="llava-target"),
     )
 }
