@@ -1,0 +1,44 @@
+"""Which attributes a zoo model names right in its 'describe the video.' answers, and its motion confusion
+(true motion -> motion words said). Reads the training state (`.cache/zoo-train/NAME`) if there is one,
+else the shipped weights: the mid-training checks in docs/ZOO.md.
+
+    python scripts/zoo_describe_confusion.py qwen-target -n 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+
+import torch
+
+from hippo.zoo import dataset
+from hippo.zoo.evaluate import greedy_answer
+from hippo.zoo.registry import zoo_model
+from hippo.zoo.tokenizer import build_zoo_tokenizer
+from hippo.zoo.train import default_work_dir, load_trained, make_adapter, training_layout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name")
+    parser.add_argument("-n", type=int, default=50, help="validation videos")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    spec, tokenizer = zoo_model(args.name), build_zoo_tokenizer()
+    model = load_trained(spec, default_work_dir()).eval()
+    adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, default_work_dir()))
+    pairs, confusion = [], collections.Counter()
+    for i in range(args.n):
+        ex = dataset.example("val", i, "describe")
+        text = greedy_answer(adapter, dataset.as_clip(dataset.render(ex.video)), ex.question)
+        pairs.append((text, ex.asked))
+        said = [m for m in dataset.MOTIONS if m in text.replace(".", " ").split()]
+        confusion[ex.video.motion, "/".join(said) or "?"] += 1
+    print({a: round(v, 2) for a, v in dataset.attribute_breakdown(pairs).items()})
+    for (true, said), count in sorted(confusion.items()):
+        print(f"{true:>10} -> {said:<12} {count}")
+
+
+if __name__ == "__main__":
+    main()
