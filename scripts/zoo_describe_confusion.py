@@ -1,14 +1,16 @@
 """Which attributes a zoo model names right in its 'describe the video.' answers, and its motion confusion
 (true motion -> motion words said). Reads the training state (`.cache/zoo-train/NAME`) if there is one,
-else the shipped weights: the mid-training checks in docs/ZOO.md.
+else the shipped weights (always with --shipped): the mid-training checks in docs/ZOO.md.
 
-    python scripts/zoo_describe_confusion.py qwen-target -n 50
+    python scripts/zoo_describe_confusion.py qwen-target -n 50 [--shipped]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -23,11 +25,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
     parser.add_argument("-n", type=int, default=50, help="validation videos")
+    parser.add_argument("--shipped", action="store_true", help="the shipped weights even if a training state exists")
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec, tokenizer = zoo_model(args.name), build_zoo_tokenizer()
-    model = load_trained(spec, default_work_dir()).eval()
-    adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, default_work_dir()))
+    work_dir = Path(tempfile.mkdtemp()) if args.shipped else default_work_dir()  # no state there: shipped weights
+    model = load_trained(spec, work_dir).eval()
+    adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, work_dir))
     pairs, confusion = [], collections.Counter()
     for i in range(args.n):
         ex = dataset.example("val", i, "describe")
