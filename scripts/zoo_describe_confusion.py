@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import tempfile
-from pathlib import Path
 
 import torch
 
+from hippo.checkpoint import load_adapter
 from hippo.zoo import dataset
 from hippo.zoo.evaluate import greedy_answer
 from hippo.zoo.registry import zoo_model
@@ -28,10 +27,13 @@ def main() -> None:
     parser.add_argument("--shipped", action="store_true", help="the shipped weights even if a training state exists")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    spec, tokenizer = zoo_model(args.name), build_zoo_tokenizer()
-    work_dir = Path(tempfile.mkdtemp()) if args.shipped else default_work_dir()  # no state there: shipped weights
-    model = load_trained(spec, work_dir).eval()
-    adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, work_dir))
+    spec = zoo_model(args.name)
+    if args.shipped:
+        adapter = load_adapter(f"zoo:{spec.name}")
+    else:
+        tokenizer, work_dir = build_zoo_tokenizer(), default_work_dir()
+        model = load_trained(spec, work_dir).eval()
+        adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, work_dir))
     pairs, confusion = [], collections.Counter()
     for i in range(args.n):
         ex = dataset.example("val", i, "describe")
