@@ -55,7 +55,7 @@ def _numbers(flag: str, text: str, kind, example: str) -> tuple:
 
 def prune_params_from_args(args):
     """PruneParams from the flags of add_prune_param_options (validated there: ConfigError on bad values)."""
-    from hippo_ref.pruning.methods import PruneParams
+    from hippo.request import PruneParams
 
     text_tokens = None if args.text_tokens == "all" else _numbers("--text-tokens", args.text_tokens, int, "8")
     if text_tokens is not None and len(text_tokens) != 1:
@@ -125,15 +125,9 @@ def _extension_modules():
 
 def run_generate(args) -> int:
     from hippo.checkpoint import load_adapter
+    from hippo.generation import generate, implementation
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec, SamplingParams
     from hippo.video import load_video
-    from hippo_ref.decoding.common import DecodeConfig
-    from hippo_ref.pipeline import GenerationRequest
-    from hippo_ref.pruning.methods import PruneSpec
-    from hippo_ref.sampling import SamplingParams
-
-    if args.impl == "fast":
-        raise ConfigError("--impl fast is not implemented yet (hippo_fast is a later issue); use --impl ref")
-    from hippo_ref.pipeline import generate
 
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p)
     gamma_auto = args.gamma == "auto"
@@ -161,7 +155,7 @@ def run_generate(args) -> int:
     clip = load_video(args.video, args.frames)
     target = load_adapter(args.target, args.dtype, args.device)
     draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
-    result = generate(target, draft, request, gamma_auto=gamma_auto, clip=clip)
+    result = generate(implementation(args.impl), target, draft, request, gamma_auto=gamma_auto, clip=clip)
     if args.json:
         print(json.dumps(result.as_json()))
     else:

@@ -1,51 +1,29 @@
-"""One request end to end: video -> both models' inputs -> target prefill -> pruning -> draft prefill
--> decode. This is the data flow an auditor follows; each step is a call into one module."""
+"""hippo_ref's steps of one request (hippo/generation.py runs them in order): video -> both models'
+inputs -> target prefill -> pruning -> draft prefill -> decode. This is the data flow an auditor
+follows; each step is a call into one module."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
-import torch
-
+from hippo import generation
 from hippo.adapters.base import VideoLLMAdapter
 from hippo.errors import ConfigError
+from hippo.generation import PreparedContexts
 from hippo.pairing import check_grids, check_vocabulary
-from hippo.stats import RequestStats
-from hippo.video import load_video
+from hippo.request import (  # noqa: F401  (re-exported: the request types used to live here)
+    DECODINGS,
+    GenerationRequest,
+    GenerationResult,
+)
 from hippo_ref.decoding.autoregressive import decode_autoregressive
-from hippo_ref.decoding.common import DecodeConfig
+from hippo_ref.decoding.common import DecodeConfig, DecodeResult
 from hippo_ref.decoding.parallel import decode_parallel
 from hippo_ref.decoding.speculative import decode_speculative
-from hippo_ref.pruning.methods import NEEDS_SCORES, PruneSpec, kept_indices
+from hippo_ref.pruning.methods import NEEDS_SCORES, kept_indices
 from hippo_ref.pruning.scores import scored_prefill
 
-DECODINGS = ("ar", "sd", "pearl")
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    video: str
-    prompt: str
-    frames: int = 8
-    decoding: str = "pearl"
-    prune: PruneSpec = field(default_factory=PruneSpec)
-    config: DecodeConfig = field(default_factory=DecodeConfig)
-
-    def __post_init__(self):
-        if self.decoding not in DECODINGS:
-            raise ConfigError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODINGS)}")
-
-
-@dataclass
-class GenerationResult:
-    tokens: list[int]
-    text: str
-    stats: RequestStats
-    kept_grid_indices: torch.Tensor | None = None
-
-    def as_json(self) -> dict:
-        return {"tokens": self.tokens, "text": self.text, "stats": self.stats.as_json()}
+NAME = "ref"
 
 
 def measured_gamma(target_context, draft_context, probe_token: int, repeats: int = 3) -> int:
@@ -63,16 +41,6 @@ def measured_gamma(target_context, draft_context, probe_token: int, repeats: int
         return sorted(times)[repeats // 2]
 
     return int(min(16, max(1, round(step_time(target_context) / step_time(draft_context)))))
-
-
-@dataclass
-class PreparedContexts:
-    """Both models prefilled for one request: what every decoding algorithm starts from."""
-
-    target_inputs: object  # PreparedInputs of the target
-    target_context: object  # DecodeContext: the full video, the target's own prefill
-    draft_context: object | None  # DecodeContext: the pruned draft context (None for AR)
-    kept: torch.Tensor | None  # the kept grid indices (None: every visual token)
 
 
 def prepare_contexts(target: VideoLLMAdapter, draft: VideoLLMAdapter | None, request: GenerationRequest,
@@ -98,40 +66,18 @@ def prepare_contexts(target: VideoLLMAdapter, draft: VideoLLMAdapter | None, req
     return PreparedContexts(target_inputs, target_context, draft_context, kept)
 
 
-def generate(
-    target: VideoLLMAdapter,
-    draft: VideoLLMAdapter | None,
-    request: GenerationRequest,
-    gamma_auto: bool = False,
-    clip=None,
-) -> GenerationResult:
-    """Run `request`. The target always reads the full video; `request.prune` shapes the draft only.
-    `clip` (a VideoClip of request.video, already loaded) skips loading the video again."""
-    start = time.perf_counter()
-    config = request.config
-    if not config.eos_token_ids:
-        config = DecodeConfig(**{**config.__dict__, "eos_token_ids": target.eos_token_ids})
-    if clip is None:
-        clip = load_video(request.video, request.frames)
-    prepared = prepare_contexts(target, draft, request, clip)
-    target_context, draft_context, kept = prepared.target_context, prepared.draft_context, prepared.kept
-    if gamma_auto and draft_context is not None:
-        gamma = measured_gamma(target_context, draft_context, int(target_context.last_logits.argmax()))
-        config = DecodeConfig(**{**config.__dict__, "gamma": gamma})
-    prefill_s = time.perf_counter() - start
-    if request.decoding == "ar":
-        result = decode_autoregressive(target_context, config)
-    elif request.decoding == "sd":
-        result = decode_speculative(target_context, draft_context, config)
-    else:
-        result = decode_parallel(target_context, draft_context, config)
-    grid = prepared.target_inputs.grid
-    stats = RequestStats(
-        decode=result.stats,
-        total_s=time.perf_counter() - start,
-        prefill_s=prefill_s,
-        visual_tokens=grid.total_tokens,
-        kept_visual_tokens=grid.total_tokens if kept is None else int(kept.numel()) + grid.extra_tokens,
-    )
-    text = target.tokenizer.decode(result.tokens, skip_special_tokens=True)
-    return GenerationResult(result.tokens, text, stats, kept)
+def decode(decoding: str, target_context, draft_context, config: DecodeConfig) -> DecodeResult:
+    """The decode loop of `decoding` (ar, sd, pearl) on prefilled contexts."""
+    if decoding == "ar":
+        return decode_autoregressive(target_context, config)
+    if decoding == "sd":
+        return decode_speculative(target_context, draft_context, config)
+    return decode_parallel(target_context, draft_context, config)
+
+
+def generate(target: VideoLLMAdapter, draft: VideoLLMAdapter | None, request: GenerationRequest,
+             gamma_auto: bool = False, clip=None) -> GenerationResult:
+    """Run `request` with the reference (hippo.generation.generate with these steps)."""
+    import sys
+
+    return generation.generate(sys.modules[__name__], target, draft, request, gamma_auto, clip)

@@ -22,11 +22,9 @@ argmax, else take the argmax", so greedy needs no separate code path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from hippo.errors import ConfigError
+from hippo.request import SamplingParams  # noqa: F401  (defined with the request; re-exported)
 
 TARGET, DRAFT, ACCEPT, RESIDUAL = 1, 2, 3, 4
 _MASK64 = (1 << 64) - 1
@@ -43,27 +41,6 @@ def keyed_uniform(seed: int, purpose: int, index: int) -> float:
     """A uniform in [0, 1) determined by (seed, purpose, index) alone."""
     h = _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ purpose) ^ (index & _MASK64))
     return (h >> 11) * 2.0**-53
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """temperature 0 means greedy; top_k / top_p as HF's warpers (applied in that order, after temperature)."""
-
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def __post_init__(self):
-        if not self.temperature >= 0:
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"top_k must be a positive integer, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
 
 
 def distribution(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:

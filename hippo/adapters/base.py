@@ -203,6 +203,7 @@ class VideoLLMAdapter:
         kept_grid_indices: torch.Tensor | None = None,
         positions: PositionPolicy = "keep",
         observe: contextlib.AbstractContextManager | None = None,
+        cache=None,
     ) -> DecodeContext:
         """Run the prompt (all visual tokens, or only `kept_grid_indices` of the grid) into a fresh cache.
 
@@ -214,6 +215,9 @@ class VideoLLMAdapter:
         observe: a context manager entered around the model's forward only (e.g. one that registers
         forward pre-hooks to record what the attention modules receive, as the pruning scores do);
         it must observe, never change, the computation.
+
+        cache: an empty transformers Cache to prefill into (e.g. a StaticCache preallocated for the
+        request, as hippo_fast does); default: the stock forward's own DynamicCache.
         """
         if positions not in POSITION_POLICIES:
             raise ConfigError(f"unknown position policy {positions!r}; choose keep or compact")
@@ -229,6 +233,7 @@ class VideoLLMAdapter:
             out = self.model(
                 inputs_embeds=embeds[None],
                 position_ids=self.batch_positions(pos.to(self.device)),
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )

@@ -2,42 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-from hippo.errors import ConfigError
-from hippo.stats import DecodeStats
+from hippo.request import DecodeConfig, DecodeResult  # noqa: F401  (shared request types, re-exported)
 from hippo_ref import sampling
-from hippo_ref.sampling import SamplingParams
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    """How to decode. `draft_sampling` defaults to `sampling` (the draft samples like the target)."""
-
-    max_new_tokens: int = 64
-    gamma: int = 5
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    draft_sampling: SamplingParams | None = None
-    seed: int = 0
-    eos_token_ids: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.gamma < 1:
-            raise ConfigError(f"gamma (draft length) must be >= 1, got {self.gamma}")
-
-    @property
-    def draft_params(self) -> SamplingParams:
-        return self.draft_sampling if self.draft_sampling is not None else self.sampling
-
-
-@dataclass
-class DecodeResult:
-    tokens: list[int]
-    stats: DecodeStats
 
 
 class Track:

@@ -29,88 +29,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 
 import torch
 
 from hippo.adapters.base import VideoGrid
 from hippo.errors import ConfigError
+
+# The spec a request carries is plain data shared by every implementation (hippo/request.py).
+from hippo.request import (  # noqa: F401  (re-exported)
+    BUDGETS,
+    DEFAULT_BUDGET,
+    NEEDS_SCORES,
+    PRUNING_METHOD_NAMES,
+    PruneParams,
+    PruneSpec,
+)
 from hippo_ref.pruning.scores import fused_score
-
-BUDGETS = ("per-frame", "global")
-DEFAULT_BUDGET = {"random": "per-frame", "hippo": "per-frame", "attn": "global", "specvlm": "global"}
-
-
-@dataclass(frozen=True)
-class PruneParams:
-    """Every choice the paper leaves OPEN, with the documented defaults (CLI flag in brackets)."""
-
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # (w_g, w_t, w_s), divided by their sum [--weights]
-    budget: str | None = None  # per-frame | global; None = the method's DEFAULT_BUDGET [--budget]
-    seed: int = 0  # random [--prune-seed]
-    specvlm_mass: float = 0.4  # specvlm stage I attention mass [--specvlm-mass]
-    attn_layers: tuple[int, ...] | None = None  # s_attn layers, None = all; negative from the end [--attn-layers]
-    text_tokens: int | None = None  # s_attn queries: None = all text after the video, k = last k [--text-tokens]
-    first_frame_temp: float = 1.0  # s_temp of frame 0 [--first-frame-temp]
-    spatial_window: int = 3  # s_spat window side, odd [--spatial-window]
-
-    def __post_init__(self):
-        weights = tuple(float(w) for w in self.weights)
-        if len(weights) != 3:
-            raise ConfigError(f"pruning weights are three numbers (w_g, w_t, w_s), got {len(weights)}: {weights}")
-        if any(not math.isfinite(w) or w < 0 for w in weights):
-            raise ConfigError(f"pruning weights must be finite and >= 0, got (w_g, w_t, w_s) = {weights}: "
-                              "a negative weight would prefer tokens with LOW scores; use 0 to switch a score off")
-        if sum(weights) == 0:
-            raise ConfigError("pruning weights (w_g, w_t, w_s) are all zero: at least one score must count; "
-                              "the default is 1,1,1")
-        object.__setattr__(self, "weights", weights)
-        if self.budget is not None and self.budget not in BUDGETS:
-            raise ConfigError(f"unknown budget {self.budget!r}; choose per-frame or global")
-        if not 0 < self.specvlm_mass <= 1:
-            raise ConfigError(f"specvlm mass must be in (0, 1] (the share of attention stage I keeps), "
-                              f"got {self.specvlm_mass}")
-        if self.attn_layers is not None:
-            object.__setattr__(self, "attn_layers", tuple(int(x) for x in self.attn_layers))
-            if not self.attn_layers:
-                raise ConfigError("--attn-layers is empty: give layer numbers like 0,1,-1 or 'all'")
-        if self.text_tokens is not None and self.text_tokens < 1:
-            raise ConfigError(f"text tokens must be >= 1 (the last k text tokens after the video), "
-                              f"got {self.text_tokens}; omit it for all of them")
-        if self.spatial_window < 3 or self.spatial_window % 2 == 0:
-            raise ConfigError(f"spatial window must be an odd number >= 3 (3 means 3x3), got {self.spatial_window}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> PruneParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown pruning parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class PruneSpec:
-    """Which pruning method, how much to prune, how the kept tokens are positioned in the draft."""
-
-    method: str = "none"
-    ratio: float = 0.0
-    positions: str = "keep"
-    params: PruneParams = field(default_factory=PruneParams)  # a dict is converted
-
-    def __post_init__(self):
-        if self.method not in PRUNING_METHODS:
-            raise ConfigError(
-                f"unknown pruning method {self.method!r}; choose one of {', '.join(sorted(PRUNING_METHODS))}"
-            )
-        if not 0 <= self.ratio < 1:
-            raise ConfigError(
-                f"pruning ratio must be in [0, 1) (the fraction of visual tokens removed), got {self.ratio}"
-            )
-        if self.positions not in ("keep", "compact"):
-            raise ConfigError(f"unknown position policy {self.positions!r}; choose keep or compact")
-        if isinstance(self.params, dict):
-            object.__setattr__(self, "params", PruneParams.from_dict(self.params))
 
 
 def per_frame_budget(grid: VideoGrid, ratio: float) -> int:
@@ -230,8 +164,7 @@ PRUNING_METHODS: dict[str, PruneMethod] = {
     "specvlm": prune_specvlm,
     "hippo": prune_hippo,
 }
-# Methods that read the target's scores; the pipeline computes them with scores.scored_prefill.
-NEEDS_SCORES: set[str] = {"attn", "specvlm", "hippo"}
+assert tuple(PRUNING_METHODS) == PRUNING_METHOD_NAMES, "hippo.request.PRUNING_METHOD_NAMES lists these methods"
 
 
 def kept_indices(spec: PruneSpec, grid: VideoGrid, scores=None) -> torch.Tensor | None:

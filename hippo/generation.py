@@ -1,0 +1,81 @@
+"""One request end to end, for any implementation: the flow both hippo_ref and hippo_fast follow.
+
+    video -> both models' inputs -> target prefill (observed by the pruning scores when the method
+    needs them) -> kept indices -> draft prefill -> [gamma auto] -> decode -> text + stats
+
+An implementation is a module (hippo_ref.pipeline, hippo_fast.pipeline) that provides the three hot
+steps of that flow, with these names and signatures:
+
+    prepare_contexts(target, draft, request, clip) -> PreparedContexts
+    measured_gamma(target_context, draft_context, probe_token) -> int
+    decode(decoding, target_context, draft_context, config) -> DecodeResult
+
+`IMPLEMENTATIONS` names them; the CLI, the audit and the benchmark reach every implementation
+through `implementation(name)` and `generate(...)` here, never by importing one directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, replace
+from types import ModuleType
+
+import torch
+
+from hippo.errors import ConfigError
+from hippo.request import GenerationRequest, GenerationResult
+from hippo.stats import RequestStats
+
+IMPLEMENTATIONS = {"ref": "hippo_ref.pipeline", "fast": "hippo_fast.pipeline"}
+
+
+def implementation(name: str) -> ModuleType:
+    """The implementation module registered as `name` (see the module docstring for its interface)."""
+    if name not in IMPLEMENTATIONS:
+        raise ConfigError(f"unknown implementation {name!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
+    return importlib.import_module(IMPLEMENTATIONS[name])
+
+
+@dataclass
+class PreparedContexts:
+    """Both models prefilled for one request: what every decoding algorithm starts from."""
+
+    target_inputs: object  # PreparedInputs of the target
+    target_context: object  # the full video, the target's own prefill
+    draft_context: object | None  # the pruned draft context (None for AR)
+    kept: torch.Tensor | None  # the kept grid indices (None: every visual token)
+
+
+def generate(impl: ModuleType | str, target, draft, request: GenerationRequest, gamma_auto: bool = False,
+             clip=None) -> GenerationResult:
+    """Run `request` with implementation `impl`. The target always reads the full video;
+    `request.prune` shapes the draft only. `clip` (a VideoClip of request.video, already loaded) skips
+    loading the video again."""
+    from hippo.video import load_video
+
+    impl = implementation(impl) if isinstance(impl, str) else impl
+    start = time.perf_counter()
+    config = request.config
+    if not config.eos_token_ids:
+        config = replace(config, eos_token_ids=target.eos_token_ids)
+        request = replace(request, config=config)
+    if clip is None:
+        clip = load_video(request.video, request.frames)
+    prepared = impl.prepare_contexts(target, draft, request, clip)
+    target_context, draft_context, kept = prepared.target_context, prepared.draft_context, prepared.kept
+    if gamma_auto and draft_context is not None:
+        probe = int(torch.argmax(target_context.last_logits))
+        config = replace(config, gamma=impl.measured_gamma(target_context, draft_context, probe))
+    prefill_s = time.perf_counter() - start
+    result = impl.decode(request.decoding, target_context, draft_context, config)
+    grid = prepared.target_inputs.grid
+    stats = RequestStats(
+        decode=result.stats,
+        total_s=time.perf_counter() - start,
+        prefill_s=prefill_s,
+        visual_tokens=grid.total_tokens,
+        kept_visual_tokens=grid.total_tokens if kept is None else int(kept.numel()) + grid.extra_tokens,
+    )
+    text = target.tokenizer.decode(result.tokens, skip_special_tokens=True)
+    return GenerationResult(result.tokens, text, stats, kept)
