@@ -3,8 +3,8 @@
     video -> both models' inputs -> target prefill (observed by the pruning scores when the method
     needs them) -> kept indices -> draft prefill -> [gamma auto] -> decode -> text + stats
 
-An implementation is a module (hippo_ref.pipeline, hippo_fast.pipeline) that provides the three hot
-steps of that flow, with these names and signatures:
+An implementation is an object (from the module hippo_ref.pipeline or hippo_fast.pipeline, whose
+`implementation(**options)` makes it) that provides the three hot steps of that flow:
 
     prepare_contexts(target, draft, request, clip) -> PreparedContexts
     measured_gamma(target_context, draft_context, probe_token) -> int
@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass, replace
-from types import ModuleType
 
 import torch
 
@@ -30,11 +29,11 @@ from hippo.stats import RequestStats
 IMPLEMENTATIONS = {"ref": "hippo_ref.pipeline", "fast": "hippo_fast.pipeline"}
 
 
-def implementation(name: str) -> ModuleType:
-    """The implementation module registered as `name` (see the module docstring for its interface)."""
+def implementation(name: str, **options):
+    """The implementation registered as `name`, with its options (hippo_fast: compile=True|False)."""
     if name not in IMPLEMENTATIONS:
         raise ConfigError(f"unknown implementation {name!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
-    return importlib.import_module(IMPLEMENTATIONS[name])
+    return importlib.import_module(IMPLEMENTATIONS[name]).implementation(**options)
 
 
 @dataclass
@@ -47,7 +46,7 @@ class PreparedContexts:
     kept: torch.Tensor | None  # the kept grid indices (None: every visual token)
 
 
-def generate(impl: ModuleType | str, target, draft, request: GenerationRequest, gamma_auto: bool = False,
+def generate(impl, target, draft, request: GenerationRequest, gamma_auto: bool = False,
              clip=None) -> GenerationResult:
     """Run `request` with implementation `impl`. The target always reads the full video;
     `request.prune` shapes the draft only. `clip` (a VideoClip of request.video, already loaded) skips

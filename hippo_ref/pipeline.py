@@ -75,9 +75,14 @@ def decode(decoding: str, target_context, draft_context, config: DecodeConfig) -
     return decode_parallel(target_context, draft_context, config)
 
 
+def implementation():
+    """This module is the reference implementation (it has no options)."""
+    import sys
+
+    return sys.modules[__name__]
+
+
 def generate(target: VideoLLMAdapter, draft: VideoLLMAdapter | None, request: GenerationRequest,
              gamma_auto: bool = False, clip=None) -> GenerationResult:
     """Run `request` with the reference (hippo.generation.generate with these steps)."""
-    import sys
-
-    return generation.generate(sys.modules[__name__], target, draft, request, gamma_auto, clip)
+    return generation.generate(implementation(), target, draft, request, gamma_auto, clip)

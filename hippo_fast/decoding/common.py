@@ -1,0 +1,97 @@
+"""What the fast decode loops share (hippo_ref/decoding/common.py's twin): the token buffer on the
+device, the draft block, and committing a round after its ONE host sync.
+
+A decode keeps its tokens in a device buffer `seq` (committed tokens, then the tokens in flight) and
+the host keeps only integers: how many are committed (`n`) and how many rows of each cache still
+agree with `seq`. A round runs on the device and ends with one small transfer (accepted count and
+where an EOS is), never one per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hippo.request import DecodeConfig
+from hippo_fast import sampling
+from hippo_fast.cache import as_fast_context
+
+
+def align_vocab(logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """hippo_ref.decoding.common.align_vocab: draft logits cut or -inf-padded to the target's vocabulary."""
+    if logits.shape[-1] >= vocab_size:
+        return logits[..., :vocab_size]
+    pad = torch.full((*logits.shape[:-1], vocab_size - logits.shape[-1]), float("-inf"), dtype=logits.dtype,
+                     device=logits.device)
+    return torch.cat([logits, pad], dim=-1)
+
+
+@dataclass
+class Decode:
+    """One decode's device state: the token buffer, the uniforms, the EOS ids; `n` committed tokens."""
+
+    seq: torch.Tensor
+    uniforms: sampling.UniformTable
+    eos: torch.Tensor
+    n: int = 0
+
+    @classmethod
+    def start(cls, target, cfg: DecodeConfig, gamma: int) -> Decode:
+        """Buffers for the request, and generated token 0 drawn from the target's prefill logits."""
+        device = target.device
+        size = cfg.max_new_tokens + gamma + 2
+        target.reserve(size)
+        state = cls(torch.zeros(size, dtype=torch.int64, device=device),
+                    sampling.UniformTable(cfg.seed, size, device),
+                    torch.tensor(cfg.eos_token_ids or (-1,), dtype=torch.int64, device=device))
+        first, _ = sampling.draw(target.last_logits, cfg.sampling, state.uniforms, sampling.TARGET, 0)
+        state.seq[0] = first
+        return state
+
+    def put(self, index: int | torch.Tensor, token: torch.Tensor) -> None:
+        """seq[index] = token without a host sync (index may be a device scalar)."""
+        index = torch.as_tensor(index, device=self.seq.device).reshape(1)
+        self.seq.index_copy_(0, index, token.reshape(1).to(self.seq.device))
+
+    def commit(self, new: int | torch.Tensor, cfg: DecodeConfig, limit: int,
+               rejected: torch.Tensor | bool = False) -> tuple[int, int, bool, bool]:
+        """Commit the `new` (a device count, 1..limit) tokens seq[n : n + new], stopping after an EOS or at
+        max_new_tokens, as hippo_ref.decoding.common.commit. The round's one host sync, which also
+        brings the round's `rejected` flag. Returns (new as proposed, how many were committed, is the
+        decode finished, rejected)."""
+        device = self.seq.device
+        window = self.seq[self.n : self.n + limit]
+        is_eos = torch.isin(window, self.eos) & (torch.arange(limit, device=device) < new)
+        first_eos = torch.where(is_eos.any(), torch.argmax(is_eos.to(torch.int8)), limit)
+        values = torch.stack([torch.as_tensor(x, device=device).to(torch.int64) for x in (new, first_eos, rejected)])
+        proposed, eos_at, was_rejected = values.tolist()
+        count = min(proposed, eos_at + 1, cfg.max_new_tokens - self.n)
+        done = count < proposed or eos_at < proposed or self.n + count >= cfg.max_new_tokens
+        self.n += count
+        return proposed, count, done, bool(was_rejected)
+
+    def tokens(self) -> list[int]:
+        return self.seq[: self.n].tolist()
+
+
+def draft_block(draft, state: Decode, start: int, valid: int, gamma: int, cfg: DecodeConfig, vocab: int):
+    """The draft's gamma tokens after seq[:start], written to seq[start : start + gamma], drawn with the
+    DRAFT uniforms of their indices; `valid` = generated tokens whose draft cache rows agree with seq.
+    Returns (the distributions q drawn from as (gamma, V) float64, or None for a greedy draft;
+    the draft's valid rows afterwards)."""
+    qs = []
+    fed = valid
+    for j in range(gamma):
+        m = start + j  # logits after seq[:m]
+        logits = align_vocab(draft.forward(state.seq[fed:m], fed)[-1], vocab)
+        token, q = sampling.draw(logits.to(state.seq.device), cfg.draft_params, state.uniforms, sampling.DRAFT, m)
+        state.put(m, token)
+        qs.append(q)
+        fed = m
+    return (None if qs[0] is None else torch.stack(qs)), start + gamma - 1
+
+
+def contexts(target_context, draft_context=None):
+    """Both contexts with the fast `forward` interface (HostContext around anything else)."""
+    return as_fast_context(target_context), None if draft_context is None else as_fast_context(draft_context)

@@ -1,0 +1,120 @@
+"""hippo_fast's steps of one request (hippo/generation.py runs them in order), the twins of
+hippo_ref/pipeline.py: both models prefilled into static caches sized for the request, the pruning
+scores and kept indices computed on the device, the decode loops of hippo_fast/decoding.
+
+`implementation(compile=...)` is what hippo.generation.implementation("fast") returns. With
+compile=True the one-token and (gamma + 1)-token forwards of both models go through
+`torch.compile` of the stock forward (fixed shapes: each is captured once per model; CUDA graphs on
+a GPU via mode "reduce-overhead"); the prefill is never compiled.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from hippo.errors import ConfigError
+from hippo.generation import PreparedContexts
+from hippo.pairing import check_grids, check_vocabulary
+from hippo.request import NEEDS_SCORES, DecodeConfig, DecodeResult, GenerationRequest
+from hippo_fast.cache import StaticContext, static_prefill
+from hippo_fast.decoding.autoregressive import decode_autoregressive
+from hippo_fast.decoding.parallel import decode_parallel
+from hippo_fast.decoding.speculative import decode_speculative
+
+NAME = "fast"
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model):
+    """torch.compile of the model's stock forward, one per model (fixed shapes, whole graph)."""
+    if model not in _COMPILED:
+        mode = "reduce-overhead" if next(model.parameters()).device.type == "cuda" else None
+        options = None if mode else {"cpp_wrapper": True}  # CPU: launch the kernels from C++, not Python
+        _COMPILED[model] = torch.compile(model.forward, fullgraph=True, dynamic=False, mode=mode, options=options)
+    return _COMPILED[model]
+
+
+def request_capacity(config: DecodeConfig, decoding: str) -> int:
+    """Generated tokens a request's caches need rows for: max_new_tokens + gamma + 1 (PEARL drafts up to
+    gamma tokens past its pending ones: + 2 gamma)."""
+    gamma = 0 if decoding == "ar" else config.gamma * (2 if decoding == "pearl" else 1)
+    return config.max_new_tokens + gamma + 2
+
+
+@dataclass(frozen=True)
+class FastImplementation:
+    compile: bool = False
+    name: str = NAME
+
+    def forward_fn(self, adapter):
+        return compiled_forward(adapter.model) if self.compile else None
+
+    def prepare_contexts(self, target, draft, request: GenerationRequest, clip) -> PreparedContexts:
+        """Video -> both models' inputs -> the target's static-cache prefill (observed by the scores when
+        the method needs them) -> kept indices -> the draft's static-cache prefill."""
+        from hippo_fast.pruning.methods import kept_indices
+        from hippo_fast.pruning.scores import scored_prefill
+
+        if request.decoding != "ar" and draft is None:
+            raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
+        capacity = request_capacity(request.config, request.decoding)
+        target_inputs = target.prepare(clip, request.prompt)
+
+        def prefill(inputs, video_embeds=None, observe=None):
+            return static_prefill(target, inputs, capacity, video_embeds=video_embeds, observe=observe,
+                                  forward_fn=self.forward_fn(target))
+
+        scores = None
+        if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:
+            target_context, scores = scored_prefill(target, target_inputs, request.prune.params, prefill=prefill)
+        else:
+            target_context = prefill(target_inputs)  # full video, stock positions: the target's own prefill
+        if request.decoding == "ar":
+            return PreparedContexts(target_inputs, target_context, None, None)
+        check_vocabulary(target, draft)
+        draft_inputs = draft.prepare(clip, request.prompt)
+        check_grids(target_inputs, draft_inputs, target.name, draft.name)
+        kept = kept_indices(request.prune, target_inputs.grid, scores)
+        kept = None if kept is None else kept.cpu()
+        draft_context = static_prefill(draft, draft_inputs, capacity, kept_grid_indices=kept,
+                                       positions=request.prune.positions, forward_fn=self.forward_fn(draft))
+        return PreparedContexts(target_inputs, target_context, draft_context, kept)
+
+    def measured_gamma(self, target_context: StaticContext, draft_context: StaticContext, probe_token: int,
+                       repeats: int = 3) -> int:
+        """PEARL's adaptive draft length round(target step / draft step) in [1, 16], measured on these
+        contexts' own (possibly compiled) one-token forwards; forward counts are left unchanged."""
+
+        def step_time(context) -> float:
+            ids = torch.tensor([probe_token], device=context.device)
+            times = []
+            for _ in range(repeats + 1):  # the first call may compile: not timed
+                t0 = time.perf_counter()
+                context.forward(ids, 0)[-1, 0].item()  # .item(): wait for the device
+                times.append(time.perf_counter() - t0)
+            context.forwards -= repeats + 1
+            return sorted(times[1:])[repeats // 2]
+
+        return int(min(16, max(1, round(step_time(target_context) / step_time(draft_context)))))
+
+    def decode(self, decoding: str, target_context, draft_context, config: DecodeConfig) -> DecodeResult:
+        if decoding == "ar":
+            return decode_autoregressive(target_context, config)
+        if decoding == "sd":
+            return decode_speculative(target_context, draft_context, config)
+        return decode_parallel(target_context, draft_context, config)
+
+
+def implementation(compile: bool = False) -> FastImplementation:
+    return FastImplementation(compile=compile)
+
+
+def generate(target, draft, request: GenerationRequest, gamma_auto: bool = False, clip=None, compile: bool = False):
+    """Run `request` with the fast implementation (hippo.generation.generate with these steps)."""
+    from hippo import generation
+
+    return generation.generate(implementation(compile), target, draft, request, gamma_auto, clip)
