@@ -4,8 +4,9 @@
     hippo zoo train NAME|all [--from-shipped K]  run the recipe (resumes from .cache/zoo-train/NAME/state.pt), export
     hippo zoo pretrain-vision NAME             the vision-only stage: tower + merger on the auxiliary task
     hippo zoo export NAME                       write hippo/zoo/checkpoints/NAME from the latest state
-    hippo zoo accuracy NAME [--split val]       greedy attribute accuracy of one model
+    hippo zoo accuracy NAME [--split val] [--detail]   greedy attribute accuracy (or caption facts) of one model
     hippo zoo table [--write README.md]         the README table: params, latency, accuracy, MAT
+    hippo zoo detail PAIR [--target D --draft D] detailed captions: facts right, length, MAT, PEARL run length
     hippo zoo video OUT.mp4 [--index I]         write a test-split video (needs PyAV) for `hippo generate`
 """
 
@@ -48,6 +49,8 @@ def add_subcommand(subparsers) -> None:
     export = sub.add_parser("export", help="write the shipped checkpoint of NAME from its latest training state")
     export.add_argument("name")
     export.add_argument("--work-dir", default=None)
+    export.add_argument("--out", default=None,
+                        help="write the Hub-layout folder here instead of replacing the shipped one (to measure it first)")
 
     acc = sub.add_parser("accuracy", help="greedy attribute accuracy of one zoo model (or checkpoint folder)")
     acc.add_argument("name", help="zoo model name or checkpoint folder")
@@ -56,6 +59,8 @@ def add_subcommand(subparsers) -> None:
     acc.add_argument("--from-state", action="store_true",
                      help="use the latest training state (.cache/zoo-train/NAME) instead of the shipped weights")
     acc.add_argument("--work-dir", default=None)
+    acc.add_argument("--detail", action="store_true",
+                     help="the detailed captions instead: facts stated right (fact_accuracy), per kind, mean length")
 
     table = sub.add_parser("table", help="measure every pair and print (or write) the README table")
     table.add_argument("-n", type=int, default=200, help="test examples per configuration (default: the whole test split)")
@@ -68,6 +73,19 @@ def add_subcommand(subparsers) -> None:
                        help="JSON files from earlier --json runs: pairs found there are not measured again "
                             "(lets pairs be measured in parallel processes, then merged)")
 
+    detail = sub.add_parser("detail", help="measure a pair on the detailed captions (facts right, answer length, "
+                                           "MAT and PEARL run length per pruning method)")
+    detail.add_argument("pair", help="zoo pair name (qwen, llava)")
+    detail.add_argument("-n", type=int, default=200, help="test videos (default: the whole test split)")
+    detail.add_argument("--target", default=None, help="checkpoint folder instead of the shipped target "
+                                                       "(e.g. from `hippo zoo export NAME --out DIR`)")
+    detail.add_argument("--draft", default=None, help="checkpoint folder instead of the shipped draft")
+    detail.add_argument("--methods", nargs="*", default=None, help="pruning methods (default: all registered)")
+    detail.add_argument("--ratios", nargs="*", type=float, default=None, help="default 0.5 0.75 0.9")
+    detail.add_argument("--no-pearl", action="store_true", help="greedy sd only")
+    detail.add_argument("--threads", type=int, default=1)
+    detail.add_argument("--json", default=None, help="write the raw numbers (per-example counts too) here")
+
     video = sub.add_parser("video", help="write one dataset video as an mp4 (needs PyAV, a test dependency)")
     video.add_argument("out")
     video.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -76,7 +94,7 @@ def add_subcommand(subparsers) -> None:
 
 def run(args) -> int:
     return {"list": _list, "train": _train, "pretrain-vision": _pretrain_vision, "export": _export, "accuracy": _accuracy, "table": _table,
-            "video": _video}[args.zoo_command](args)
+            "detail": _detail, "video": _video}[args.zoo_command](args)
 
 
 def _list(args) -> int:
@@ -125,7 +143,7 @@ def _pretrain_vision(args) -> int:
 def _export(args) -> int:
     from hippo.zoo.train import export_model
 
-    print(export_model(args.name, args.work_dir))
+    print(export_model(args.name, args.work_dir, out=args.out))
     return 0
 
 
@@ -149,6 +167,16 @@ def _accuracy(args) -> int:
         adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, work_dir))
     else:
         adapter = load_adapter(f"zoo:{args.name}" if args.name in MODELS else args.name)
+    if args.detail:
+        from hippo.zoo.evaluate import detail_scores
+
+        scores = detail_scores(adapter, args.split, args.n)
+        print(f"{args.name} {args.split} n={args.n}: detailed-caption facts right {scores['fact_accuracy']:.4f}, "
+              f"answer length mean {scores['mean_tokens']:.1f} tokens (min {scores['min_tokens']}, "
+              f"max {scores['max_tokens']})")
+        print("per fact: " + ", ".join(f"{a} {v:.2f}" for a, v in scores["facts"].items()))
+        print(f"first answer: {scores['example']!r}")
+        return 0
     pairs = []
     for i in range(args.n):
         ex = dataset.example(args.split, i)
@@ -178,6 +206,38 @@ def _table(args) -> int:
         from pathlib import Path
 
         Path(args.json).write_text(reports_json(reports) + "\n")
+    return 0
+
+
+def _detail(args) -> int:
+    import json
+    from dataclasses import asdict
+
+    import torch
+
+    from hippo.zoo.evaluate import RATIOS, evaluate_detail
+
+    torch.set_num_threads(args.threads)
+    ratios = tuple(args.ratios) if args.ratios else RATIOS
+    report = evaluate_detail(args.pair, args.n, args.methods, ratios, target=args.target, draft=args.draft,
+                             pearl=not args.no_pearl, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(f"{args.pair} detailed captions, first {args.n} test videos: facts right target "
+          f"{100 * report.target_facts:.1f}% / draft {100 * report.draft_facts:.1f}%; mean answer length "
+          f"{report.target_tokens:.1f} / {report.draft_tokens:.1f} tokens")
+    print("target per fact: " + ", ".join(f"{k} {v:.2f}" for k, v in report.target_fact_kinds.items()))
+    print("draft per fact: " + ", ".join(f"{k} {v:.2f}" for k, v in report.draft_fact_kinds.items()))
+    for key in report.mat:
+        line = f"{key}: MAT {report.mat[key]:.2f}"
+        if key in report.run_length:
+            line += f", PEARL run length {report.run_length[key]:.2f}"
+        if key != "none":
+            diff, low, high = report.mat_change(key)
+            line += f", MAT change {diff:+.2f} [{low:+.2f}, {high:+.2f}]"
+        print(line)
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(asdict(report)) + "\n")
     return 0
 
 

@@ -21,6 +21,12 @@ band [0.2, 0.8] x SIZE on both axes for the whole clip, and so does its whole ex
 plus the object is longer than the band (a large object moving quickly); the path is then centred
 on the band, leaving at least 15 free pixels to every border. Other videos may put the object anywhere, borders included.
 
+The detailed caption (question DETAIL_PROMPT, type "detail"; `caption_facts`, `detail_answer`) states
+every fact of the ground truth in fixed sentences: the attributes and background, then for each of
+four temporal segments (frames 1-2, 3-4, 5-6, 7-8) whether the object is visible, behind the bar, not
+there yet or gone, where its centre is on a 3 x 3 grid, and how it moves; then its motion over the
+clip. `fact_accuracy` scores generated captions against those facts.
+
 Splits: a video is a pure function of (split, index); the three splits use disjoint seed streams.
 Nothing is stored in the repository; `cache_split` renders a split into a gitignored uint8 npz.
 """
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +70,22 @@ ATTRIBUTE_WORDS: dict[str, tuple[str, ...]] = {
     "background": BACKGROUNDS,
 }
 
+# The five short-answer question types (scored by attribute_accuracy). val / test examples cycle
+# through these by index, as they always have, so the existing accuracy numbers keep their meaning.
 QUESTION_TYPES = ("describe", "color", "shape", "size", "motion")
+# The long-answer question type: a detailed caption of 60-150 zoo-tokenizer tokens whose every fact is
+# ground truth (scored by fact_accuracy). Asked for explicitly (example(..., "detail")) or mixed into a
+# training stage with Stage.detail_fraction; the speed benchmarks default to it (detail_requests).
+DETAIL = "detail"
+DETAIL_PROMPT = "describe the video in detail."
+ALL_QUESTION_TYPES = QUESTION_TYPES + (DETAIL,)
 QUESTIONS = {
     "describe": "describe the video.",
     "color": "what color is the object?",
     "shape": "what shape is the object?",
     "size": "how big is the object?",
     "motion": "how does the object move?",
+    DETAIL: DETAIL_PROMPT,
 }
 
 
@@ -103,13 +118,16 @@ class VideoSpec:
 
 @dataclass(frozen=True)
 class Example:
-    """One question about one video, with its templated answer and the attributes the answer names."""
+    """One question about one video, with its templated answer and what the answer states: `asked`,
+    the attributes a short answer names (attribute_accuracy); `facts`, for the "detail" question type
+    only, the caption's facts (caption_facts, scored by fact_accuracy; `asked` is then empty)."""
 
     video: VideoSpec
     qtype: str
     question: str
     answer: str
     asked: dict[str, object]
+    facts: dict[str, str] = field(default_factory=dict)
 
 
 def _seed(split: str, index: int, purpose: str = "") -> int:
@@ -186,18 +204,8 @@ def render(spec: VideoSpec) -> np.ndarray:
     """(FRAMES, SIZE, SIZE, 3) uint8 RGB frames of `spec`."""
     background = _background(spec)
     frames = np.repeat(background[None], FRAMES, axis=0).copy()
-    travel = SPEEDS[spec.speed] if spec.speed else 0
-    dy, dx = _direction(spec.motion)
     color = np.array(COLORS[spec.color], dtype=np.uint8)
-    bar = None
-    if spec.occluded:  # a grey bar across the middle of the path, perpendicular to it
-        my = spec.start[0] + dy * travel / 2
-        mx = spec.start[1] + dx * travel / 2
-        bar = np.zeros((SIZE, SIZE), dtype=bool)
-        if dx:
-            bar[:, int(mx) - 4 : int(mx) + 5] = True
-        else:
-            bar[int(my) - 4 : int(my) + 5, :] = True
+    bar = bar_mask(spec)
     for t, mask in enumerate(object_masks(spec)):
         frames[t][mask] = color
         if bar is not None:
@@ -205,18 +213,58 @@ def render(spec: VideoSpec) -> np.ndarray:
     return frames
 
 
+def _bar_span(spec: VideoSpec) -> tuple[str, int, int] | None:
+    """The occluder bar of `spec` as (axis, first, last + 1): a 9-pixel band of columns ("x") or rows
+    ("y") across the middle of the path, perpendicular to it; None when the object is not occluded."""
+    if not spec.occluded:
+        return None
+    travel = SPEEDS[spec.speed] if spec.speed else 0
+    dy, dx = _direction(spec.motion)
+    if dx:
+        mx = spec.start[1] + dx * travel / 2
+        return "x", int(mx) - 4, int(mx) + 5
+    my = spec.start[0] + dy * travel / 2
+    return "y", int(my) - 4, int(my) + 5
+
+
+def bar_mask(spec: VideoSpec) -> np.ndarray | None:
+    """(SIZE, SIZE) bool: the grey occluder bar's pixels (drawn over the object), or None."""
+    span = _bar_span(spec)
+    if span is None:
+        return None
+    axis, first, stop = span
+    bar = np.zeros((SIZE, SIZE), dtype=bool)
+    if axis == "x":
+        bar[:, first:stop] = True
+    else:
+        bar[first:stop, :] = True
+    return bar
+
+
+def present(spec: VideoSpec, t: int) -> bool:
+    """Whether the object is in frame `t` at all (appearing objects come in the second half of the
+    clip, disappearing ones leave after the first)."""
+    return not ((spec.motion == "appears" and t < FRAMES // 2) or
+                (spec.motion == "disappears" and t >= FRAMES // 2))
+
+
+def object_centres(spec: VideoSpec) -> list[tuple[float, float]]:
+    """The object's centre (y, x) in pixels in each frame (where it would be, also when not present)."""
+    travel = SPEEDS[spec.speed] if spec.speed else 0
+    dy, dx = _direction(spec.motion)
+    out = []
+    for t in range(FRAMES):
+        frac = t / (FRAMES - 1)
+        out.append((spec.start[0] + dy * travel * frac, spec.start[1] + dx * travel * frac))
+    return out
+
+
 def object_masks(spec: VideoSpec) -> np.ndarray:
     """(FRAMES, SIZE, SIZE) bool: the object's pixels in each frame (before any occluder is drawn)."""
     half = SIZES[spec.size]
-    travel = SPEEDS[spec.speed] if spec.speed else 0
-    dy, dx = _direction(spec.motion)
     masks = np.zeros((FRAMES, SIZE, SIZE), dtype=bool)
-    for t in range(FRAMES):
-        visible = not ((spec.motion == "appears" and t < FRAMES // 2) or
-                       (spec.motion == "disappears" and t >= FRAMES // 2))
-        if visible:
-            frac = t / (FRAMES - 1)
-            cy, cx = spec.start[0] + dy * travel * frac, spec.start[1] + dx * travel * frac
+    for t, (cy, cx) in enumerate(object_centres(spec)):
+        if present(spec, t):
             masks[t] = _shape_mask(spec.shape, cy, cx, half)
     return masks
 
@@ -249,18 +297,172 @@ def answer_for(spec: VideoSpec, qtype: str) -> tuple[str, dict[str, object]]:
     raise ValueError(f"unknown question type {qtype!r}; choose one of {', '.join(QUESTION_TYPES)}")
 
 
-def example(split: str, index: int, qtype: str | None = None) -> Example:
-    """Video `index` of `split` with one question. Without `qtype`: training draws one (half of them
-    'describe'); val/test cycle through the question types by index."""
+def example(split: str, index: int, qtype: str | None = None, detail_fraction: float = 0.0) -> Example:
+    """Video `index` of `split` with one question. Without `qtype`: training draws one (with probability
+    `detail_fraction` the detailed caption, else half of them 'describe' and half one of the other four
+    short questions, the draw every earlier stage used); val/test cycle through the five short question
+    types by index (ask for "detail" explicitly)."""
     spec = video_spec(split, index)
     if qtype is None:
         if split == "train":
+            detail = np.random.default_rng(_seed(split, index, "detail")).random() < detail_fraction
             rng = np.random.default_rng(_seed(split, index, "question"))
-            qtype = "describe" if rng.random() < 0.5 else str(rng.choice(QUESTION_TYPES[1:]))
+            if detail:
+                qtype = DETAIL
+            else:
+                qtype = "describe" if rng.random() < 0.5 else str(rng.choice(QUESTION_TYPES[1:]))
         else:
             qtype = QUESTION_TYPES[index % len(QUESTION_TYPES)]
+    if qtype == DETAIL:
+        return Example(spec, qtype, DETAIL_PROMPT, detail_answer(spec), {}, caption_facts(spec))
     answer, asked = answer_for(spec, qtype)
     return Example(spec, qtype, QUESTIONS[qtype], answer, asked)
+
+
+def detail_requests(split: str = "test", count: int | None = None) -> list[tuple[object, str]]:
+    """(VideoClip, DETAIL_PROMPT) for the first `count` videos of `split` (default: all of it): the
+    detailed-caption requests the speed benchmarks run on the zoo (as SpecVLM runs its benchmarks with a
+    captioning prompt). The reference facts are `example(split, i, DETAIL).facts`."""
+    count = SPLIT_SIZES[split] if count is None else count
+    return [(as_clip(render(video_spec(split, i)), f"{split}/{i}"), DETAIL_PROMPT) for i in range(count)]
+
+
+# ------------------------------------------------------------------------------ the detailed caption
+
+SEGMENTS = 4  # the caption's temporal segments: frames 1-2, 3-4, 5-6, 7-8 (Qwen2.5-VL's temporal groups)
+SEGMENT_FRAMES = FRAMES // SEGMENTS
+# The coarse grid, by the object's centre: the outer ring of 28-pixel cells (the token grid's border row
+# or column for both families: Qwen2.5-VL's merged 4 x 4 and LLaVA-OneVision's pooled 4 x 4) and the
+# middle. Central videos (centre within 34..78 px) are never within 6 px of an edge, so their positions
+# are unambiguous; with thirds of the frame (37 / 75 px), 38% of positions were within 4 px of an edge.
+ROWS = ("top", "middle", "bottom")
+COLUMNS = ("left", "center", "right")
+GRID_EDGES = (28.0, 84.0)  # cell boundaries in pixels, the same on both axes
+# A segment's state: "visible"; "hidden" (the bar covers the object's centre in one of its frames);
+# "absent" (an appearing object, not there yet); "gone" (a disappearing one, after it left).
+STATES = ("visible", "hidden", "absent", "gone")
+_NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight")
+
+
+def _segment_frames(k: int) -> range:
+    return range(k * SEGMENT_FRAMES, (k + 1) * SEGMENT_FRAMES)
+
+
+def _centre_hidden(spec: VideoSpec, centre: tuple[float, float]) -> bool:
+    """Whether the bar covers the pixel at the object's centre (the pixel grid of the renderer)."""
+    span = _bar_span(spec)
+    if span is None:
+        return False
+    axis, first, stop = span
+    value = centre[1] if axis == "x" else centre[0]
+    return first <= round(value) < stop
+
+
+def caption_facts(spec: VideoSpec) -> dict[str, str]:
+    """Every fact of the detailed caption of `spec`, from the generator's ground truth, in caption
+    order: colour, shape, size, background; per segment k = 1..4 (frames 2k-1, 2k) its state (STATES),
+    and, where the object is there, its position (the GRID_EDGES cell "ROW COLUMN" of its mean
+    centre over the segment's frames) and move (a direction or "still"); then the clip's motion and (moving
+    objects) speed."""
+    facts = {"color": spec.color, "shape": spec.shape, "size": spec.size, "background": spec.background}
+    centres = object_centres(spec)
+    for k in range(SEGMENTS):
+        frames = _segment_frames(k)
+        key = f"segment{k + 1}"
+        if not any(present(spec, t) for t in frames):
+            facts[f"{key}.state"] = "absent" if spec.motion == "appears" else "gone"
+            continue
+        hidden = any(_centre_hidden(spec, centres[t]) for t in frames)
+        facts[f"{key}.state"] = "hidden" if hidden else "visible"
+        cy = sum(centres[t][0] for t in frames) / len(frames)
+        cx = sum(centres[t][1] for t in frames) / len(frames)
+        row, col = (sum(c >= edge for edge in GRID_EDGES) for c in (cy, cx))
+        facts[f"{key}.position"] = f"{ROWS[row]} {COLUMNS[col]}"
+        facts[f"{key}.move"] = spec.motion if spec.motion in MOVING else "still"
+    facts["motion"] = spec.motion
+    if spec.motion in MOVING:
+        facts["speed"] = spec.speed
+    return facts
+
+
+def caption_from_facts(facts: dict[str, str]) -> str:
+    """The detailed caption that states `facts` (caption_facts' layout), one sentence per segment."""
+    parts = [f"the video shows a {facts['size']} {facts['color']} {facts['shape']} on a "
+             f"{facts['background']} background."]
+    for k in range(SEGMENTS):
+        key = f"segment{k + 1}"
+        first, last = _NUMBERS[k * SEGMENT_FRAMES], _NUMBERS[(k + 1) * SEGMENT_FRAMES - 1]
+        state = facts[f"{key}.state"]
+        lead = f"in frames {first} and {last},"
+        if state == "absent":
+            parts.append(f"{lead} it is not there yet.")
+        elif state == "gone":
+            parts.append(f"{lead} it is gone.")
+        else:
+            where = ("it is behind the bar in the " if state == "hidden" else "it is in the ") + facts[f"{key}.position"]
+            move = "stays still" if facts[f"{key}.move"] == "still" else f"moves {facts[f'{key}.move']}"
+            parts.append(f"{lead} {where} and {move}.")
+    motion = facts["motion"]
+    if motion in MOVING:
+        parts.append(f"overall it moves {motion} {facts['speed']}.")
+    elif motion == "still":
+        parts.append("overall it stays still.")
+    else:
+        parts.append(f"overall it {motion}.")
+    return " ".join(parts)
+
+
+def detail_answer(spec: VideoSpec) -> str:
+    """The templated answer to DETAIL_PROMPT: caption_from_facts(caption_facts(spec))."""
+    return caption_from_facts(caption_facts(spec))
+
+
+_SEGMENT = re.compile(r"in frames ([a-z]+) and ([a-z]+),([^.]*)")
+_POSITION = re.compile(r"in the (" + "|".join(ROWS) + r") (" + "|".join(COLUMNS) + r")\b")
+_MOVE = re.compile(r"\bmoves (left|right|up|down)\b|\bstays (still)\b")
+
+
+def stated_facts(text: str) -> dict[str, set[str]]:
+    """What a caption states, fact by fact (caption_facts' keys -> the set of values it states; a fact
+    stated twice with different values has two). The caption is read in caption_from_facts' layout:
+    a header (everything before the first "in frames X and Y," sentence) that names colour, shape,
+    size and background; one sentence per segment, found by its first frame's number word, that
+    states the segment's state ("not there yet", "gone", "behind", or only a position: visible), its
+    position ("in the ROW COLUMN") and its move ("moves DIRECTION" / "stays still"); and a summary
+    (everything after the last segment sentence) that names the motion and speed. Text outside those
+    places states nothing."""
+    text = text.lower()
+    segments = list(_SEGMENT.finditer(text))
+    header = text[: segments[0].start()] if segments else text
+    summary = text[segments[-1].end():] if segments else ""
+    out: dict[str, set[str]] = {}
+    header_words = set(_WORD.findall(header))
+    for attribute in ("color", "shape", "size", "background"):
+        out[attribute] = header_words & set(ATTRIBUTE_WORDS[attribute])
+    first_frames = {_NUMBERS[k * SEGMENT_FRAMES]: k + 1 for k in range(SEGMENTS)}
+    for match in segments:
+        k = first_frames.get(match.group(1))
+        if k is None:
+            continue
+        body = match.group(3)
+        words = set(_WORD.findall(body))
+        positions = {f"{r} {c}" for r, c in _POSITION.findall(body)}
+        states = set()
+        if "not there yet" in body:
+            states.add("absent")
+        if "gone" in words:
+            states.add("gone")
+        if "behind" in words:
+            states.add("hidden")
+        elif positions:
+            states.add("visible")
+        moves = {a or b for a, b in _MOVE.findall(body)}
+        for fact, values in (("state", states), ("position", positions), ("move", moves)):
+            out.setdefault(f"segment{k}.{fact}", set()).update(values)
+    summary_words = set(_WORD.findall(summary))
+    out["motion"] = summary_words & set(MOTIONS)
+    out["speed"] = summary_words & set(SPEEDS)
+    return out
 
 
 def as_clip(frames: np.ndarray, name: str = "zoo"):
@@ -295,6 +497,35 @@ def attribute_accuracy(pairs) -> float:
             total += 1
             right += attribute_correct(text, attribute, value)
     return right / total if total else 0.0
+
+
+def fact_accuracy(pairs) -> float:
+    """THE zoo detailed-caption metric: over (generated caption, reference facts) pairs (facts: the
+    Example.facts of a "detail" example, caption_facts), the fraction of reference facts the caption
+    states correctly, pooled over facts: a fact is right iff the caption states its value and no other
+    value for it, in its place (stated_facts). 1.0 = every fact stated exactly right; facts a caption
+    leaves out count as wrong, facts it adds are not counted."""
+    total = right = 0
+    for text, facts in pairs:
+        stated = stated_facts(text)
+        for fact, value in facts.items():
+            total += 1
+            right += stated.get(fact) == {value}
+    return right / total if total else 0.0
+
+
+def fact_breakdown(pairs) -> dict[str, float]:
+    """fact_accuracy per kind of fact (diagnostic only): color, shape, size, background, state,
+    position, move (per segment, pooled over segments), motion, speed."""
+    right: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for text, facts in pairs:
+        stated = stated_facts(text)
+        for fact, value in facts.items():
+            kind = fact.split(".")[-1]
+            total[kind] = total.get(kind, 0) + 1
+            right[kind] = right.get(kind, 0) + (stated.get(fact) == {value})
+    return {k: right[k] / total[k] for k in total}
 
 
 def attribute_breakdown(pairs) -> dict[str, float]:

@@ -4,6 +4,12 @@ pruning method and ratio. `zoo_table()` renders the README table from these numb
 Definitions (one each):
 - accuracy: hippo.zoo.dataset.attribute_accuracy of the model's greedy answer (max 48 new tokens) over
   the first `n` test examples: asked attributes named exactly right / asked attributes.
+- facts right (detailed captions): hippo.zoo.dataset.fact_accuracy of the model's greedy answer to
+  DETAIL_PROMPT (max DETAIL_MAX_NEW_TOKENS new tokens) over the first `n` videos of a split.
+- PEARL run length (detailed captions): hippo.stats.DecodeStats.mean_run_length of greedy PEARL
+  (gamma 5) pooled over the examples: total committed tokens / total runs (`pooled_run_length`).
+- answer length: `answer_length`, the tokens a model generates before its end-of-turn token (the
+  whole output when it stops at the token limit); a mean over answers.
 - per-token latency: median time of one single-token decode step (DecodeContext.step) after a
   prefill of a test video, fp32, batch 1: CPU time of the decoding thread with 1 torch thread (immune
   to other processes on a shared machine), wall time with more; target and draft steps interleaved.
@@ -29,6 +35,7 @@ from hippo.zoo.registry import PAIRS
 
 RATIOS = (0.5, 0.75, 0.9)
 MAX_NEW_TOKENS = 48
+DETAIL_MAX_NEW_TOKENS = 192  # detailed captions are 89-133 zoo tokens (tests/test_zoo.py bounds them by 60-150)
 
 
 @dataclass
@@ -79,14 +86,43 @@ def step_latency_ms(adapters, clip, repeats: int = 60) -> list[float]:
     return [1000 * statistics.median(t[5:]) for t in times]
 
 
-def greedy_answer(adapter, clip, question: str) -> str:
+def answer_length(tokens, eos_token_ids) -> int:
+    """THE answer length: generated tokens before the first end-of-turn token (all of them if none)."""
+    for i, token in enumerate(tokens):
+        if token in eos_token_ids:
+            return i
+    return len(tokens)
+
+
+def greedy_decode(adapter, clip, question: str, max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[str, int]:
+    """The model's greedy answer to `question` about `clip`, and its answer_length."""
     from hippo_ref.decoding.autoregressive import decode_autoregressive
     from hippo_ref.decoding.common import DecodeConfig
 
     context = adapter.prefill(adapter.prepare(clip, question))
-    config = DecodeConfig(max_new_tokens=MAX_NEW_TOKENS, eos_token_ids=adapter.eos_token_ids)
+    config = DecodeConfig(max_new_tokens=max_new_tokens, eos_token_ids=adapter.eos_token_ids)
     tokens = decode_autoregressive(context, config).tokens
-    return adapter.tokenizer.decode(tokens, skip_special_tokens=True)
+    return adapter.tokenizer.decode(tokens, skip_special_tokens=True), answer_length(tokens, adapter.eos_token_ids)
+
+
+def greedy_answer(adapter, clip, question: str, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
+    return greedy_decode(adapter, clip, question, max_new_tokens)[0]
+
+
+def detail_scores(adapter, split: str = "val", n: int = 100) -> dict:
+    """Greedy detailed captions of the first `n` videos of `split`: fact_accuracy, fact_breakdown and
+    the mean answer_length (with min and max)."""
+    pairs, lengths = [], []
+    for i in range(n):
+        ex = dataset.example(split, i, dataset.DETAIL)
+        text, length = greedy_decode(adapter, dataset.as_clip(dataset.render(ex.video)), ex.question,
+                                     DETAIL_MAX_NEW_TOKENS)
+        pairs.append((text, ex.facts))
+        lengths.append(length)
+    return {"fact_accuracy": dataset.fact_accuracy(pairs), "facts": dataset.fact_breakdown(pairs),
+            "mean_tokens": statistics.fmean(lengths) if lengths else 0.0,
+            "min_tokens": min(lengths, default=0), "max_tokens": max(lengths, default=0), "n": n,
+            "example": pairs[0][0] if pairs else ""}
 
 
 def prune_configs(methods=None, ratios=RATIOS) -> list[tuple[str, float]]:
@@ -140,6 +176,93 @@ def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: in
             report.target_attributes = dataset.attribute_breakdown(target_pairs)
         if log:
             log(f"{pair} {key}: MAT {report.mat[key]:.3f}")
+    return report
+
+
+def _runs(stats) -> int:
+    """The runs of one decode as DecodeStats.mean_run_length counts them (rejections, plus a last run
+    that ended without one)."""
+    runs = sum(stats.rejected_per_round)
+    return runs + (1 if stats.rejected_per_round and not stats.rejected_per_round[-1] else 0)
+
+
+def pooled_run_length(per_example) -> float:
+    """PEARL's mean run length pooled over decodes, from (committed, runs) per decode: total committed
+    tokens / total runs (the pooled form of hippo.stats.DecodeStats.mean_run_length)."""
+    runs = sum(r for _, r in per_example)
+    return sum(c for c, _ in per_example) / runs if runs else float("nan")
+
+
+@dataclass
+class DetailReport:
+    """The detailed-caption numbers of one pair (`evaluate_detail`): facts right, answer length, greedy
+    MAT of `sd` and PEARL's mean run length, without pruning and per "method@ratio"."""
+
+    pair: str
+    examples: int
+    target_facts: float  # dataset.fact_accuracy of the target's greedy captions
+    draft_facts: float
+    target_tokens: float  # mean answer_length
+    draft_tokens: float
+    mat: dict[str, float] = field(default_factory=dict)  # sd, gamma 5
+    run_length: dict[str, float] = field(default_factory=dict)  # pearl, gamma 5
+    per_example: dict[str, list[list[int]]] = field(default_factory=dict)  # sd: [committed, rounds]
+    per_example_runs: dict[str, list[list[int]]] = field(default_factory=dict)  # pearl: [committed, runs]
+    target_fact_kinds: dict[str, float] = field(default_factory=dict)  # dataset.fact_breakdown
+    draft_fact_kinds: dict[str, float] = field(default_factory=dict)
+
+    def mat_change(self, key: str) -> tuple[float, float, float]:
+        """MAT of `key` minus MAT without pruning, with its 95% paired bootstrap interval."""
+        return paired_mat_difference(self.per_example["none"], self.per_example[key])
+
+
+def evaluate_detail(pair: str, n: int = 200, methods=None, ratios=RATIOS, gamma: int = 5, log=None,
+                    target=None, draft=None, pearl: bool = True) -> DetailReport:
+    """The detailed-caption numbers of zoo pair `pair` on the first `n` test videos (DETAIL_PROMPT,
+    up to DETAIL_MAX_NEW_TOKENS). `target` / `draft`: checkpoint folders to measure instead of the
+    shipped pair (e.g. exported from a training state before they replace the shipped ones)."""
+    from hippo_ref.decoding.common import DecodeConfig
+    from hippo_ref.pipeline import GenerationRequest, generate
+    from hippo_ref.pruning.methods import PruneSpec
+
+    target_name, draft_name = PAIRS[pair]
+    target = load_adapter(str(target) if target is not None else f"zoo:{target_name}")
+    draft = load_adapter(str(draft) if draft is not None else f"zoo:{draft_name}")
+    examples = [dataset.example("test", i, dataset.DETAIL) for i in range(n)]
+    clips = [dataset.as_clip(dataset.render(ex.video), f"test/{i}") for i, ex in enumerate(examples)]
+    draft_out = [greedy_decode(draft, c, ex.question, DETAIL_MAX_NEW_TOKENS) for ex, c in zip(examples, clips, strict=True)]
+    draft_pairs = [(text, ex.facts) for (text, _), ex in zip(draft_out, examples, strict=True)]
+    report = DetailReport(pair, n, 0.0, dataset.fact_accuracy(draft_pairs), 0.0,
+                          statistics.fmean(length for _, length in draft_out),
+                          draft_fact_kinds=dataset.fact_breakdown(draft_pairs))
+    for method, ratio in prune_configs(methods, ratios):
+        key = "none" if method == "none" else f"{method}@{ratio}"
+        for decoding in ("sd", "pearl") if pearl else ("sd",):
+            counts, texts, lengths = [], [], []
+            for ex, clip in zip(examples, clips, strict=True):
+                request = GenerationRequest(
+                    video=clip.path, prompt=ex.question, frames=dataset.FRAMES, decoding=decoding,
+                    prune=PruneSpec(method, ratio, "keep"),
+                    config=DecodeConfig(max_new_tokens=DETAIL_MAX_NEW_TOKENS, gamma=gamma),
+                )
+                result = generate(target, draft, request, clip=clip)
+                stats = result.stats.decode
+                committed = sum(stats.accepted_per_round)
+                counts.append([committed, len(stats.accepted_per_round) if decoding == "sd" else _runs(stats)])
+                texts.append(result.text)
+                lengths.append(answer_length(result.tokens, target.eos_token_ids))
+            if decoding == "sd":
+                report.per_example[key], report.mat[key] = counts, pooled_mat(counts)
+            else:
+                report.per_example_runs[key], report.run_length[key] = counts, pooled_run_length(counts)
+            if method == "none" and decoding == "sd":  # the target's output: the same under every pruning
+                target_pairs = [(t, ex.facts) for t, ex in zip(texts, examples, strict=True)]
+                report.target_facts = dataset.fact_accuracy(target_pairs)
+                report.target_fact_kinds = dataset.fact_breakdown(target_pairs)
+                report.target_tokens = statistics.fmean(lengths)
+        if log:
+            log(f"{pair} detail {key}: MAT {report.mat[key]:.3f}"
+                + (f", PEARL run length {report.run_length[key]:.3f}" if pearl else ""))
     return report
 
 
