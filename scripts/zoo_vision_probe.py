@@ -5,7 +5,7 @@ colour, shape and size from the video tokens, and prints the head's accuracy on 
 every 25 steps. The dataset variant is patched in-process, so the probe can replay the generators that
 were tried before the shipped one:
 
-    python scripts/zoo_vision_probe.py --sizes 9,15 --square-fill 0.85 --head max   # session 1's generator
+    python scripts/zoo_vision_probe.py --sizes 9,15 --square-fill 0.85 --head max   # the first generator (2026-11-24)
     python scripts/zoo_vision_probe.py --head attn --steps 700                      # the shipped recipe
 
 Heads: `max` (per-class max over tokens), `dense` (every token classified, object vs background by the

@@ -18,7 +18,7 @@ CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
 ZOO_PREFIX = "zoo:"
 
 
-COLOR_SHAPE_SIZE = (("color", "shape", "size"),)  # one pool for the three (what session 2 trained with)
+COLOR_SHAPE_SIZE = (("color", "shape", "size"),)  # one pool for the three (stages 0-1, 2026-11-25)
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,9 @@ class Stage:
     auxiliary loss. `aux_pools` says what the training-only AuxHead predicts from the video tokens and
     which attributes share one attention pool (hippo.zoo.train.AuxHead). `mrope_section` (Qwen-VL only)
     overrides the model size's split for this stage: a recipe whose last stage changed it records what
-    the earlier stages were trained with."""
+    the earlier stages were trained with. `detail_fraction` (joint stages) is the share of training
+    examples that ask for the detailed caption (hippo.zoo.dataset.DETAIL_PROMPT) instead of one of the
+    five short questions; 0 gives exactly the examples of the stages before it existed."""
 
     kind: str  # "vision" | "joint"
     steps: int
@@ -39,10 +41,14 @@ class Stage:
     batch: int = 16
     aux_pools: tuple[tuple[str, ...], ...] = COLOR_SHAPE_SIZE
     mrope_section: tuple[int, int, int] | None = None
+    detail_fraction: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("vision", "joint"):
             raise ValueError(f"stage kind must be 'vision' or 'joint', not {self.kind!r}")
+        if not 0.0 <= self.detail_fraction <= 1.0 or (self.kind == "vision" and self.detail_fraction):
+            raise ValueError(f"detail_fraction {self.detail_fraction}: a share in [0, 1], and 0 for vision stages "
+                             "(they read no answers)")
 
 
 @dataclass(frozen=True)
@@ -74,38 +80,61 @@ class ZooModel:
 TARGET_SIZE = TinySize(hidden=256, layers=8, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2)
 DRAFT_SIZE = TinySize(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2)
 # Qwen-VL's rotary split gives w the lowest frequencies; with head_dim 64 and theta 1e4 the default
-# [8, 12, 12] rotates a horizontal step by 0.003 rad, so the LLM cannot tell left from right (session 3
-# diagnosis, docs/ZOO.md). [2, 4, 26] gives t 2, h 4 and w 26 frequencies, the fastest w one 0.18 rad.
-# Text tokens have t = h = w, so the split does not change how text positions are encoded.
+# [8, 12, 12] rotates a horizontal step by 0.003 rad, so the LLM cannot tell left from right (the
+# diagnosis behind qwen-target stage 2, 2026-11-26, docs/ZOO.md). [2, 4, 26] gives t 2, h 4 and w 26
+# frequencies, the fastest w one 0.18 rad. Text tokens have t = h = w, so the split does not change how
+# text positions are encoded.
 QWEN_SECTION = (2, 4, 26)
 QWEN_DRAFT_SECTION = (1, 2, 13)  # head_dim 32: the same frequencies for t, h and w (w from 0.18 rad)
-SESSION2_SECTION = (8, 12, 12)
-# Session 3's added pools: the background (the tower had stopped encoding it), occlusion, and, for
-# Qwen-VL whose patches span two frames, motion and speed (what moves between a patch's two frames).
+DEFAULT_SECTION = (8, 12, 12)  # the tiny config's default split: qwen-target stages 0-1 (2026-11-25)
+# The pools added in stage 2 (2026-11-26): the background (the tower had stopped encoding it),
+# occlusion, and, for Qwen-VL whose patches span two frames, motion and speed (what moves between a
+# patch's two frames).
 BACKGROUND_OCCLUSION = (("background",), ("occlusion",))
 MOTION_SPEED = (("motion",), ("speed",))
-# Session 4 (llava-target stage 3): shape gets a pool of its own (LLaVA-OV's shape accuracy lagged at
+# llava-target stage 3 (2026-11-26): shape gets a pool of its own (LLaVA-OV's shape accuracy lagged at
 # 0.70, colour and size do not need the same tokens' attention), plus motion and speed.
 SHAPE_APART = (("color", "size"), ("shape",))
+# The detailed-caption stages (2026-12-01, the last stage of every recipe): targets continue from the
+# shipped weights (`--from-shipped`) with half of the examples asking for the detailed caption and half
+# the five short questions as before (so that they are not forgotten). Drafts are retrained from
+# scratch on their target's final tower, as always: stage 0 as before (the short questions), then
+# stage 1 distilled on the same mix as the targets'.
+DETAIL_FRACTION = 0.5
+# Steps sized to one shared CPU core (measured 2026-12-01, batch 16, the mix padded to the captions'
+# length: qwen-target 2.75 s/step, llava-target 3.4, qwen-draft 1.14, llava-draft 1.4; the drafts'
+# stage 0 about 0.7 / 1.0): about 4.2 h for the whole pipeline in a row (scripts/zoo_detail_stage.py).
+QWEN_DETAIL_STEPS = 2000
+LLAVA_DETAIL_STEPS = 1700
+QWEN_DRAFT_DETAIL_STEPS = 1000
+LLAVA_DRAFT_DETAIL_STEPS = 1200
 
 MODELS: dict[str, ZooModel] = {
     m.name: m
     for m in (
         ZooModel("qwen-target", "qwen2_5_vl", "target", replace(TARGET_SIZE, mrope_section=QWEN_SECTION), (
-            Stage("vision", 700, 2e-3, batch=32, mrope_section=SESSION2_SECTION),
-            Stage("joint", 2600, 1.5e-3, mrope_section=SESSION2_SECTION),
+            Stage("vision", 700, 2e-3, batch=32, mrope_section=DEFAULT_SECTION),
+            Stage("joint", 2600, 1.5e-3, mrope_section=DEFAULT_SECTION),
             Stage("joint", 3600, 1e-3, aux_pools=COLOR_SHAPE_SIZE + BACKGROUND_OCCLUSION + MOTION_SPEED),
+            Stage("joint", QWEN_DETAIL_STEPS, 7.5e-4, aux_pools=COLOR_SHAPE_SIZE + BACKGROUND_OCCLUSION + MOTION_SPEED,
+                  detail_fraction=DETAIL_FRACTION),
         )),
-        ZooModel("qwen-draft", "qwen2_5_vl", "draft", replace(DRAFT_SIZE, mrope_section=QWEN_DRAFT_SECTION),
-                 (Stage("joint", 400, 3e-3),), target="qwen-target"),
+        ZooModel("qwen-draft", "qwen2_5_vl", "draft", replace(DRAFT_SIZE, mrope_section=QWEN_DRAFT_SECTION), (
+            Stage("joint", 400, 3e-3),
+            Stage("joint", QWEN_DRAFT_DETAIL_STEPS, 1.5e-3, detail_fraction=DETAIL_FRACTION),
+        ), target="qwen-target"),
         ZooModel("llava-target", "llava_onevision", "target", TARGET_SIZE, (
             Stage("vision", 700, 2e-3, batch=32),
             Stage("joint", 1500, 1.5e-3),
             Stage("joint", 2300, 1e-3, aux_pools=COLOR_SHAPE_SIZE + BACKGROUND_OCCLUSION),
             Stage("joint", 2000, 7.5e-4, aux_pools=SHAPE_APART + BACKGROUND_OCCLUSION + MOTION_SPEED),
+            Stage("joint", LLAVA_DETAIL_STEPS, 7.5e-4, aux_pools=SHAPE_APART + BACKGROUND_OCCLUSION + MOTION_SPEED,
+                  detail_fraction=DETAIL_FRACTION),
         )),
-        ZooModel("llava-draft", "llava_onevision", "draft", DRAFT_SIZE, (Stage("joint", 800, 3e-3),),
-                 target="llava-target"),
+        ZooModel("llava-draft", "llava_onevision", "draft", DRAFT_SIZE, (
+            Stage("joint", 800, 3e-3),
+            Stage("joint", LLAVA_DRAFT_DETAIL_STEPS, 1.5e-3, detail_fraction=DETAIL_FRACTION),
+        ), target="llava-target"),
     )
 }
 # pair name -> (target, draft); the first pair is the default of `hippo generate`.

@@ -202,17 +202,28 @@ def init_model(spec: ZooModel, tokenizer, seed: int, work_dir: Path, stage: int 
     tower copied in, frozen)."""
     model = build_tiny_model(spec.family, spec.stage_size(stage), tokenizer, seed=seed, init_range=0.02)
     if spec.target is not None:
-        target = load_trained(zoo_model(spec.target), work_dir)
-        target_params = dict(target.named_parameters())
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                src = target_params.get(name)
-                if _vision_param(name) and src is not None and src.shape == param.shape:
-                    param.copy_(src)
+        copy_target_tower(model, spec, work_dir)
         for name, param in model.named_parameters():
             if _frozen_vision_param(name):
                 param.requires_grad_(False)
     return model
+
+
+def copy_target_tower(model, spec: ZooModel, work_dir: Path, frozen_only: bool = False) -> None:
+    """Copy the vision parameters of the draft `spec`'s target (its latest trained weights) into
+    `model` where the shapes agree: the tower, which the draft keeps frozen, and (unless
+    `frozen_only`) the Qwen-VL merger's layers that fit, an initialisation the draft goes on training.
+    A fresh draft copies both; a draft continuing into a new stage copies the tower only (its own
+    merger / projector is trained for its own LLM), so it reads the video through the tower its target
+    has now."""
+    target = load_trained(zoo_model(spec.target), work_dir)
+    target_params = dict(target.named_parameters())
+    wanted = _frozen_vision_param if frozen_only else _vision_param
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            src = target_params.get(name)
+            if wanted(name) and src is not None and src.shape == param.shape:
+                param.copy_(src)
 
 
 def training_layout(spec: ZooModel, tokenizer, model, work_dir: Path) -> Path:
@@ -287,10 +298,14 @@ def train_model(
     max_minutes: float | None = None,
     aux_weight: float | None = None,  # None: 1.0 (the AuxHead loss weight; 0 turns it off)
     distill: float | None = None,  # None: 0.5 for drafts (KL to their target), 0 for targets
+    progress_file=None,  # where the tqdm bar goes (default stderr)
+    on_step=None,  # called as on_step(step, steps) after every step (e.g. a whole-pipeline ETA)
 ) -> dict:
     """Run joint stage `stage` of `name`'s recipe (default: its last joint stage) up to its steps
     (`steps`, `batch`, `lr` override the recipe), resuming from `<work_dir>/<name>/state.pt`. A state
-    left by an earlier stage gives the starting weights; the optimizer and LR schedule start afresh."""
+    left by an earlier stage gives the starting weights; the optimizer and LR schedule start afresh, and
+    a draft copies its target's current vision tower (copy_target_tower). Each training example asks
+    for the detailed caption with the stage's `detail_fraction` (hippo.zoo.dataset.example)."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
@@ -339,19 +354,24 @@ def train_model(
                 if state.get("aux_optimizer") is not None:
                     aux_optimizer.load_state_dict(state["aux_optimizer"])
             step, history = state["step"], state["history"]
-        elif aux is not None:  # a new stage: weights (and a matching auxiliary head) carry over
-            _carried_aux(aux, state)
+        else:  # a new stage: weights (and a matching auxiliary head) carry over
+            if spec.target is not None:
+                copy_target_tower(model, spec, work_dir, frozen_only=True)
+            if aux is not None:
+                _carried_aux(aux, state)
     records = list(state.get("records", [])) if state is not None else []
     model.train()
     log = open(run_dir / "train.log", "a")  # noqa: SIM115
     start = time.time()
-    bar = tqdm(total=steps, initial=step, desc=f"{name} stage {stage}", mininterval=20, disable=not progress)
+    bar = tqdm(total=steps, initial=step, desc=f"{name} stage {stage}", mininterval=20, disable=not progress,
+               file=progress_file)
     running = []
 
     def save(done: bool = False):
         finished = completed + [stage] if done else completed
         record = {"stage": stage, "kind": "joint", "steps": steps, "batch": batch, "lr": lr, "seed": seed,
-                  "aux_pools": recipe.aux_pools, "final_loss": history[-1][1] if history else None}
+                  "aux_pools": recipe.aux_pools, "detail_fraction": recipe.detail_fraction,
+                  "final_loss": history[-1][1] if history else None}
         _write_state(state_file, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "history": history,
             "aux": aux.state_dict() if aux is not None else None,
@@ -363,7 +383,7 @@ def train_model(
         indices = batch_indices(seed, step, batch)
         encoded, specs = [], []
         for i in indices:
-            ex = dataset.example("train", i)
+            ex = dataset.example("train", i, detail_fraction=recipe.detail_fraction)
             specs.append(ex.video)
             encoded.append(encode_example(adapter, ex, dataset.render(ex.video)))
         for group in optimizer.param_groups:
@@ -382,6 +402,8 @@ def train_model(
         step += 1
         running.append(loss.item())
         bar.update(1)
+        if on_step is not None:
+            on_step(step, steps)
         if step % log_every == 0 or step == steps:
             mean = sum(running) / len(running)
             running = []
@@ -404,22 +426,24 @@ def train_model(
     return {"name": name, "stage": stage, "step": step, "steps": steps, "loss": history[-1][1] if history else None}
 
 
-def export_model(name: str, work_dir: Path | None = None) -> Path:
-    """Write the shipped checkpoint folder of `name` (its shipped size) from its latest training state."""
+def export_model(name: str, work_dir: Path | None = None, out: Path | None = None) -> Path:
+    """Write the shipped checkpoint folder of `name` (its shipped size) from its latest training state,
+    or, with `out`, a Hub-layout folder there (to measure weights in training without replacing the
+    shipped ones)."""
     spec = zoo_model(name)
     model = load_trained(spec, Path(work_dir or default_work_dir())).eval()
     tokenizer = build_zoo_tokenizer()
     for param in model.parameters():
         param.requires_grad_(True)
     model.config._name_or_path = f"zoo:{name}"
-    return save_checkpoint(model, tokenizer, spec.family, spec.path)
+    return save_checkpoint(model, tokenizer, spec.family, Path(out) if out is not None else spec.path)
 
 
 def start_from_shipped(name: str, stages_done: int, work_dir: Path | None = None) -> Path:
     """Seed the training state of `name` with its shipped weights as the output of the first
     `stages_done` recipe stages, so that `train_all` continues with the next stage. For extending a
-    recipe: the shipped weights of session k are exactly what its first stages produce from scratch
-    (training is deterministic), so this saves recomputing them and changes no result."""
+    recipe: the shipped weights are exactly what its first stages produce from scratch (training is
+    deterministic), so this saves recomputing them and changes no result."""
     spec = zoo_model(name)
     if not 0 < stages_done < len(spec.stages):
         raise ValueError(f"{name}'s recipe has {len(spec.stages)} stages; stages_done must be 1..{len(spec.stages) - 1}")
