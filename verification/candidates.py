@@ -5,8 +5,9 @@ Cases are either a TableCase (two table models, verification/tables.py) or a Vid
 and a draft checkpoint, a video, a prompt, a pruning spec). A candidate that cannot run a case says
 why (`supports(case)` returns a reason), and the report records "not applicable", never "pass".
 
-Built in: the reference (`ref-sd`, `ref-pearl`), the fast implementation (`fast-sd`, `fast-pearl`,
-"not available" until hippo_fast exists), and HF assisted generation (`hf-assisted`,
+Built in: the reference (`ref-sd`, `ref-pearl`), the fast implementation (`fast-sd`, `fast-pearl`:
+hippo_fast's loops on its own static-cache contexts, prefilled by hippo_fast's pipeline; on table
+models through HostContext), and HF assisted generation (`hf-assisted`,
 `generate(..., assistant_model=draft)`, the first external client). Yours: `--candidate
 module:function` where `function(target_context, draft_context, config)` follows the DecodeContext
 protocol of hippo/adapters/base.py and returns token ids (or an object with `.tokens`).
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hippo_ref.decoding.common import DecodeConfig
-from hippo_ref.pruning.methods import PruneSpec
+from hippo.request import DecodeConfig, PruneSpec
 
 
 @dataclass
@@ -49,15 +49,18 @@ class VideoCase:
         p = self.prune
         return f"{self.pair_name}|{self.video.rsplit('/', 1)[-1]}|{p.method}@{p.ratio}/{p.positions}"
 
-    def contexts(self, decoding: str):
-        """Fresh-enough prefilled target and draft contexts (prefilled once, then reused: every decode
-        starts by rolling both caches back to the prompt)."""
-        from hippo_ref.pipeline import GenerationRequest, prepare_contexts
+    def contexts(self, decoding: str, implementation: str = "ref"):
+        """Fresh-enough prefilled target and draft contexts of `implementation` (prefilled once, then
+        reused: every decode starts by rolling both caches back to the prompt)."""
+        from hippo.generation import implementation as implementation_named
+        from hippo.request import GenerationRequest
 
-        if decoding not in self._prepared:
+        key = (decoding, implementation)
+        if key not in self._prepared:
             request = GenerationRequest(self.video, self.prompt, self.clip.num_frames, decoding, self.prune)
-            self._prepared[decoding] = prepare_contexts(self.target, self.draft, request, self.clip)
-        prepared = self._prepared[decoding]
+            impl = implementation_named(implementation)
+            self._prepared[key] = impl.prepare_contexts(self.target, self.draft, request, self.clip)
+        prepared = self._prepared[key]
         return prepared.target_context, prepared.draft_context
 
 
@@ -79,6 +82,10 @@ class Candidate:
     decoding: str  # "sd" or "pearl": the schedule it claims to implement (for the report)
     decode: Callable | None = None  # context-level: (target_context, draft_context, config) -> tokens
     unavailable: str | None = None
+    implementation: str = "ref"  # whose pipeline prefills its video contexts (hippo.generation.IMPLEMENTATIONS)
+    # Draws its randomness from hippo's keyed uniforms (hippo_ref/sampling.py), so that with the same
+    # seed it must commit the reference's very tokens (the seeded_equivalence check).
+    keyed_uniforms: bool = False
 
     def supports(self, case) -> str | None:
         """None if this candidate can run `case`, else the reason it cannot."""
@@ -91,7 +98,7 @@ class Candidate:
         if isinstance(case, TableCase):
             target_context, draft_context = case.pair.contexts()
         else:
-            target_context, draft_context = case.contexts(self.decoding)
+            target_context, draft_context = case.contexts(self.decoding, self.implementation)
         return as_run_result(self.decode(target_context, draft_context, config))
 
 
@@ -134,17 +141,28 @@ class HFAssisted(Candidate):
 
 
 def builtin_candidates() -> dict[str, Candidate]:
+    from hippo_fast.decoding import parallel as fast_parallel
+    from hippo_fast.decoding import speculative as fast_speculative
     from hippo_ref.decoding.parallel import decode_parallel
     from hippo_ref.decoding.speculative import decode_speculative
 
-    fast_reason = "hippo_fast is not implemented yet (a later issue)"
     return {
-        "ref-sd": Candidate("ref-sd", "sd", decode_speculative),
-        "ref-pearl": Candidate("ref-pearl", "pearl", decode_parallel),
-        "fast-sd": Candidate("fast-sd", "sd", unavailable=fast_reason),
-        "fast-pearl": Candidate("fast-pearl", "pearl", unavailable=fast_reason),
+        "ref-sd": Candidate("ref-sd", "sd", decode_speculative, keyed_uniforms=True),
+        "ref-pearl": Candidate("ref-pearl", "pearl", decode_parallel, keyed_uniforms=True),
+        "fast-sd": Candidate("fast-sd", "sd", _late_bound(fast_speculative, "decode_speculative"),
+                             implementation="fast", keyed_uniforms=True),
+        "fast-pearl": Candidate("fast-pearl", "pearl", _late_bound(fast_parallel, "decode_parallel"),
+                                implementation="fast", keyed_uniforms=True),
         "hf-assisted": HFAssisted(),
     }
+
+
+def _late_bound(module, name: str) -> Callable:
+    """module.name looked up at call time, so a mutant that patches it reaches the candidate."""
+    return lambda *args: getattr(module, name)(*args)
+
+
+REFERENCE_OF = {"sd": "ref-sd", "pearl": "ref-pearl"}  # the reference schedule a candidate claims
 
 
 def load_candidate(spec: str) -> Candidate:

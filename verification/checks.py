@@ -498,3 +498,54 @@ def check_reduced_precision(candidates, pairs, video: str, frames: int, max_new_
             results.append(CheckResult("reduced_precision", name, verdict, inputs,
                                        {"first_mismatch": i, "diagnosis": diagnosis}))
     return results
+
+
+# ==== seeded equivalence: the same keyed uniforms give the reference's very tokens ======================
+def check_seeded_equivalence(candidates, settings, video_cases, table_samples: int, video_samples: int,
+                             seed_base: int, video_tokens: int = 8) -> list[CheckResult]:
+    """A candidate that draws hippo's keyed uniforms (hippo_ref/sampling.py) and claims a schedule (sd,
+    pearl) must commit, for every seed, exactly the tokens of the reference implementation of that
+    schedule: the uniforms are a function of (seed, purpose, index) alone. Stronger than Monte Carlo
+    where it applies: it catches a bug that keeps the output law (e.g. the uniforms of the wrong index)."""
+    from verification.candidates import REFERENCE_OF, builtin_candidates
+    from verification.tables import TablePair
+
+    references = builtin_candidates()
+    results = []
+    for candidate in candidates:
+        reference = references.get(REFERENCE_OF.get(candidate.decoding, ""))
+        name = f"seeded_equivalence|{candidate.name}"
+        if candidate.unavailable or not candidate.keyed_uniforms or reference is None:
+            reason = candidate.unavailable or "does not draw hippo's keyed uniforms (its randomness is its own)"
+            results.append(CheckResult("seeded_equivalence", name, "not available" if candidate.unavailable
+                                       else "not applicable", {}, {"reason": reason}))
+            continue
+        if candidate.name == reference.name:
+            continue  # the reference itself
+        inputs = {"reference": reference.name, "table_settings": [s.name for s in settings],
+                  "table_samples": table_samples, "video_cases": [c.label for c in video_cases],
+                  "video_samples": video_samples, "video_tokens": video_tokens, "seed_base": seed_base}
+        compared, mismatches, first = 0, 0, None
+        try:
+            runs = []
+            for setting in settings:
+                case = TableCase(TablePair.make(setting.name, setting.vocab, setting.model_seed, setting.agreement))
+                runs += [(case, DecodeConfig(max_new_tokens=setting.length + 3, gamma=setting.gamma,
+                                             sampling=setting.target, draft_sampling=setting.draft, seed=seed_base + s))
+                         for s in range(table_samples)]
+            params = SamplingParams(temperature=1.0, top_k=3)
+            for case in video_cases:
+                runs += [(case, DecodeConfig(max_new_tokens=video_tokens, gamma=3, sampling=params,
+                                             seed=seed_base + s)) for s in range(video_samples)]
+            for case, cfg in runs:
+                a, b = candidate.run(case, cfg), reference.run(case, cfg)
+                compared += 1
+                if a != b:
+                    mismatches += 1
+                    first = first or {"case": case.label, "seed": cfg.seed, "candidate": a, "reference": b}
+        except Exception as err:
+            results.append(_error("seeded_equivalence", name, inputs, err))
+            continue
+        results.append(CheckResult("seeded_equivalence", name, "pass" if mismatches == 0 else "fail", inputs,
+                                   {"decodes": compared, "mismatches": mismatches, "first_mismatch": first}))
+    return results

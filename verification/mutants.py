@@ -1,7 +1,8 @@
 """Negative controls: planted bugs, each a small documented mutation of hippo_ref.
 
-A mutant is a context manager that patches one function of the reference while it is active. The
-suite runs its checks on every mutant and must catch each one (the mutation score); the report
+A mutant is a context manager that patches one function of an implementation while it is active
+(`implementation`: "ref" for hippo_ref, "fast" for hippo_fast, whose candidates the suite then runs).
+The suite runs its checks on every mutant and must catch each one (the mutation score); the report
 names the checks that caught it. Every mutant here changes the output (or its law): a mutation
 that cannot change anything would be a broken control, and the suite would report it uncaught.
 """
@@ -15,6 +16,8 @@ from unittest import mock
 import torch
 
 from hippo.adapters.base import VideoLLMAdapter
+from hippo_fast import cache as fast_cache
+from hippo_fast import sampling as fast_sampling
 from hippo_ref import sampling
 from hippo_ref.decoding import common, parallel, speculative
 
@@ -24,6 +27,7 @@ class Mutant:
     name: str
     description: str
     patches: tuple  # ((object, attribute name, replacement), ...)
+    implementation: str = "ref"  # whose code is patched: the suite runs that implementation's candidates
 
     @contextlib.contextmanager
     def active(self):
@@ -225,6 +229,15 @@ def catalogue() -> list[Mutant]:
                ((common, "first_token", _shifted_first_token),)),
         Mutant("pruning_applied_to_target", "the target's prefill also drops half of its visual tokens",
                ((VideoLLMAdapter, "prefill", _prefill_pruning_the_target),)),
+        # hippo_fast's own failure modes
+        Mutant("fast_stale_row_visible", "static cache: after a rejection the write pointer resumes one row "
+               "late, so the refused token's row stays visible to the mask",
+               ((fast_cache.StaticContext, "forward", _forward_resuming_one_row_late),), "fast"),
+        Mutant("fast_uniform_index_shifted", "device uniforms of the draft drawn for index + 1 (the law is "
+               "kept; the tokens differ from the reference's keyed uniforms)",
+               ((fast_sampling, "keyed_uniforms", _keyed_uniforms_draft_shifted),), "fast"),
+        Mutant("fast_arithmetic_shift", "device splitmix64 with an arithmetic (sign-extending) right shift",
+               ((fast_sampling, "logical_shift", _arithmetic_shift),), "fast"),
     ]
 
 
@@ -245,3 +258,32 @@ def _prefill_pruning_the_target(self, inputs, video_embeds=None, kept_grid_indic
     if kept_grid_indices is None:
         kept_grid_indices = torch.arange(0, inputs.grid.grid_tokens, 2)
     return _original_prefill(self, inputs, video_embeds, kept_grid_indices, positions, **kw)
+
+
+# ---- hippo_fast mutants ------------------------------------------------------------------------------
+_original_static_forward = fast_cache.StaticContext.forward
+
+
+def _forward_resuming_one_row_late(self, ids, offset):
+    """A rewind (offset before the last write's end) writes one row late: row `offset` keeps the
+    refused token's keys, and the mask, built from the pointer, shows it to every later query."""
+    end = getattr(self, "_mutant_written", 0)
+    original = self.set_write_row
+    if offset < end and offset + ids.shape[0] < self.capacity:
+        self.set_write_row = lambda o: original(o + 1)
+    try:
+        return _original_static_forward(self, ids, offset)
+    finally:
+        self.set_write_row = original
+        self._mutant_written = offset + ids.shape[0]
+
+
+_original_keyed_uniforms = fast_sampling.keyed_uniforms
+
+
+def _keyed_uniforms_draft_shifted(seed, purpose, indices):
+    return _original_keyed_uniforms(seed, purpose, indices + 1 if purpose == fast_sampling.DRAFT else indices)
+
+
+def _arithmetic_shift(x, bits):
+    return x >> bits

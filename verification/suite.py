@@ -8,6 +8,7 @@
   5. mc_table          (3c) Monte Carlo of the implementations on table models vs the exact law
   6. greedy_target_vs_generate / greedy_video   fp32 exact, every decoding x pruning x pair x video
   7. mc_video          (3c) Monte Carlo on the video models (first 2 tokens, top-k sampling)
+     seeded_equivalence candidates drawing hippo's keyed uniforms == their reference schedule, per seed
   8. reduced_precision bf16 greedy: mismatches diagnosed (near-tie or algorithmic)
   9. mutants           the planted-bug catalogue: every mutant must be caught (mutation score)
  10. calibration       the statistical checks rerun on the correct implementation: false alarms
@@ -47,6 +48,8 @@ class Profile:
     calibration_samples: int
     mutant_mc_samples: int
     stop_mutant_at_first_catch: bool
+    seeded_table_samples: int = 100
+    seeded_video_samples: int = 4
     alpha: float = 0.01
     seed: int = 20260124
 
@@ -56,7 +59,8 @@ QUICK = Profile("quick", exact_step_cases=60, mc_table_samples=3000, mc_video_sa
                 stop_mutant_at_first_catch=True)
 FULL = Profile("full", exact_step_cases=400, mc_table_samples=20000, mc_video_samples=2000, greedy_new_tokens=64,
                frames=8, ratios=(0.5, 0.75, 0.9), calibration_runs=200, calibration_samples=2000,
-               mutant_mc_samples=4000, stop_mutant_at_first_catch=False)
+               mutant_mc_samples=4000, stop_mutant_at_first_catch=False, seeded_table_samples=500,
+               seeded_video_samples=16)
 PROFILES = {"quick": QUICK, "full": FULL}
 
 
@@ -118,17 +122,19 @@ def video_cases(pairs, profile: Profile, specs) -> list[VideoCase]:
     return cases
 
 
+def sampled_video_cases(pairs, profile: Profile) -> list[VideoCase]:
+    """The video cases of the sampling checks: every pair, no pruning and HIPPO at 0.75, one video."""
+    video_path = videos()[0]
+    clip = load_video(video_path, profile.frames)
+    return [VideoCase(pair.name, pair.target, pair.draft, video_path, clip, PROMPT, spec)
+            for pair in pairs for spec in (PruneSpec("none"), PruneSpec("hippo", 0.75))]
+
+
 def statistical_checks(candidates, pairs, profile: Profile, seed: int, table_samples: int, video: bool = True):
     """The Monte Carlo family of one run (table and video)."""
     results = checks.check_mc_table(candidates, checks.TABLE_MC, table_samples, seed, profile.alpha)
     if video:
-        clip_cases = []
-        video_path = videos()[0]
-        clip = load_video(video_path, profile.frames)
-        hippo_spec = PruneSpec("hippo", 0.75) if "hippo" in PRUNING_METHODS else PruneSpec("uniform", 0.75)
-        for pair in pairs:
-            for spec in (PruneSpec("none"), hippo_spec):
-                clip_cases.append(VideoCase(pair.name, pair.target, pair.draft, video_path, clip, PROMPT, spec))
+        clip_cases = sampled_video_cases(pairs, profile)
         params = SamplingParams(temperature=1.0, top_k=3)
         results += checks.check_mc_video(candidates, clip_cases, params, 2, profile.mc_video_samples, seed + 7,
                                          profile.alpha)
@@ -153,6 +159,9 @@ def run_checks(run: SuiteRun, candidates: list[Candidate], pairs, seed: int, log
     results += timed("self_draft_table", lambda: checks.check_self_draft_table(decoders, checks.TABLE_MC, 2))
     cases = video_cases(pairs, p, prune_specs(p.ratios))
     results += timed("greedy_video", lambda: checks.check_greedy_video(candidates, cases, 4, p.greedy_new_tokens))
+    results += timed("seeded_equivalence", lambda: checks.check_seeded_equivalence(
+        candidates, checks.TABLE_MC, sampled_video_cases(pairs, p), p.seeded_table_samples,
+        p.seeded_video_samples, seed + 3))
     stats = timed("mc", lambda: statistical_checks(candidates, pairs, p, seed, p.mc_table_samples))
     checks.settle_statistical(stats, p.alpha)
     results += stats
@@ -162,26 +171,30 @@ def run_checks(run: SuiteRun, candidates: list[Candidate], pairs, seed: int, log
 
 
 def run_mutants(run: SuiteRun, pairs, log) -> list[dict]:
-    """Every mutant against the reference: which checks catch it."""
+    """Every mutant against the implementation it patches: which checks catch it."""
     p = run.profile
-    ref = [builtin_candidates()["ref-sd"], builtin_candidates()["ref-pearl"]]
+    builtins = builtin_candidates()
     clip_video = videos()[0]
     clip = load_video(clip_video, p.frames)
     outcome = []
     for mutant in catalogue():
         t0 = time.perf_counter()
         caught = []
+        ref = [builtins[f"{mutant.implementation}-sd"], builtins[f"{mutant.implementation}-pearl"]]
         stages = [
-            ("greedy_table", lambda: checks.check_greedy_table(ref, checks.TABLE_MC, 2)),
-            ("self_draft_table", lambda: checks.check_self_draft_table(ref, checks.TABLE_MC, 1)),
-            ("exact_step", lambda: checks.check_exact_step(20, p.seed)),
-            ("greedy_video", lambda: checks.check_greedy_video(
+            ("greedy_table", lambda ref=ref: checks.check_greedy_table(ref, checks.TABLE_MC, 2)),
+            ("self_draft_table", lambda ref=ref: checks.check_self_draft_table(ref, checks.TABLE_MC, 1)),
+            ("exact_step", lambda ref=ref: checks.check_exact_step(20, p.seed)),
+            ("greedy_video", lambda ref=ref: checks.check_greedy_video(
                 ref, [VideoCase(pair.name, pair.target, pair.draft, clip_video, clip, PROMPT, spec)
                       for pair in pairs for spec in (PruneSpec("none"), PruneSpec("uniform", 0.5))],
                 4, 16)),
-            ("mc_table", lambda: _settled(checks.check_mc_table(ref, checks.TABLE_MC, p.mutant_mc_samples,
+            ("mc_table", lambda ref=ref: _settled(checks.check_mc_table(ref, checks.TABLE_MC, p.mutant_mc_samples,
                                                                 p.seed + 99, p.alpha), p.alpha)),
         ]
+        if mutant.implementation != "ref":  # the reference is the yardstick: unpatched for these
+            stages.append(("seeded_equivalence", lambda ref=ref: checks.check_seeded_equivalence(
+                ref, checks.TABLE_MC, sampled_video_cases(pairs, p)[:1], 20, 2, p.seed + 5)))
         with mutant.active():
             for name, stage in stages:
                 try:
