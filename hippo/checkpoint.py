@@ -57,6 +57,29 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return Path(path)
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device that exists on this machine, else a ConfigError saying what does."""
+    from hippo.errors import ConfigError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {device!r} is not a device name: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ConfigError(f"--device {device}: this machine has no usable CUDA device (torch {torch.__version__}, "
+                              f"{build}); use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    elif dev.type != "cpu":
+        probe = getattr(torch, dev.type, None)
+        if probe is None or not getattr(probe, "is_available", lambda: False)():
+            raise ConfigError(f"--device {device}: no {dev.type} device on this machine; use --device cpu")
+    return dev
+
+
 def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, device: str = "cpu") -> VideoLLMAdapter:
     """Load the stock HF model, tokenizer, chat template and video processor config from `path`
     (a folder, or `zoo:NAME` for a model the package ships; see `hippo zoo list`)."""
@@ -64,6 +87,7 @@ def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, dev
 
     from hippo.preprocess import load_processor_config
 
+    device = check_device(device)
     folder = resolve_checkpoint(path)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist: check --target / --draft")

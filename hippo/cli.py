@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="seed of the keyed random numbers (sampling only)")
     gen.add_argument("--max-new-tokens", type=int, default=64)
     gen.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the video")
-    gen.add_argument("--impl", default="ref", choices=["ref", "fast"])
+    gen.add_argument("--impl", default="ref", choices=["ref", "fast"],
+                     help="hippo_ref (the readable specification) or hippo_fast (static caches, on-device sampling)")
+    gen.add_argument("--compile", action="store_true",
+                     help="--impl fast: torch.compile the decode steps (pays off over many requests; the first "
+                          "request of each shape compiles for tens of seconds on a CPU)")
     gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -114,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that live with the code they drive: each module defines `COMMAND` (its name),
 # `add_subcommand(subparsers)` and `run(args) -> int`. Add a module here to add a command.
-EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli", "hippo_ref.pruning.diagnostics")
+EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli", "hippo_ref.pruning.diagnostics", "paper.bench_perf")
 
 
 def _extension_modules():
@@ -145,9 +149,16 @@ def run_generate(args) -> int:
         prune=PruneSpec(args.prune, args.ratio, args.positions, prune_params_from_args(args)),
         config=config,
     )
+    from hippo.checkpoint import check_device, resolve_checkpoint
     from hippo.zoo.registry import default_draft, default_target
 
+    if args.compile and args.impl != "fast":
+        raise ConfigError("--compile applies to --impl fast only")
+    check_device(args.device)
     args.target = args.target or default_target()
+    if not resolve_checkpoint(args.target).is_dir():  # before asking for a draft: the target is what is wrong
+        raise ConfigError(f"target checkpoint folder {args.target} does not exist: check --target "
+                          "(a folder laid out as on the Hub, or zoo:NAME; see `hippo zoo list`)")
     args.draft = args.draft or default_draft(args.target)
     if args.decoding != "ar" and not args.draft:
         raise ConfigError(f"--decoding {args.decoding} needs a draft model: pass --draft DIR (or use --decoding ar)")
@@ -155,7 +166,8 @@ def run_generate(args) -> int:
     clip = load_video(args.video, args.frames)
     target = load_adapter(args.target, args.dtype, args.device)
     draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
-    result = generate(implementation(args.impl), target, draft, request, gamma_auto=gamma_auto, clip=clip)
+    impl = implementation(args.impl, compile=True) if args.compile else implementation(args.impl)
+    result = generate(impl, target, draft, request, gamma_auto=gamma_auto, clip=clip)
     if args.json:
         print(json.dumps(result.as_json()))
     else:

@@ -43,7 +43,9 @@ def test_cli_gamma_auto_records_the_measured_gamma(capsys, pair, synthetic_video
     [
         (["--ratio", "1.5", "--prune", "uniform"], "pruning ratio must be in [0, 1)"),
         (["--temperature", "-1"], "temperature must be >= 0"),
-        (["--impl", "fast"], "--impl fast is not implemented yet"),
+        (["--compile"], "--compile applies to --impl fast only"),
+        (["--device", "cuda:7"], "--device cuda:7"),
+        (["--device", "nonsense"], "is not a device name"),
         (["--frames", "100000"], "lower --frames"),
         (["--video", "/no/such/video.mp4"], "no such file"),
         (["--target", "/no/such/dir"], "does not exist"),
@@ -56,6 +58,27 @@ def test_cli_errors_are_one_line(capsys, pair, real_video, args, message):
     err = capsys.readouterr().err
     assert err.startswith("hippo: error: ") and message in err
     assert "Traceback" not in err
+
+
+def test_missing_target_is_named_before_the_draft(capsys, real_video):
+    argv = ["generate", "--target", "/no/such/folder", "--video", real_video, "--prompt", "q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "target checkpoint folder /no/such/folder does not exist" in err and "draft" not in err.split(":", 2)[2][:40]
+
+
+@pytest.mark.parametrize("decoding", ["ar", "sd", "pearl"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cli_fast_equals_cli_ref(capsys, pair, synthetic_video, decoding, dtype):
+    argv = ["generate", "--target", pair.target_dir, "--draft", pair.draft_dir, "--video", synthetic_video,
+            "--prompt", "what moves", "--frames", "4", "--max-new-tokens", "24", "--decoding", decoding,
+            "--prune", "hippo", "--ratio", "0.5", "--dtype", dtype, "--json"]
+    outputs = []
+    for impl in ("ref", "fast"):
+        assert main([*argv, "--impl", impl]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0]["tokens"] == outputs[1]["tokens"]
+    assert outputs[0]["stats"]["accepted_per_round"] == outputs[1]["stats"]["accepted_per_round"]
 
 
 def test_cli_sd_without_draft(capsys, pair, real_video):
