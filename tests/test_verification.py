@@ -96,10 +96,15 @@ def tokens_eos(pair):
     return Counter(tokens).most_common(1)[0][0]
 
 
+FAST = [builtin_candidates()["fast-sd"], builtin_candidates()["fast-pearl"]]
+
+
 def test_candidates():
-    assert builtin_candidates()["fast-sd"].unavailable
-    results = checks.check_greedy_table([builtin_candidates()["fast-pearl"]], checks.TABLE_MC, 1)
-    assert results[0].verdict == "not available"
+    from verification.candidates import Candidate
+
+    assert checks.check_greedy_table(FAST, checks.TABLE_MC, 1)[0].verdict == "pass"
+    missing = Candidate("missing", "sd", unavailable="not installed here")
+    assert checks.check_greedy_table([missing], checks.TABLE_MC, 1)[0].verdict == "not available"
     user = load_candidate("hippo_ref.decoding.parallel:decode_parallel@pearl")
     assert checks.check_greedy_table([user], checks.TABLE_MC, 1)[0].verdict == "pass"
     with pytest.raises(ConfigError, match="unknown candidate 'nope'"):
@@ -170,3 +175,32 @@ def test_reduced_precision_diagnosis_classifies_ties_and_bugs(tiny_near_pair, re
     assert tie["classification"] == expected
     not_top2 = checks.diagnose_divergence(tiny_near_pair.target_path, inputs_of, [], first, third, torch.bfloat16)
     assert not_top2["classification"] == "algorithmic"
+
+
+def test_seeded_equivalence_passes_on_fast_and_is_not_applicable_to_foreign_randomness():
+    results = checks.check_seeded_equivalence([*REF, *FAST, builtin_candidates()["hf-assisted"]], checks.TABLE_MC,
+                                              [], 30, 0, seed_base=4)
+    verdicts = {r.name.split("|")[1]: r.verdict for r in results}
+    assert verdicts == {"fast-sd": "pass", "fast-pearl": "pass", "hf-assisted": "not applicable"}
+
+
+@pytest.mark.parametrize("name", ["fast_uniform_index_shifted", "fast_arithmetic_shift"])
+def test_fast_uniform_mutants_are_caught_by_seeded_equivalence(name):
+    with MUTANTS[name].active():
+        results = checks.check_seeded_equivalence(FAST, checks.TABLE_MC, [], 20, 0, seed_base=4)
+    assert all(r.verdict == "fail" for r in results)
+
+
+def test_fast_stale_row_mutant_is_caught_on_video(pair, real_video):
+    from hippo.request import PruneSpec
+    from hippo.video import load_video
+    from verification.candidates import VideoCase
+
+    clip = load_video(real_video, 4)
+
+    def cases():
+        return [VideoCase(pair.family, pair.target, pair.perturbed(0.05), real_video, clip, "what moves", PruneSpec())]
+
+    assert not any(r.failed for r in checks.check_greedy_video(FAST, cases(), 4, 24))
+    with MUTANTS["fast_stale_row_visible"].active():
+        assert any(r.failed for r in checks.check_greedy_video(FAST, cases(), 4, 24))
