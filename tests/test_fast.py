@@ -172,3 +172,24 @@ def test_capacity_error_says_what_to_do(pair, clip):
     context = static_prefill(pair.target, pair.target.prepare(clip, PROMPT), capacity=2)
     with pytest.raises(Exception, match="static cache holds 2 generated tokens"):
         context.forward(torch.tensor([1, 2, 3]), 0)
+
+
+def test_ar_with_an_eos_check_every_8_tokens_is_unchanged(pair, clip):
+    """The accelerator setting (sync_every=8), run on the CPU: tokens computed past an EOS are dropped."""
+    inputs = pair.target.prepare(clip, PROMPT)
+    full = ref_ar(pair.target.prefill(inputs), DecodeConfig(max_new_tokens=30)).tokens
+    for eos in (full[3], full[8], full[21]):
+        cfg = DecodeConfig(max_new_tokens=30, eos_token_ids=(eos,))
+        want = ref_ar(pair.target.prefill(inputs), cfg)
+        got = fast_ar(static_prefill(pair.target, inputs, capacity=40), cfg, sync_every=8)
+        assert got.tokens == want.tokens and got.stats.accepted_per_round == want.stats.accepted_per_round
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoding", ["ar", "sd", "pearl"])
+def test_compiled_decode_steps_equal_ref(pair, clip, decoding):
+    """torch.compile of the stock forward (CPU inductor): the same tokens as the reference."""
+    draft = pair.perturbed(0.05)
+    request = _request(decoding, tokens=32)
+    _same(generate(implementation("ref"), pair.target, draft, request, clip=clip),
+          generate(implementation("fast", compile=True), pair.target, draft, request, clip=clip))
