@@ -31,3 +31,11 @@ def verify(session):
     session.install(*INSTALL)
     profile = session.posargs or ["--quick"]
     session.run("hippo", "verify", *profile, env=ENV)
+
+
+@nox.session(python="3.11")
+def bench(session):
+    """The speed benchmark, `hippo bench perf` (paper/bench_perf.py); posargs go to it, e.g.
+    `nox -s bench -- --pair llava -n 5 --compile off`. Not in the default sessions (minutes)."""
+    session.install(*INSTALL)
+    session.run("hippo", "bench", "perf", *session.posargs, env=ENV)

@@ -1,0 +1,290 @@
+"""The report of `hippo bench perf`: per-row summaries from the timed runs (definitions in
+paper/bench_perf.py's docstring), the JSON written for the figures, and the Markdown table."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hippo.stats import pooled_mat
+from hippo.zoo.evaluate import pooled_run_length
+
+MIB = 1 << 20
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def summarize(row) -> dict:
+    """Pooled numbers of one row's timed runs."""
+    runs = [r for _, _, r in row.runs]
+    tokens = sum(len(r.tokens) for r in runs)
+    total_s = sum(r.total_s for r in runs)
+    decode_s = sum(r.decode_s for r in runs)
+    stats = [r.stats for r in runs if r.stats is not None]
+    mat = run_length = None
+    if stats and row.spec.decoding != "ar":
+        mat = pooled_mat([(sum(s.accepted_per_round), len(s.accepted_per_round)) for s in stats])
+        run_length = pooled_run_length([(sum(s.accepted_per_round), round(sum(s.accepted_per_round) / s.mean_run_length)
+                                         if s.mean_run_length else 0) for s in stats])
+    elif stats:
+        mat = pooled_mat([(sum(s.accepted_per_round), len(s.accepted_per_round)) for s in stats])
+    peaks = [r.peak_bytes for r in runs if r.peak_bytes is not None]
+    increments = [r.increment_bytes for r in runs if r.increment_bytes is not None]
+    return {
+        "runs": len(runs), "generated_tokens": tokens, "total_s": total_s, "decode_s": decode_s,
+        "tokens_per_s": tokens / total_s if total_s else None,
+        "decode_tokens_per_s": tokens / decode_s if decode_s else None,
+        "mat": mat, "mean_run_length": run_length,
+        "peak_memory_bytes": max(peaks) if peaks else None,
+        "peak_increment_bytes": max(increments) if increments else None,
+        "compiles_in_timed_runs": sum(r.compiles for r in runs),
+        "median_total_s": sorted(r.total_s for r in runs)[len(runs) // 2] if runs else None,
+    }
+
+
+def ideal_speedups(spec, stats, costs) -> dict:
+    """The decode speedups over AR implied by the row's measured rounds (`stats`: its runs' DecodeStats)
+    and per-forward costs (definitions in paper/bench_perf.py's docstring)."""
+    setting = costs.get(spec.setting)
+    if spec.impl != "fast" or spec.decoding == "ar" or not setting or spec.id not in setting["rows"] or not stats:
+        return {}
+    t_target = setting["target_step"]["median_ms"]
+    row = setting["rows"][spec.id]
+    t_verify, t_draft = row["verify"]["median_ms"], row["draft_step"]["median_ms"]
+    gamma = row["verify"]["tokens"] - (1 if spec.decoding == "sd" else 0)
+    committed, serial, overlap = 0, 0.0, 0.0
+    for s in stats:
+        for j, count in enumerate(s.accepted_per_round):
+            # PEARL: the first round and every round after a rejection pre-verify (a one-token target forward)
+            pre_verify = spec.decoding == "pearl" and (j == 0 or s.rejected_per_round[j - 1])
+            t_forward = t_target if pre_verify else t_verify
+            committed += count
+            serial += gamma * t_draft + t_forward
+            overlap += max(gamma * t_draft, t_forward)
+    if not committed:
+        return {}
+    out = {"t_target_ms": t_target, "t_verify_ms": t_verify, "t_draft_ms": t_draft, "gamma": gamma,
+           "ideal_serial": committed * t_target / serial}
+    if spec.decoding == "pearl":
+        out["ideal_overlap"] = committed * t_target / overlap
+    return out
+
+
+def build_report(*, args, rows, inputs, costs, bandwidth, bandwidth_at_size, memory_method, profiles, environment,
+                 target_path, draft_path, greedy, command) -> dict:
+    summaries = {r.spec.id: summarize(r) for r in rows if r.skipped is None}
+    hf = summaries.get("hf-generate")
+    fast_ar = {s: summaries.get(f"fast-ar/{s}") for s in ("eager", "compiled")}
+    out_rows = []
+    for row in rows:
+        spec = row.spec
+        entry = {"id": spec.id, "name": spec.name, "description": spec.description, "kind": spec.kind,
+                 "implementation": spec.impl, "decoding": spec.decoding, "compile": spec.compile,
+                 "prune": (args.prune if spec.name == "fast-hippo" else spec.prune),
+                 "ratio": args.ratio if (spec.prune != "none") else 0.0,
+                 "status": "skipped" if row.skipped else "ok", "skip_reason": row.skipped, "warmup_s": row.warmup_s}
+        if row.skipped is None:
+            s = summaries[spec.id]
+            ar = fast_ar[spec.setting]
+            s.update(
+                speedup_hf=_ratio(s["tokens_per_s"], hf and hf["tokens_per_s"]),
+                speedup_hf_decode=_ratio(s["decode_tokens_per_s"], hf and hf["decode_tokens_per_s"]),
+                speedup_fast_ar=_ratio(s["tokens_per_s"], ar and ar["tokens_per_s"]),
+                speedup_fast_ar_decode=_ratio(s["decode_tokens_per_s"], ar and ar["decode_tokens_per_s"]),
+            )
+            ideal = ideal_speedups(spec, [r.stats for _, _, r in row.runs if r.stats is not None], costs)
+            if ideal:
+                ideal["achieved"] = s["speedup_fast_ar_decode"]
+            entry.update(summary=s, ideal=ideal, runs=[_run_json(i, rep, inputs, r) for i, rep, r in row.runs])
+        out_rows.append(entry)
+    winners = []
+    for name in dict.fromkeys(r.spec.name for r in rows if r.spec.impl == "fast"):
+        eager, compiled = summaries.get(f"{name}/eager"), summaries.get(f"{name}/compiled")
+        if eager and compiled:
+            winners.append({"row": name, "eager_tokens_per_s": eager["tokens_per_s"],
+                            "compiled_tokens_per_s": compiled["tokens_per_s"],
+                            "eager_decode_tokens_per_s": eager["decode_tokens_per_s"],
+                            "compiled_decode_tokens_per_s": compiled["decode_tokens_per_s"],
+                            "winner": "compiled" if compiled["tokens_per_s"] > eager["tokens_per_s"] else "eager",
+                            "winner_decode": "compiled" if compiled["decode_tokens_per_s"] > eager["decode_tokens_per_s"]
+                            else "eager"})
+    generated = [len(r.tokens) for row in rows for _, _, r in row.runs]
+    return {
+        "command": command,
+        "note": args.note,
+        "environment": environment,
+        "config": {
+            "pair": None if args.target else args.pair, "target": target_path, "draft": draft_path,
+            "inputs": len(inputs), "prompt_mode": args.prompt_mode,
+            "prompts": sorted({i.prompt for i in inputs}), "max_new_tokens": args.max_new_tokens,
+            "gamma": args.gamma, "ratio": args.ratio, "prune": args.prune, "temperature": args.temperature,
+            "seed": args.seed, "frames": args.frames, "dtype": args.dtype, "device": args.device,
+            "threads": args.threads, "compile": args.compile, "repeats": args.repeats, "rows": args.rows,
+        },
+        "gate": {"mode": "greedy" if greedy else "sampling", "passed": True,
+                 "reference": "HF generate() greedy tokens, every run" if greedy else
+                 "hippo_ref with the same request and seed, every fast run (HF rows not compared)"},
+        "bandwidth": bandwidth, "bandwidth_at_size": bandwidth_at_size, "memory_method": memory_method,
+        "generated_tokens": {"mean": sum(generated) / len(generated) if generated else 0,
+                             "min": min(generated, default=0), "max": max(generated, default=0)},
+        "inputs": [{"name": i.name, "prompt": i.prompt} for i in inputs],
+        "rows": out_rows, "forward_costs": costs, "compile": winners, "profile": profiles,
+    }
+
+
+def _run_json(i, repeat, inputs, r) -> dict:
+    out = {"input": inputs[i].name, "repeat": repeat, "generated": len(r.tokens), "total_s": r.total_s,
+           "decode_s": r.decode_s, "prefill_s": r.prefill_s, "peak_memory_bytes": r.peak_bytes,
+           "peak_increment_bytes": r.increment_bytes, "compiles": r.compiles,
+           "visual_tokens": r.visual_tokens, "kept_visual_tokens": r.kept_visual_tokens, "tokens": r.tokens}
+    if r.stats is not None:
+        out.update(mat=r.stats.mat, mean_run_length=r.stats.mean_run_length,
+                   accepted_per_round=r.stats.accepted_per_round, target_forwards=r.stats.target_forwards,
+                   draft_forwards=r.stats.draft_forwards)
+    out.update(r.extra)
+    return out
+
+
+def to_json(report: dict) -> str:
+    """Indented JSON; lists of numbers (tokens, rounds) stay on one line each."""
+    text = json.dumps(report, indent=2)
+    return re.sub(r"\[[\d\s,.eE+-]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
+                  text) + "\n"
+
+
+# ---- Markdown -------------------------------------------------------------------------------------------
+def _f(x, digits=2, suffix=""):
+    return "-" if x is None else f"{x:.{digits}f}{suffix}"
+
+
+def _mib(x):
+    return "-" if x is None else f"{x / MIB:.0f}"
+
+
+def render_markdown(report: dict) -> str:
+    env, cfg = report["environment"], report["config"]
+    lines = [f"# hippo bench perf: {cfg['pair'] or cfg['target']}", "", "```", report["command"], "```", ""]
+    if report.get("note"):
+        lines += [report["note"], ""]
+    gen = report["generated_tokens"]
+    sampling = "greedy" if cfg["temperature"] == 0 else f"temperature {cfg['temperature']}, seed {cfg['seed']}"
+    lines += [
+        f"{cfg['inputs']} inputs ({cfg['prompt_mode']} prompt: {' | '.join(repr(p) for p in cfg['prompts'][:3])}"
+        f"{' ...' if len(cfg['prompts']) > 3 else ''}), max {cfg['max_new_tokens']} new tokens, gamma {cfg['gamma']}, "
+        f"pruning ratio {cfg['ratio']} (SpecVLM row: specvlm; HIPPO row: {cfg['prune']}), "
+        f"{sampling}, "
+        f"{cfg['dtype']} on {env['device']} ({env['device_name']}), {env['threads']} torch thread(s), "
+        f"{cfg['repeats']} timed pass(es). Generated tokens per request: mean {gen['mean']:.1f} "
+        f"(min {gen['min']}, max {gen['max']}).",
+        "",
+        f"Equality gate ({report['gate']['mode']}): passed: {report['gate']['reference']}.",
+        "",
+        "| row | tok/s e2e | tok/s decode | x HF e2e | x HF decode | x fast AR e2e | x fast AR decode | MAT "
+        "| run length | peak MiB (+run) | warm-up s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        if row["status"] != "ok":
+            lines.append(f"| {row['id']} | skipped: {row['skip_reason']} |" + " |" * 10)
+            continue
+        s = row["summary"]
+        lines.append(
+            f"| {row['id']} | {_f(s['tokens_per_s'], 1)} | {_f(s['decode_tokens_per_s'], 1)} | {_f(s['speedup_hf'])} "
+            f"| {_f(s['speedup_hf_decode'])} | {_f(s['speedup_fast_ar'])} | {_f(s['speedup_fast_ar_decode'])} "
+            f"| {_f(s['mat'])} | {_f(s['mean_run_length'])} | {_mib(s['peak_memory_bytes'])} "
+            f"(+{_mib(s['peak_increment_bytes'])}) | {_f(row['warmup_s'], 1)} |")
+    costs = report["forward_costs"]
+    bw, at = report["bandwidth"], report["bandwidth_at_size"]
+    if costs:
+        lines += ["", "Per-forward cost, ms: median (bandwidth floor at the DRAM read bandwidth / at the working-set "
+                  "bandwidth), on the first input's static contexts; ideal and achieved decode speedups over fast AR.",
+                  "", "| row | target step | target verify [tokens] | draft step | ideal serial | ideal overlap | achieved |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for row in report["rows"]:
+            if row["status"] != "ok" or row["implementation"] != "fast":
+                continue
+            setting = costs.get("compiled" if row["compile"] else "eager")
+            if not setting:
+                continue
+            step = setting["target_step"]
+            cells = [row["id"], _cost(step, at)]
+            r = setting["rows"].get(row["id"])
+            if r:
+                cells += [f"{_cost(r['verify'], at)} [{r['verify']['tokens']}]", _cost(r["draft_step"], at)]
+            else:
+                cells += ["-", "-"]
+            ideal = row.get("ideal") or {}
+            cells += [_f(ideal.get("ideal_serial")), _f(ideal.get("ideal_overlap")),
+                      _f(ideal.get("achieved") if ideal else row["summary"]["speedup_fast_ar_decode"])]
+            lines.append("| " + " | ".join(cells) + " |")
+        step = next(iter(costs.values()))["target_step"]
+        lines += ["", f"Bytes per forward: target {step['parameter_bytes'] / 1e6:.2f} MB of parameters + "
+                  f"{step['kv_bytes'] / 1e6:.2f} MB of KV ({step['context_rows']} rows). Measured read bandwidth "
+                  f"{bw['read_gbs']:.1f} GB/s over {bw['bytes'] >> 20} MiB (copy {bw['copy_gbs']:.1f} GB/s), "
+                  f"{at['read_gbs']:.1f} GB/s at the target's parameter size ({at['bytes'] / 1e6:.1f} MB; "
+                  f"last-level cache {env['last_level_cache'] or 'unknown'})."]
+    if report["compile"]:
+        lines += ["", "| fast row | eager tok/s e2e | compiled tok/s e2e | eager tok/s decode | compiled tok/s decode "
+                  "| wins e2e | wins decode |", "|---|---:|---:|---:|---:|---|---|"]
+        for w in report["compile"]:
+            lines.append(f"| {w['row']} | {_f(w['eager_tokens_per_s'], 1)} | {_f(w['compiled_tokens_per_s'], 1)} "
+                         f"| {_f(w['eager_decode_tokens_per_s'], 1)} | {_f(w['compiled_decode_tokens_per_s'], 1)} "
+                         f"| {w['winner']} | {w['winner_decode']} |")
+    compiles = {r["id"]: r["summary"]["compiles_in_timed_runs"] for r in report["rows"]
+                if r["status"] == "ok" and r["summary"]["compiles_in_timed_runs"]}
+    lines += ["", "Notes:",
+              "- e2e: from the decoded frames to the last token (preprocessing, encoders, scoring, pruning, "
+              "prefills, decode); decode: after both prefills. tok/s pooled over the timed runs.",
+              "- HF rows: generate() does not separate prefill from decode; their decode-only time is end-to-end "
+              "minus the preprocessing and one stock forward of the prompt per model it prefills, timed after the run.",
+              "- x fast AR: against fast-ar with the same compile setting (HF and ref rows: fast-ar/eager).",
+              "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify); ideal overlap (PEARL rows) = "
+              "MAT x t_target / max(gamma x t_draft, t_verify), PEARL's pre-verify rounds (the first, and each "
+              "after a rejection) counted with their one-token target forward (t_target) instead of t_verify; "
+              "achieved = decode-only x fast AR (definitions: paper/bench_perf.py).",
+              f"- peak memory: {report['memory_method']}; the largest over the row's timed runs (+ its increment "
+              "over the run's start).",
+              f"- environment: torch {env['torch']}, transformers {env['transformers']}, git {env['git_revision']}"
+              f"{' (modified files: ' + str(len(env['git_modified_files'])) + ')' if env['git_modified_files'] else ''}, "
+              f"CPU affinity {env['affinity']}, OMP_NUM_THREADS={env['omp_num_threads']}, load average at start "
+              f"{_load(env['load_average_start'])}, at end {_load(env['load_average_end'])}, {env['date']}."]
+    if env.get("other_load_share") is not None:
+        lines.append(f"- other processes' CPU time on the benchmark's CPU(s) {env['affinity']} during the timed runs: "
+                     f"{100 * env['other_load_share']:.1f}% of their capacity (/proc/stat busy time minus this "
+                     f"process's own; 0% = the CPUs to itself).")
+    if env.get("inductor_cache_dir"):
+        lines.append(f"- torch.compile's on-disk cache: TORCHINDUCTOR_CACHE_DIR={env['inductor_cache_dir']} "
+                     "(compiled rows' warm-up includes compilation unless that cache already held the graphs).")
+    if compiles:
+        lines.append("- torch.compile captured graphs inside timed runs (compile time included there): "
+                     + ", ".join(f"{k} {v}" for k, v in compiles.items()) + ".")
+    if report["profile"]:
+        lines += ["", "## Profile (torch.profiler, one decode on the first input)", ""]
+        for p in report["profile"]:
+            share = p["share"]
+            top = ", ".join(f"{_short(t['op'])} {100 * t['share']:.0f}%" for t in p["top"][:4])
+            parts = [f"GEMMs (weights read) {100 * share['gemm']:.0f}%", f"attention {100 * share['attention']:.0f}%"]
+            if share["compiled_graph"] or share["compile_runtime"]:
+                parts += [f"compiled graphs (their kernels, GEMMs included) {100 * share['compiled_graph']:.0f}%",
+                          f"torch.compile runtime (guard checks, pre-graph bytecode) {100 * share['compile_runtime']:.0f}%"]
+            parts += [f"other ops {100 * share['other_ops']:.0f}%",
+                      f"outside any op (Python, HF module code, dispatch) {100 * share['outside_ops']:.0f}%"]
+            lines.append(f"- {p['row']}: {p['tokens']} tokens, {p['ms_per_token']:.2f} ms/token under the profiler, "
+                         f"{p['op_calls_per_token']:.0f} op calls per token; " + ", ".join(parts)
+                         + f". Top self time: {top}.")
+    return "\n".join(lines) + "\n"
+
+
+def _cost(c, at) -> str:
+    at_floor = 1000 * (c["parameter_bytes"] + c["kv_bytes"]) / (at["read_gbs"] * 1e9)
+    return f"{c['median_ms']:.3f} ({c['floor_ms']:.3f} / {at_floor:.3f})"
+
+
+def _load(values) -> str:
+    return "-" if not values else ", ".join(f"{v:.2f}" for v in values)
+
+
+def _short(op: str) -> str:
+    return "compiled graph " + op.split()[2][:8] if op.startswith("## Call CompiledFxGraph") else op
