@@ -147,6 +147,9 @@ def _headline(check: str, results) -> str:
         return f"{len(nums) - len(diag)} identical, {len(diag)} diagnosed ({', '.join(sorted(set(diag))) or '-'})"
     if check in ("greedy_video", "greedy_target_vs_generate"):
         return f"{sum(n['first_mismatch'] is None for n in nums)}/{len(nums)} token-identical"
+    if check == "seeded_equivalence":
+        return (f"{sum(n['decodes'] - n['mismatches'] for n in nums)}/{sum(n['decodes'] for n in nums)} seeded decodes "
+                "== the reference's tokens")
     return ""
 
 

@@ -251,7 +251,7 @@ def run_suite(profile: Profile, candidates: list[Candidate], out_dir: Path, cach
     run.pairs = [{"name": p.name, "target": p.target_path, "draft": p.draft_path} for p in pairs]
     log("checks on the candidates:")
     run.results = run_checks(run, candidates, pairs, profile.seed, log)
-    log("negative controls (mutants of hippo_ref):")
+    log("negative controls (planted bugs in hippo_ref and hippo_fast):")
     run.mutants = run_mutants(run, pairs, log)
     log("calibration:")
     run.calibration = run_calibration(run, log)
