@@ -21,7 +21,7 @@ Protocol:
    equal hippo_ref's with the same request and seed (HF rows use torch's RNG and are not compared).
    A difference prints the row, the input and the first differing token, and exits with status 1
    without a timing table.
-4. Per-forward costs on the first input, then the profile (--profile), then the report.
+4. The per-forward costs (sampled during step 2), the bandwidth, the profile (--profile), the report.
 
 Definitions (one each):
 - generated tokens: the tokens a request returns (an end-of-turn token included, as generate()).
@@ -39,7 +39,9 @@ Definitions (one each):
 - MAT: tokens committed per target round (DecodeStats.mat), pooled: total committed / total rounds.
 - run length: PEARL's mean run length (DecodeStats.mean_run_length), pooled: committed / runs.
 - per-forward cost: median wall time of one StaticContext.forward on the fast path's static context of
-  the first input (compile setting of the row), at generated offset 0: the target's one-token step
+  the first input (compile setting of the row), at generated offset 0, in steady state (a burst of
+  calls of that one forward; perf_measure.ForwardTimer), over samples taken after every input of the
+  timed phase (the same machine as the timed runs): the target's one-token step
   (t_target, on fast AR's context), the row's target verify (t_verify: gamma + 1 tokens for SD; gamma
   for PEARL's post-verify forward), the draft's one-token step on the row's (pruned) context (t_draft).
 - bandwidth floor: (decode parameter bytes + KV bytes) / measured read bandwidth. Parameter bytes:
@@ -79,6 +81,7 @@ from hippo.errors import ConfigError, HippoError
 COMMAND = "bench"
 DEFAULT_JSON = "reports/bench-perf/bench.json"
 DEFAULT_MARKDOWN = "reports/bench-perf/bench.md"
+COST_SAMPLES = 60  # samples of each per-forward cost, spread over the timed phase
 
 
 def add_subcommand(sub) -> None:
@@ -120,6 +123,9 @@ def add_subcommand(sub) -> None:
     out.add_argument("--json", default=DEFAULT_JSON, help=f"JSON report (default {DEFAULT_JSON})")
     out.add_argument("--markdown", default=DEFAULT_MARKDOWN, help=f"Markdown report (default {DEFAULT_MARKDOWN})")
     out.add_argument("--note", default=None, help="text printed under the command in the Markdown report")
+    out.add_argument("--render", default=None, metavar="JSON",
+                     help="measure nothing: re-render the Markdown of a JSON report this command wrote (to --markdown; "
+                          "--note replaces its note, in the JSON too)")
     _PERF_PARSER = p
 
 
@@ -228,6 +234,18 @@ class RowState:
         self.runs = []
 
 
+def reason(err: BaseException) -> str:
+    """One line: the exception's type and first line, and its cause's (torch.compile wraps its reasons)."""
+    def line(e):
+        text = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {text[0] if text else ''}".strip()
+
+    out = line(err)
+    if err.__cause__ is not None:
+        out += f" (cause: {line(err.__cause__)})"
+    return out[:400]
+
+
 def first_divergence(got: list[int], want: list[int]) -> str:
     for i, (a, b) in enumerate(zip(got, want, strict=False)):
         if a != b:
@@ -240,6 +258,8 @@ def run(args) -> int:
 
     from paper import perf_measure, perf_report, perf_rows
 
+    if args.render:
+        return render_stored(args)
     _ORIGINAL.clear()
     _ORIGINAL.update(vars(args))
     device, specs, profile_rows = check_args(args)
@@ -277,8 +297,8 @@ def run(args) -> int:
         except HippoError:  # the user's to fix (a parameter, a checkpoint): one line, exit 2
             raise
         except Exception as err:  # a row that cannot run is reported with the reason, not fatal
-            row.skipped = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-            print(f"bench perf: row {row.spec.id} skipped: {row.skipped}", file=sys.stderr)
+            row.skipped = f"failed in the warm-up on {inputs[0].name}: {reason(err)}"
+            print(f"bench perf: row {row.spec.id} {row.skipped}", file=sys.stderr)
             continue
         row.warmup_s = time.perf_counter() - t0
     active = [r for r in rows if r.skipped is None]
@@ -321,20 +341,40 @@ def run(args) -> int:
         progress.finish()
         return 1
 
-    # 2. timed runs, interleaved, the order rotated per input
+    # 2. timed runs, interleaved, the order rotated per input; after each input a few samples of every
+    # per-forward cost (on the first input's contexts), so that they see the same machine
+    timers = cost_timers(active, target, draft, inputs[0], settings)
+    samples = max(1, -(-COST_SAMPLES // (len(inputs) * args.repeats)))
     other_load = perf_measure.OtherLoad()
     for repeat in range(args.repeats):
         for i in range(len(inputs)):
             shift = (repeat * len(inputs) + i) % max(1, len(active))
             for row in active[shift:] + active[:shift]:
                 progress.update(f"{row.spec.id} {inputs[i].name}")
-                result = timed(row, i)
+                if row.skipped:
+                    continue
+                try:
+                    result = timed(row, i)
+                except HippoError:
+                    raise
+                except Exception as err:  # the row is reported as failed, without any of its times
+                    row.skipped = f"failed in a timed run on {inputs[i].name}: {reason(err)}"
+                    row.runs.clear()
+                    print(f"\nbench perf: row {row.spec.id} {row.skipped}", file=sys.stderr)
+                    continue
                 row.runs.append((i, repeat, result))
                 if greedy and row is hf_row and repeat == 0:
                     references.setdefault(("hf", i), result.tokens)
+            for setting, timer in list(timers.items()):
+                try:
+                    timer.sample(samples)
+                except Exception as err:
+                    print(f"\nbench perf: per-forward costs ({setting}) dropped: {reason(err)}", file=sys.stderr)
+                    del timers[setting]
 
     other_load_share = other_load.share()
     progress.finish()
+    active = [r for r in active if r.skipped is None]
 
     # 3. the equality gate, before anything is reported
     if not gate([(r, i, run_.tokens) for r in active for i, _, run_ in r.runs]):
@@ -344,11 +384,14 @@ def run(args) -> int:
     bandwidth = perf_measure.measured_bandwidth(device)
     target_bytes = perf_measure.decode_parameter_bytes(target.model)
     bandwidth_at_size = perf_measure.measured_bandwidth(device, max(1 << 20, target_bytes))
-    costs = forward_cost_table(active, target, draft, inputs[0], settings, bandwidth["read_gbs"])
+    costs = forward_cost_table(timers, bandwidth["read_gbs"])
     profiles = []
     for row in active:
         if profile_rows and (row.spec.name in profile_rows or row.spec.id in profile_rows) and row.spec.impl == "fast":
-            profiles.append({"row": row.spec.id, **profile_row(row.spec, target, draft, inputs[0], settings)})
+            try:
+                profiles.append({"row": row.spec.id, **profile_row(row.spec, target, draft, inputs[0], settings)})
+            except Exception as err:
+                profiles.append({"row": row.spec.id, "error": reason(err)})
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
     env = environment(device, load_start, load_end)
     env["other_load_share"] = other_load_share
@@ -367,33 +410,63 @@ def run(args) -> int:
     return 0
 
 
-def forward_cost_table(active, target, draft, first: Input, settings, read_gbs: float) -> dict:
-    """Per compile setting of the fast rows: t_target on fast AR's context; per SD / PEARL fast row: its
-    verify forward and its draft's one-token step, on the contexts of its own request (first input)."""
+def render_stored(args) -> int:
+    import json
+
+    from paper import perf_report
+
+    try:
+        report = json.loads(Path(args.render).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--render {args.render}: cannot read a JSON report ({err}); give a file written by "
+                          "`hippo bench perf --json`") from None
+    if args.note is not None:  # the JSON keeps the note the Markdown shows
+        report["note"] = args.note
+        Path(args.render).write_text(perf_report.to_json(report))
+    markdown = perf_report.render_markdown(report)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(markdown)
+    print(markdown, end="")
+    return 0
+
+
+def cost_timers(active, target, draft, first: Input, settings) -> dict:
+    """Per compile setting of the fast rows, a ForwardTimer over: the target's one-token step on fast AR's
+    context (t_target); per SD / PEARL fast row, its verify forward and its draft's one-token step, on the
+    contexts of its own request (first input)."""
     from hippo.generation import implementation
+    from hippo.request import PruneSpec
     from paper import perf_measure
 
-    out: dict = {}
+    timers: dict = {}
     fast = [r.spec for r in active if r.spec.impl == "fast"]
     for compiled in sorted({bool(s.compile) for s in fast}):
         impl = implementation("fast", compile=compiled)
-        setting = "compiled" if compiled else "eager"
         ar_request = settings.request(fast[0], first.clip, first.prompt, target.eos_token_ids, decoding="ar",
-                                      prune=__import__("hippo.request", fromlist=["PruneSpec"]).PruneSpec())
-        ar = impl.prepare_contexts(target, None, ar_request, first.clip).target_context
-        measured = [("target step", ar, 1)]
-        names = []
+                                      prune=PruneSpec())
+        measured = [("target step", impl.prepare_contexts(target, None, ar_request, first.clip).target_context, 1)]
         for spec in (s for s in fast if bool(s.compile) == compiled and s.decoding != "ar"):
             request = settings.request(spec, first.clip, first.prompt, target.eos_token_ids)
             prepared = impl.prepare_contexts(target, draft, request, first.clip)
             k = settings.gamma + 1 if spec.decoding == "sd" else settings.gamma
-            measured += [(f"{spec.id} verify", prepared.target_context, k),
-                         (f"{spec.id} draft step", prepared.draft_context, 1)]
-            names.append(spec.id)
-        results = perf_measure.forward_costs(measured, read_gbs)
-        out[setting] = {"target_step": results[0].as_json(),
-                        "rows": {name: {"verify": results[1 + 2 * j].as_json(), "draft_step": results[2 + 2 * j].as_json()}
-                                 for j, name in enumerate(names)}}
+            measured += [(spec.id, prepared.target_context, k), (spec.id, prepared.draft_context, 1)]
+        try:
+            timers["compiled" if compiled else "eager"] = perf_measure.ForwardTimer(measured)
+        except Exception as err:  # e.g. a compiled forward that fails: the rows still run, without costs
+            print(f"bench perf: per-forward costs ({'compiled' if compiled else 'eager'}) not measured: "
+                  f"{reason(err)}", file=sys.stderr)
+    return timers
+
+
+def forward_cost_table(timers: dict, read_gbs: float) -> dict:
+    out = {}
+    for setting, timer in timers.items():
+        results = timer.results(read_gbs)
+        rows = {}
+        for j in range(1, len(results), 2):
+            rows[results[j].model] = {"verify": results[j].as_json(), "draft_step": results[j + 1].as_json()}
+        out[setting] = {"target_step": results[0].as_json(), "samples": len(timer.times[0]), "rows": rows}
     return out
 
 
@@ -464,7 +537,10 @@ def command_line(args) -> str:
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < (os.cpu_count() or 0):
         prefix.append("taskset -c " + ",".join(str(c) for c in sorted(os.sched_getaffinity(0))))
     if Path(sys.argv[0]).name == "hippo" and sys.argv[1:3] == ["bench", "perf"]:
-        argv = sys.argv[1:]
+        argv = list(sys.argv[1:])
+        for j in range(len(argv) - 1):
+            if argv[j] == "--note":
+                argv[j + 1] = "<the note below>"
     else:
         argv = ["bench", "perf"]
         for action in _PERF_PARSER._actions if _PERF_PARSER else ():

@@ -85,7 +85,7 @@ class ForwardCost:
 
     model: str
     tokens: int
-    median_ms: float
+    median_ms: float  # over every sample
     parameter_bytes: int
     kv_bytes: int
     floor_ms: float  # (parameter_bytes + kv_bytes) / measured read bandwidth
@@ -95,29 +95,50 @@ class ForwardCost:
         return dict(self.__dict__)
 
 
-def forward_costs(contexts: list[tuple[str, object, int]], bandwidth_gbs: float, repeats: int = 25,
-                  warmup: int = 3) -> list[ForwardCost]:
-    """Per (name, StaticContext, tokens): the median wall time of `context.forward` of `tokens` tokens at
-    generated offset 0 (the logits brought to the host, so the device has finished), `warmup` untimed
-    calls first (a compiled forward may compile there); the contexts' calls are interleaved. The
+class ForwardTimer:
+    """Per (name, StaticContext, tokens): wall times of `context.forward` of `tokens` tokens at generated
+    offset 0, the logits brought to the host (so the device has finished). `warmup` untimed calls each
+    first (a compiled forward may compile there); then `sample(repeats)` whenever the benchmark wants
+    more samples, which the benchmark spreads over its timed phase so that they see the same machine as
+    the timed runs. Each context's calls come in a burst (one untimed call, then `repeats` timed ones),
+    the contexts one after the other: the steady-state cost of that forward. (Interleaving single calls
+    of many compiled shapes would time TorchDynamo walking its cache past the other shapes' guards on
+    every call, which a decode, repeating one shape, mostly does not.) `results` takes the medians. The
     contexts' forward counters are restored; their caches' rows past the prompt are overwritten."""
-    times: list[list[float]] = [[] for _ in contexts]
-    ids = [torch.zeros(k, dtype=torch.long, device=c.device) for _, c, k in contexts]
-    before = [c.forwards for _, c, _ in contexts]
-    for i in range(warmup + repeats):
-        for j, (_, context, _) in enumerate(contexts):
-            t0 = time.perf_counter()
-            context.forward(ids[j], 0)[-1, 0].item()
-            if i >= warmup:
-                times[j].append(time.perf_counter() - t0)
-    out = []
-    for (name, context, k), ts, count in zip(contexts, times, before, strict=True):
-        context.forwards = count
-        params = decode_parameter_bytes(context.adapter.model)
-        kv = kv_bytes(context, k)
-        out.append(ForwardCost(name, k, 1000 * statistics.median(ts), params, kv,
-                               1000 * (params + kv) / (bandwidth_gbs * 1e9), context.prefill_len + k))
-    return out
+
+    def __init__(self, contexts: list[tuple[str, object, int]], warmup: int = 3):
+        self.contexts = contexts
+        self.ids = [torch.zeros(k, dtype=torch.long, device=c.device) for _, c, k in contexts]
+        self.times: list[list[float]] = [[] for _ in contexts]
+        self._forwards = [c.forwards for _, c, _ in contexts]
+        for j in range(len(contexts)):
+            for _ in range(warmup):
+                self._call(j)
+        self._restore()
+
+    def _call(self, j: int) -> float:
+        t0 = time.perf_counter()
+        self.contexts[j][1].forward(self.ids[j], 0)[-1, 0].item()
+        return time.perf_counter() - t0
+
+    def _restore(self) -> None:
+        for (_, context, _), count in zip(self.contexts, self._forwards, strict=True):
+            context.forwards = count
+
+    def sample(self, repeats: int) -> None:
+        for j in range(len(self.contexts)):
+            self._call(j)
+            self.times[j] += [self._call(j) for _ in range(repeats)]
+        self._restore()
+
+    def results(self, bandwidth_gbs: float) -> list[ForwardCost]:
+        out = []
+        for (name, context, k), ts in zip(self.contexts, self.times, strict=True):
+            params = decode_parameter_bytes(context.adapter.model)
+            kv = kv_bytes(context, k)
+            out.append(ForwardCost(name, k, 1000 * statistics.median(ts), params, kv,
+                                   1000 * (params + kv) / (bandwidth_gbs * 1e9), context.prefill_len + k))
+        return out
 
 
 # ---- peak memory ------------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def render_markdown(report: dict) -> str:
         f"{sampling}, "
         f"{cfg['dtype']} on {env['device']} ({env['device_name']}), {env['threads']} torch thread(s), "
         f"{cfg['repeats']} timed pass(es). Generated tokens per request: mean {gen['mean']:.1f} "
-        f"(min {gen['min']}, max {gen['max']}).",
+        f"(min {gen['min']}, max {gen['max']}).{_visual(report)}",
         "",
         f"Equality gate ({report['gate']['mode']}): passed: {report['gate']['reference']}.",
         "",
@@ -187,7 +187,8 @@ def render_markdown(report: dict) -> str:
     ]
     for row in report["rows"]:
         if row["status"] != "ok":
-            lines.append(f"| {row['id']} | skipped: {row['skip_reason']} |" + " |" * 10)
+            why = str(row["skip_reason"]).replace("|", "\\|")
+            lines.append(f"| {row['id']} | not measured: {why} |" + " |" * 9)
             continue
         s = row["summary"]
         lines.append(
@@ -243,7 +244,9 @@ def render_markdown(report: dict) -> str:
               "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify); ideal overlap (PEARL rows) = "
               "MAT x t_target / max(gamma x t_draft, t_verify), PEARL's pre-verify rounds (the first, and each "
               "after a rejection) counted with their one-token target forward (t_target) instead of t_verify; "
-              "achieved = decode-only x fast AR (definitions: paper/bench_perf.py).",
+              "achieved = decode-only x fast AR (definitions: paper/bench_perf.py). Achieved can exceed ideal: fast "
+              "AR pays its loop's per-token work (sampling, the host sync) on top of t_target at every token, SD "
+              "and PEARL once per round.",
               f"- peak memory: {report['memory_method']}; the largest over the row's timed runs (+ its increment "
               "over the run's start).",
               f"- environment: torch {env['torch']}, transformers {env['transformers']}, git {env['git_revision']}"
@@ -263,6 +266,9 @@ def render_markdown(report: dict) -> str:
     if report["profile"]:
         lines += ["", "## Profile (torch.profiler, one decode on the first input)", ""]
         for p in report["profile"]:
+            if "error" in p:
+                lines.append(f"- {p['row']}: not profiled: {p['error']}")
+                continue
             share = p["share"]
             top = ", ".join(f"{_short(t['op'])} {100 * t['share']:.0f}%" for t in p["top"][:4])
             parts = [f"GEMMs (weights read) {100 * share['gemm']:.0f}%", f"attention {100 * share['attention']:.0f}%"]
@@ -271,8 +277,10 @@ def render_markdown(report: dict) -> str:
                           f"torch.compile runtime (guard checks, pre-graph bytecode) {100 * share['compile_runtime']:.0f}%"]
             parts += [f"other ops {100 * share['other_ops']:.0f}%",
                       f"outside any op (Python, HF module code, dispatch) {100 * share['outside_ops']:.0f}%"]
+            per_call = 1000 * p["wall_ms"] / max(1, p["op_calls"])
             lines.append(f"- {p['row']}: {p['tokens']} tokens, {p['ms_per_token']:.2f} ms/token under the profiler, "
-                         f"{p['op_calls_per_token']:.0f} op calls per token; " + ", ".join(parts)
+                         f"{p['op_calls_per_token']:.0f} op calls per token ({per_call:.1f} us of wall time per call); "
+                         + ", ".join(parts)
                          + f". Top self time: {top}.")
     return "\n".join(lines) + "\n"
 
@@ -287,4 +295,19 @@ def _load(values) -> str:
 
 
 def _short(op: str) -> str:
-    return "compiled graph " + op.split()[2][:8] if op.startswith("## Call CompiledFxGraph") else op
+    parts = op.split()
+    return f"compiled graph {parts[3][:8]}" if op.startswith("## Call CompiledFxGraph") and len(parts) > 3 else op
+
+
+def _visual(report) -> str:
+    """' Visual tokens: ...' from the first run of each row kind (the target's, and each pruned draft's)."""
+    seen = {}
+    for row in report["rows"]:
+        runs = row.get("runs") or []
+        if runs and runs[0].get("visual_tokens") is not None:
+            seen.setdefault("target", runs[0]["visual_tokens"])
+            if row["prune"] != "none":
+                seen.setdefault(f"{row['prune']} draft", runs[0]["kept_visual_tokens"])
+    if not seen:
+        return ""
+    return " Visual tokens (first input): " + ", ".join(f"{k} {v}" for k, v in seen.items()) + "."

@@ -61,6 +61,10 @@ def test_report_structure(tiny, synthetic_video, tmp_path, capsys):
     assert 0.99 < sum(report["profile"][0]["share"].values()) < 1.01
     out = capsys.readouterr().out
     assert "| row | tok/s e2e |" in out and out == (tmp_path / "b.md").read_text()
+    # re-rendered from the JSON alone: the same table, with a new note
+    again = tmp_path / "again.md"
+    assert main(["bench", "perf", "--render", str(tmp_path / "b.json"), "--markdown", str(again), "--note", "N"]) == 0
+    assert again.read_text() == out.replace("```\n\n", "```\n\nN\n\n", 1)
 
 
 def test_gate_fails_when_a_row_differs(tiny, synthetic_video, tmp_path, capsys, monkeypatch):
@@ -99,6 +103,26 @@ def test_gate_checks_every_timed_run(tiny, synthetic_video, tmp_path, capsys, mo
     captured = capsys.readouterr()
     assert "row fast-hippo/eager" in captured.err and "first divergence at generated token 2" in captured.err
     assert "tok/s" not in captured.out and not (tmp_path / "b.json").exists()
+
+
+def test_a_row_that_fails_in_a_timed_run_is_reported_without_times(tiny, synthetic_video, tmp_path, monkeypatch):
+    original, calls = perf_rows.run_row, []
+
+    def failing_later(row, *args, **kwargs):
+        if row.id == "fast-pearl/eager":
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("planted failure\nsecond line")
+        return original(row, *args, **kwargs)
+
+    monkeypatch.setattr(perf_rows, "run_row", failing_later)
+    assert bench(tiny, synthetic_video, tmp_path, "--rows", "fast-ar,fast-pearl", "--profile", "none") == 0
+    rows = {r["id"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert rows["fast-ar/eager"]["status"] == "ok"
+    failed = rows["fast-pearl/eager"]
+    assert failed["status"] == "skipped" and "runs" not in failed
+    assert "failed in a timed run on" in failed["skip_reason"] and "RuntimeError: planted failure" in failed["skip_reason"]
+    assert "| fast-pearl/eager | not measured: failed in a timed run" in (tmp_path / "b.md").read_text()
 
 
 def test_gate_without_the_hf_row_still_compares_to_hf_generate(tiny, synthetic_video, tmp_path, capsys, monkeypatch):
