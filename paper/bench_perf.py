@@ -262,6 +262,8 @@ def run(args) -> int:
         return render_stored(args)
     _ORIGINAL.clear()
     _ORIGINAL.update(vars(args))
+    _ENV.clear()  # as the user set them: torch.compile sets TORCHINDUCTOR_CACHE_DIR itself once it runs
+    _ENV.update({k: os.environ[k] for k in ENV_VARS if k in os.environ})
     device, specs, profile_rows = check_args(args)
     torch.set_num_threads(args.threads)
     target_path, draft_path = resolve_models(args, specs)
@@ -516,8 +518,8 @@ def environment(device, load_start, load_end) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
         "cpus": os.cpu_count(), "last_level_cache": llc,
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+        "threads": torch.get_num_threads(), "omp_num_threads": _ENV.get("OMP_NUM_THREADS"),
+        "inductor_cache_dir": _ENV.get("TORCHINDUCTOR_CACHE_DIR"),
         "git_revision": _git("rev-parse", "HEAD"),
         "git_modified_files": dirty.splitlines() if dirty else [],
         "load_average_start": list(load_start) if load_start else None,
@@ -531,9 +533,9 @@ def command_line(args) -> str:
     a CPU affinity narrower than the machine (taskset) in front of `hippo` and its arguments (sys.argv
     when run as `hippo`; else rebuilt from the options that differ from their defaults)."""
     prefix = []
-    for var in ("OMP_NUM_THREADS", "TORCHINDUCTOR_CACHE_DIR"):
-        if os.environ.get(var):
-            prefix.append(f"{var}={shlex.quote(os.environ[var])}")
+    for var in ENV_VARS:
+        if _ENV.get(var):
+            prefix.append(f"{var}={shlex.quote(_ENV[var])}")
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < (os.cpu_count() or 0):
         prefix.append("taskset -c " + ",".join(str(c) for c in sorted(os.sched_getaffinity(0))))
     if Path(sys.argv[0]).name == "hippo" and sys.argv[1:3] == ["bench", "perf"]:
@@ -555,3 +557,5 @@ def command_line(args) -> str:
 
 _PERF_PARSER = None  # set by add_subcommand
 _ORIGINAL: dict = {}  # options as parsed, before run() fills in derived values
+ENV_VARS = ("OMP_NUM_THREADS", "TORCHINDUCTOR_CACHE_DIR")
+_ENV: dict = {}  # ENV_VARS at the start of run()
