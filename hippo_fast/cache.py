@@ -69,7 +69,9 @@ class StaticContext:
         from transformers import StaticCache
 
         rows = self.prefill_len
-        bigger = StaticCache(config=self.adapter.model.config, max_cache_len=rows + generated)
+        total = cache_rows(rows, generated)
+        generated = total - rows
+        bigger = StaticCache(config=self.adapter.model.config, max_cache_len=total)
         for old, new in zip(self.cache.layers, bigger.layers, strict=True):
             keys, values = old.keys[:, :, :rows], old.values[:, :, :rows]
             new.lazy_initialization(keys, values)
@@ -105,15 +107,25 @@ def as_fast_context(context):
     return context if hasattr(context, "set_write_row") else HostContext(context)
 
 
+CACHE_ROWS_MULTIPLE = 64
+
+
+def cache_rows(prompt_rows: int, capacity: int, multiple: int = CACHE_ROWS_MULTIPLE) -> int:
+    """Rows of a request's static cache: prompt + capacity, rounded up to a multiple of `multiple`, so
+    that requests whose prompts differ by a few rows share the compiled graphs of one cache shape."""
+    return -(-(prompt_rows + capacity) // multiple) * multiple
+
+
 def static_prefill(adapter, inputs, capacity: int, kept_grid_indices=None, positions: str = "keep",
                    video_embeds=None, observe=None, forward_fn=None) -> StaticContext:
-    """The stock prefill (hippo/adapters/base.py, the same computation) into a StaticCache sized for
-    the prompt rows plus `capacity` generated tokens."""
+    """The stock prefill (hippo/adapters/base.py, the same computation) into a StaticCache with rows
+    for the prompt plus at least `capacity` generated tokens (cache_rows)."""
     from transformers import StaticCache
 
     rows = int(adapter.kept_rows(inputs, kept_grid_indices).numel())
-    cache = StaticCache(config=adapter.model.config, max_cache_len=rows + capacity)
+    total = cache_rows(rows, capacity)
+    cache = StaticCache(config=adapter.model.config, max_cache_len=total)
     context = adapter.prefill(inputs, video_embeds=video_embeds, kept_grid_indices=kept_grid_indices,
                               positions=positions, observe=observe, cache=cache)
     return StaticContext(adapter, cache, context.prefill_len, context.next_position, context.last_logits,
-                         capacity, forward_fn)
+                         total - rows, forward_fn)

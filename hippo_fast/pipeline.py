@@ -29,8 +29,18 @@ NAME = "fast"
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+# Graphs one compiled forward may hold: transformers wraps every model's forward in one shared
+# function, so dynamo keeps the graphs of the target and the draft, of every step shape (1, 2,
+# gamma, gamma + 1 tokens) and of every cache size (cache_rows buckets) in one list, whose default
+# limit (8) a benchmark over varied prompts exceeds; with fullgraph=True that is a hard failure.
+RECOMPILE_LIMIT = 64
+
+
 def compiled_forward(model):
     """torch.compile of the model's stock forward, one per model (fixed shapes, whole graph)."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     if model not in _COMPILED:
         mode = "reduce-overhead" if next(model.parameters()).device.type == "cuda" else None
         options = None if mode else {"cpp_wrapper": True}  # CPU: launch the kernels from C++, not Python

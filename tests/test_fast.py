@@ -169,9 +169,13 @@ def test_fast_loops_run_on_reference_contexts(pair, clip):
 
 
 def test_capacity_error_says_what_to_do(pair, clip):
-    context = static_prefill(pair.target, pair.target.prepare(clip, PROMPT), capacity=2)
-    with pytest.raises(Exception, match="static cache holds 2 generated tokens"):
-        context.forward(torch.tensor([1, 2, 3]), 0)
+    from hippo_fast.cache import CACHE_ROWS_MULTIPLE
+
+    inputs = pair.target.prepare(clip, PROMPT)
+    context = static_prefill(pair.target, inputs, capacity=2)
+    assert (inputs.num_tokens + context.capacity) % CACHE_ROWS_MULTIPLE == 0 and context.capacity >= 2
+    with pytest.raises(Exception, match=f"static cache holds {context.capacity} generated tokens"):
+        context.forward(torch.tensor([1, 2, 3]), context.capacity - 2)
 
 
 def test_ar_with_an_eos_check_every_8_tokens_is_unchanged(pair, clip):
