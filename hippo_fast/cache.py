@@ -61,6 +61,17 @@ class StaticContext:
         self.forwards += 1
         return out.logits[0].float()
 
+    def warm(self, step_sizes, seen: set) -> None:
+        """Run each forward shape (k tokens on this cache size) not in `seen` once, so that a compiled
+        forward captures it now and not in the middle of a decode (which shapes a decode meets depends
+        on its acceptances). The rows written are overwritten by the decode; forward counts are kept."""
+        rows = self.prefill_len + self.capacity
+        for k in step_sizes:
+            if (rows, k) not in seen and k <= self.capacity:
+                self.forward(torch.zeros(k, dtype=torch.long, device=self.device), 0)
+                self.forwards -= 1
+                seen.add((rows, k))
+
     def reserve(self, generated: int) -> None:
         """Make room for `generated` tokens: a larger cache with the prompt's rows copied (the audit
         reuses one prefill for decodes of different lengths; a request sizes it once)."""

@@ -27,6 +27,7 @@ from hippo_fast.decoding.speculative import decode_speculative
 
 NAME = "fast"
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_WARMED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(cache rows, step tokens)} captured
 
 
 # Graphs one compiled forward may hold: transformers wraps every model's forward in one shared
@@ -46,6 +47,15 @@ def compiled_forward(model):
         options = None if mode else {"cpp_wrapper": True}  # CPU: launch the kernels from C++, not Python
         _COMPILED[model] = torch.compile(model.forward, fullgraph=True, dynamic=False, mode=mode, options=options)
     return _COMPILED[model]
+
+
+def step_sizes(decoding: str, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The forward shapes (tokens per step) a decode meets: (target's, draft's)."""
+    if decoding == "ar":
+        return (1,), ()
+    if decoding == "sd":
+        return (gamma + 1,), (1, 2)  # the draft's 2-token step follows a fully accepted block
+    return (1, gamma), (1,)
 
 
 def request_capacity(config: DecodeConfig, decoding: str) -> int:
@@ -112,6 +122,11 @@ class FastImplementation:
         return int(min(16, max(1, round(step_time(target_context) / step_time(draft_context)))))
 
     def decode(self, decoding: str, target_context, draft_context, config: DecodeConfig) -> DecodeResult:
+        if self.compile:  # capture every shape before the loop starts, not when an acceptance first needs it
+            for context, sizes in zip((target_context, draft_context), step_sizes(decoding, config.gamma),
+                                      strict=True):
+                if isinstance(context, StaticContext):
+                    context.warm(sizes, _WARMED.setdefault(context.adapter.model, set()))
         if decoding == "ar":
             return decode_autoregressive(target_context, config)
         if decoding == "sd":

@@ -197,3 +197,16 @@ def test_compiled_decode_steps_equal_ref(pair, clip, decoding):
     request = _request(decoding, tokens=32)
     _same(generate(implementation("ref"), pair.target, draft, request, clip=clip),
           generate(implementation("fast", compile=True), pair.target, draft, request, clip=clip))
+
+
+def test_warm_captures_each_shape_once_and_keeps_the_output(pair, clip):
+    """StaticContext.warm (what compile=True runs before a decode) writes rows the decode overwrites."""
+    inputs = pair.target.prepare(clip, PROMPT)
+    cfg = DecodeConfig(max_new_tokens=20)
+    context = static_prefill(pair.target, inputs, capacity=24)
+    seen = set()
+    context.warm((1, 5), seen)
+    assert len(seen) == 2 and context.forwards == 1
+    context.warm((1, 5), seen)
+    assert len(seen) == 2
+    assert fast_ar(context, cfg).tokens == ref_ar(pair.target.prefill(inputs), cfg).tokens
