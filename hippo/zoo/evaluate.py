@@ -96,12 +96,12 @@ def answer_length(tokens, eos_token_ids) -> int:
 
 def greedy_decode(adapter, clip, question: str, max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[str, int]:
     """The model's greedy answer to `question` about `clip`, and its answer_length."""
-    from hippo_ref.decoding.autoregressive import decode_autoregressive
-    from hippo_ref.decoding.common import DecodeConfig
+    from hippo.generation import implementation
+    from hippo.request import DecodeConfig
 
     context = adapter.prefill(adapter.prepare(clip, question))
     config = DecodeConfig(max_new_tokens=max_new_tokens, eos_token_ids=adapter.eos_token_ids)
-    tokens = decode_autoregressive(context, config).tokens
+    tokens = implementation("ref").decode("ar", context, None, config).tokens
     return adapter.tokenizer.decode(tokens, skip_special_tokens=True), answer_length(tokens, adapter.eos_token_ids)
 
 
@@ -126,17 +126,16 @@ def detail_scores(adapter, split: str = "val", n: int = 100) -> dict:
 
 
 def prune_configs(methods=None, ratios=RATIOS) -> list[tuple[str, float]]:
-    from hippo_ref.pruning.methods import PRUNING_METHODS
+    from hippo.request import PRUNING_METHOD_NAMES
 
-    methods = sorted(m for m in (methods or PRUNING_METHODS) if m != "none")
+    methods = sorted(m for m in (methods or PRUNING_METHOD_NAMES) if m != "none")
     return [("none", 0.0)] + [(m, r) for m in methods for r in ratios]
 
 
 def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: int = 5, log=None) -> PairReport:
     """Every number of the README table for zoo pair `pair`, on the first `n` test examples."""
-    from hippo_ref.decoding.common import DecodeConfig
-    from hippo_ref.pipeline import GenerationRequest, generate
-    from hippo_ref.pruning.methods import PruneSpec
+    from hippo.generation import generate, implementation
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
 
     target_name, draft_name = PAIRS[pair]
     target, draft = load_adapter(f"zoo:{target_name}"), load_adapter(f"zoo:{draft_name}")
@@ -157,7 +156,7 @@ def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: in
                 config=DecodeConfig(max_new_tokens=MAX_NEW_TOKENS, gamma=gamma),
             )
             try:
-                result = generate(target, draft, request, clip=clip)
+                result = generate(implementation("ref"), target, draft, request, clip=clip)
             except Exception as err:  # a pruning method under development must not sink the whole table
                 if log:
                     log(f"{pair} {method}@{ratio}: failed ({type(err).__name__}: {err})")
@@ -221,9 +220,8 @@ def evaluate_detail(pair: str, n: int = 200, methods=None, ratios=RATIOS, gamma:
     """The detailed-caption numbers of zoo pair `pair` on the first `n` test videos (DETAIL_PROMPT,
     up to DETAIL_MAX_NEW_TOKENS). `target` / `draft`: checkpoint folders to measure instead of the
     shipped pair (e.g. exported from a training state before they replace the shipped ones)."""
-    from hippo_ref.decoding.common import DecodeConfig
-    from hippo_ref.pipeline import GenerationRequest, generate
-    from hippo_ref.pruning.methods import PruneSpec
+    from hippo.generation import generate, implementation
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
 
     target_name, draft_name = PAIRS[pair]
     target = load_adapter(str(target) if target is not None else f"zoo:{target_name}")
@@ -245,7 +243,7 @@ def evaluate_detail(pair: str, n: int = 200, methods=None, ratios=RATIOS, gamma:
                     prune=PruneSpec(method, ratio, "keep"),
                     config=DecodeConfig(max_new_tokens=DETAIL_MAX_NEW_TOKENS, gamma=gamma),
                 )
-                result = generate(target, draft, request, clip=clip)
+                result = generate(implementation("ref"), target, draft, request, clip=clip)
                 stats = result.stats.decode
                 committed = sum(stats.accepted_per_round)
                 counts.append([committed, len(stats.accepted_per_round) if decoding == "sd" else _runs(stats)])
