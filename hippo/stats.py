@@ -26,13 +26,18 @@ class DecodeStats:
         return sum(self.accepted_per_round) / len(self.accepted_per_round)
 
     @property
-    def mean_run_length(self) -> float:
-        """PEARL's reported measure: tokens committed between two rejections (a run that ends without a
-        rejection, at the end of the decode, counts as a run). Can exceed gamma under PEARL."""
+    def runs(self) -> int:
+        """Runs of committed tokens: one per rejection, plus the last run if it ended without one."""
         runs = sum(self.rejected_per_round)
         if self.rejected_per_round and not self.rejected_per_round[-1]:
             runs += 1
-        return sum(self.accepted_per_round) / runs if runs else 0.0
+        return runs
+
+    @property
+    def mean_run_length(self) -> float:
+        """PEARL's reported measure: tokens committed between two rejections (a run that ends without a
+        rejection, at the end of the decode, counts as a run). Can exceed gamma under PEARL."""
+        return sum(self.accepted_per_round) / self.runs if self.runs else 0.0
 
     def record_round(self, committed: int, rejected: bool) -> None:
         self.accepted_per_round.append(committed)
@@ -67,6 +72,13 @@ def pooled_mat(per_example: list[tuple[int, int]]) -> float:
     (every round of every decode weighs the same; a mean of per-decode MATs would not)."""
     rounds = sum(r for _, r in per_example)
     return sum(c for c, _ in per_example) / rounds if rounds else float("nan")
+
+
+def pooled_run_length(per_example: list[tuple[int, int]]) -> float:
+    """PEARL's mean run length pooled over decodes, from (committed, runs) per decode (DecodeStats.runs):
+    total committed tokens / total runs (the pooled form of DecodeStats.mean_run_length)."""
+    runs = sum(r for _, r in per_example)
+    return sum(c for c, _ in per_example) / runs if runs else float("nan")
 
 
 def paired_mat_difference(base: list[tuple[int, int]], other: list[tuple[int, int]], resamples: int = 2000,

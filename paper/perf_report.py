@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from hippo.stats import pooled_mat
-from hippo.zoo.evaluate import pooled_run_length
+from hippo.stats import pooled_mat, pooled_run_length
 
 MIB = 1 << 20
 
@@ -26,8 +25,7 @@ def summarize(row) -> dict:
     mat = run_length = None
     if stats and row.spec.decoding != "ar":
         mat = pooled_mat([(sum(s.accepted_per_round), len(s.accepted_per_round)) for s in stats])
-        run_length = pooled_run_length([(sum(s.accepted_per_round), round(sum(s.accepted_per_round) / s.mean_run_length)
-                                         if s.mean_run_length else 0) for s in stats])
+        run_length = pooled_run_length([(sum(s.accepted_per_round), s.runs) for s in stats])
     elif stats:
         mat = pooled_mat([(sum(s.accepted_per_round), len(s.accepted_per_round)) for s in stats])
     peaks = [r.peak_bytes for r in runs if r.peak_bytes is not None]

@@ -532,3 +532,13 @@ def test_aux_head_labels_and_pooling():
         AuxHead(8, (("colour",),))
     with pytest.raises(ValueError, match="each attribute once"):
         AuxHead(8, (("color",), ("color", "shape")))
+
+
+def test_runs_and_pooled_run_length():
+    from hippo.stats import DecodeStats, pooled_run_length
+
+    stats = DecodeStats(accepted_per_round=[3, 1, 4, 2], rejected_per_round=[False, True, False, False])
+    assert stats.runs == 2 and stats.mean_run_length == 5.0  # [3, 1] then [4, 2] (the last run ends unrejected)
+    ended_rejected = DecodeStats(accepted_per_round=[2, 1], rejected_per_round=[True, True])
+    assert ended_rejected.runs == 2
+    assert pooled_run_length([(10, 2), (3, 1)]) == 13 / 3  # pooled, not a mean of run lengths

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hippo.checkpoint import load_adapter
-from hippo.stats import paired_mat_difference, pooled_mat
+from hippo.stats import paired_mat_difference, pooled_mat, pooled_run_length
 from hippo.zoo import dataset
 from hippo.zoo.registry import PAIRS
 
@@ -178,20 +178,6 @@ def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: in
     return report
 
 
-def _runs(stats) -> int:
-    """The runs of one decode as DecodeStats.mean_run_length counts them (rejections, plus a last run
-    that ended without one)."""
-    runs = sum(stats.rejected_per_round)
-    return runs + (1 if stats.rejected_per_round and not stats.rejected_per_round[-1] else 0)
-
-
-def pooled_run_length(per_example) -> float:
-    """PEARL's mean run length pooled over decodes, from (committed, runs) per decode: total committed
-    tokens / total runs (the pooled form of hippo.stats.DecodeStats.mean_run_length)."""
-    runs = sum(r for _, r in per_example)
-    return sum(c for c, _ in per_example) / runs if runs else float("nan")
-
-
 @dataclass
 class DetailReport:
     """The detailed-caption numbers of one pair (`evaluate_detail`): facts right, answer length, greedy
@@ -246,7 +232,7 @@ def evaluate_detail(pair: str, n: int = 200, methods=None, ratios=RATIOS, gamma:
                 result = generate(implementation("ref"), target, draft, request, clip=clip)
                 stats = result.stats.decode
                 committed = sum(stats.accepted_per_round)
-                counts.append([committed, len(stats.accepted_per_round) if decoding == "sd" else _runs(stats)])
+                counts.append([committed, len(stats.accepted_per_round) if decoding == "sd" else stats.runs])
                 texts.append(result.text)
                 lengths.append(answer_length(result.tokens, target.eos_token_ids))
             if decoding == "sd":
