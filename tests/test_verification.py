@@ -204,3 +204,24 @@ def test_fast_stale_row_mutant_is_caught_on_video(pair, real_video):
     assert not any(r.failed for r in checks.check_greedy_video(FAST, cases(), 4, 24))
     with MUTANTS["fast_stale_row_visible"].active():
         assert any(r.failed for r in checks.check_greedy_video(FAST, cases(), 4, 24))
+
+
+def test_progress_line_counts_the_settled_monte_carlo_verdicts(monkeypatch):
+    """The mc progress line must count failures after Holm's settlement, as the report does (a pending
+    verdict is not a failure, so counting before it printed '0 failed' for a failing family)."""
+    from verification import suite
+    from verification.checks import CheckResult
+
+    for name in ("check_exact_step", "check_oracle", "check_greedy_table", "check_self_draft_table",
+                 "check_greedy_video", "check_seeded_equivalence", "check_reduced_precision"):
+        monkeypatch.setattr(checks, name, lambda *a, **k: [])
+    monkeypatch.setattr(suite, "video_cases", lambda *a, **k: [])
+    monkeypatch.setattr(suite, "sampled_video_cases", lambda *a, **k: [])
+    monkeypatch.setattr(suite, "videos", lambda: ["unused.mp4"])
+    monkeypatch.setattr(suite, "statistical_checks", lambda *a, **k: [
+        CheckResult("mc_table", "bad", "pending", p_value=1e-12), CheckResult("mc_table", "ok", "pending", p_value=0.5)])
+    lines = []
+    run = suite.SuiteRun(suite.QUICK)
+    results = suite.run_checks(run, [], [], 0, lines.append)
+    assert [r.verdict for r in results] == ["fail", "pass"]
+    assert any(line.startswith("  mc: 1 failed of 2") for line in lines), lines
