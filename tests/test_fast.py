@@ -85,10 +85,15 @@ def _request(decoding, prune=NO_PRUNING, sampling=GREEDY, seed=0, tokens=40, gam
                              DecodeConfig(max_new_tokens=tokens, gamma=gamma, sampling=sampling, seed=seed))
 
 
-def _same(a, b):
-    assert a.tokens == b.tokens
-    assert a.stats.decode.accepted_per_round == b.stats.decode.accepted_per_round
-    assert a.stats.decode.rejected_per_round == b.stats.decode.rejected_per_round
+def _differences(a, b) -> list[str]:
+    """What differs between two GenerationResults: tokens, tokens committed per round, rejections."""
+    out = []
+    if a.tokens != b.tokens:
+        out.append(f"tokens {a.tokens} != {b.tokens}")
+    for field in ("accepted_per_round", "rejected_per_round"):
+        if getattr(a.stats.decode, field) != getattr(b.stats.decode, field):
+            out.append(f"{field} {getattr(a.stats.decode, field)} != {getattr(b.stats.decode, field)}")
+    return out
 
 
 def test_fast_ar_equals_stock_generate(pair, clip):
@@ -109,7 +114,7 @@ def test_fast_equals_ref_greedy_under_every_acceptance_pattern(pair, clip, decod
     request = _request(decoding, tokens=48)
     a = generate(implementation("ref"), pair.target, draft, request, clip=clip)
     b = generate(implementation("fast"), pair.target, draft, request, clip=clip)
-    _same(a, b)
+    assert not _differences(a, b)
     if scale == 0.05:
         assert any(a.stats.decode.rejected_per_round) and not all(a.stats.decode.rejected_per_round)
 
@@ -120,8 +125,9 @@ def test_fast_equals_ref_seeded_sampling(pair, clip, decoding, params):
     draft = pair.perturbed(0.05)
     for seed in (0, 1, 2):
         request = _request(decoding, sampling=params, seed=seed, tokens=24, gamma=3)
-        _same(generate(implementation("ref"), pair.target, draft, request, clip=clip),
-              generate(implementation("fast"), pair.target, draft, request, clip=clip))
+        ref_result = generate(implementation("ref"), pair.target, draft, request, clip=clip)
+        fast_result = generate(implementation("fast"), pair.target, draft, request, clip=clip)
+        assert not _differences(ref_result, fast_result), (seed, params)
 
 
 @pytest.mark.parametrize("method", ["random", "uniform", "attn", "specvlm", "hippo"])
@@ -131,7 +137,7 @@ def test_fast_equals_ref_with_pruning(pair, clip, method, positions):
     for decoding in ("sd", "pearl"):
         a = generate(implementation("ref"), pair.target, pair.perturbed(0.05), _request(decoding, prune), clip=clip)
         b = generate(implementation("fast"), pair.target, pair.perturbed(0.05), _request(decoding, prune), clip=clip)
-        _same(a, b)
+        assert not _differences(a, b)
         assert torch.equal(a.kept_grid_indices, b.kept_grid_indices)
 
 
@@ -144,7 +150,7 @@ def test_eos_inside_a_block_and_max_tokens_mid_block(pair, clip, decoding):
                                     DecodeConfig(max_new_tokens=tokens, gamma=5, eos_token_ids=(eos,)))
         a = generate(implementation("ref"), pair.target, pair.target, request, clip=clip)
         b = generate(implementation("fast"), pair.target, pair.target, request, clip=clip)
-        _same(a, b)
+        assert not _differences(a, b)
         assert b.tokens[-1] == eos or len(b.tokens) == tokens
 
 
@@ -195,8 +201,9 @@ def test_compiled_decode_steps_equal_ref(pair, clip, decoding):
     """torch.compile of the stock forward (CPU inductor): the same tokens as the reference."""
     draft = pair.perturbed(0.05)
     request = _request(decoding, tokens=32)
-    _same(generate(implementation("ref"), pair.target, draft, request, clip=clip),
-          generate(implementation("fast", compile=True), pair.target, draft, request, clip=clip))
+    ref_result = generate(implementation("ref"), pair.target, draft, request, clip=clip)
+    compiled = generate(implementation("fast", compile=True), pair.target, draft, request, clip=clip)
+    assert not _differences(ref_result, compiled)
 
 
 def test_warm_captures_each_shape_once_and_keeps_the_output(pair, clip):

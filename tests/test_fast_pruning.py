@@ -137,13 +137,15 @@ def test_local_scores_equal_the_reference(window, shape):
     assert_same_scores(fast.temporal_novelty(embeds, grid, 0.3), ref.temporal_novelty(embeds, grid, 0.3), "s_temp")
 
 
-def test_fusion_equals_the_reference():
+def test_fusion_is_the_reference_definition():
+    """hippo_fast fuses with hippo_ref's own functions (device-agnostic), so the fused score cannot differ."""
+    assert fast.fused_score is ref.fused_score and fast.minmax_per_frame is ref.minmax_per_frame
     grid = VideoGrid(frames=3, height=2, width=3)
     g = torch.Generator().manual_seed(1)
     scores = ref.TokenScores(*(torch.randint(0, 3, (18,), generator=g).float() / 2 for _ in range(3)))
-    assert torch.equal(fast.minmax_per_frame(scores.attn, grid), ref.minmax_per_frame(scores.attn, grid))
-    for weights in [(1, 1, 1), (1, 0, 0), (0, 2, 1), (0.3, 0.5, 0.2)]:
-        assert_same_scores(fast.fused_score(scores, grid, weights), ref.fused_score(scores, grid, weights), "fused")
+    expected = sum(w / 1.0 * ref.minmax_per_frame(getattr(scores, n), grid)
+                   for n, w in zip(("attn", "temp", "spat"), (0.3, 0.5, 0.2), strict=True))
+    assert torch.allclose(ref.fused_score(scores, grid, (0.3, 0.5, 0.2)), expected, rtol=0, atol=1e-6)
     with pytest.raises(ConfigError, match="no s_spat was computed"):
         fast.fused_score(ref.TokenScores(attn=scores.attn), grid, (1, 0, 1))
 

@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from hippo.adapters.base import DecodeContext, PreparedInputs, VideoGrid, VideoLLMAdapter
-from hippo.errors import ConfigError
 from hippo_ref.pruning.scores import (  # noqa: F401  (query_rows, resolve_layers: re-exported, the same names)
     TextQueryCapture,
     TokenScores,
+    fused_score,
+    minmax_per_frame,
     query_rows,
     resolve_layers,
 )
@@ -130,30 +131,7 @@ def spatial_complexity(embeds: torch.Tensor, grid: VideoGrid, window: int = 3, m
     return var.flatten()
 
 
-# ---- fusion -------------------------------------------------------------------------------------------
-def minmax_per_frame(values: torch.Tensor, grid: VideoGrid) -> torch.Tensor:
-    """Min-max normalise within each frame; a constant frame becomes clamp(value, 0, 1)."""
-    per = values.float().reshape(grid.frames, grid.tokens_per_frame)
-    low, high = torch.aminmax(per, dim=1, keepdim=True)
-    span = high - low
-    scaled = (per - low) / torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, scaled, per.clamp(0, 1)).flatten()
-
-
-def fused_score(scores: TokenScores, grid: VideoGrid, weights: tuple[float, float, float]) -> torch.Tensor:
-    """S = sum_i w_i / sum(w) * minmax_per_frame(score_i) over (s_attn, s_temp, s_spat), on their device."""
-    total = float(sum(weights))
-    fused = None
-    for name, weight in zip(("attn", "temp", "spat"), weights, strict=True):
-        if weight == 0:
-            continue
-        part = getattr(scores, name)
-        if part is None:
-            raise ConfigError(f"weight of s_{name} is {weight} but no s_{name} was computed")
-        if fused is None:
-            fused = torch.zeros(grid.grid_tokens, device=part.device)
-        fused += weight / total * minmax_per_frame(part, grid)
-    return fused
+# ---- fusion: hippo_ref's minmax_per_frame and fused_score (device-agnostic), imported above ----------
 
 
 # ---- the one observed prefill -----------------------------------------------------------------------

@@ -183,16 +183,18 @@ def minmax_per_frame(values: torch.Tensor, grid: VideoGrid) -> torch.Tensor:
 
 
 def fused_score(scores: TokenScores, grid: VideoGrid, weights: tuple[float, float, float]) -> torch.Tensor:
-    """S = sum_i w_i / sum(w) * minmax_per_frame(score_i) over (s_attn, s_temp, s_spat)."""
+    """S = sum_i w_i / sum(w) * minmax_per_frame(score_i) over (s_attn, s_temp, s_spat), on the scores'
+    device (hippo_fast fuses its device scores with this same function)."""
     total = float(sum(weights))
-    fused = torch.zeros(grid.grid_tokens)
+    fused = None
     for name, weight in zip(("attn", "temp", "spat"), weights, strict=True):
         if weight == 0:
             continue
         part = getattr(scores, name)
         if part is None:
             raise ConfigError(f"weight of s_{name} is {weight} but no s_{name} was computed")
-        fused += weight / total * minmax_per_frame(part, grid)
+        term = weight / total * minmax_per_frame(part, grid)
+        fused = term if fused is None else fused + term
     return fused
 
 
