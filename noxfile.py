@@ -2,7 +2,7 @@
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "verify"]
+nox.options.sessions = ["lint", "tests", "verify", "wheel"]
 nox.options.reuse_existing_virtualenvs = True
 
 # torch is pinned in pyproject and resolved in the SAME pip call as transformers, so pip takes the
@@ -31,6 +31,23 @@ def verify(session):
     session.install(*INSTALL)
     profile = session.posargs or ["--quick"]
     session.run("hippo", "verify", *profile, env=ENV)
+
+
+@nox.session(python="3.11", reuse_venv=False)
+def wheel(session):
+    """The audit as users install it: build the wheel, install it (no extras) into this fresh
+    environment, and run `hippo verify --quick` in an empty folder outside the repository."""
+    import tempfile
+    from pathlib import Path
+
+    dist = Path(tempfile.mkdtemp(prefix="hippo-wheel-"))
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), ".")
+    (built,) = dist.glob("hippo_repro-*.whl")
+    session.install(str(built))
+    elsewhere = dist / "run"
+    elsewhere.mkdir()
+    session.chdir(elsewhere)
+    session.run("hippo", "verify", "--quick", "--out", str(elsewhere / "report"), env=ENV)
 
 
 @nox.session(python="3.11")

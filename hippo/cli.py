@@ -169,7 +169,10 @@ def run_generate(args) -> int:
     impl = implementation(args.impl, compile=True) if args.compile else implementation(args.impl)
     result = generate(impl, target, draft, request, gamma_auto=gamma_auto, clip=clip)
     if args.json:
-        print(json.dumps(result.as_json()))
+        row = result.as_json()  # a recorded-output row: `hippo verify --recorded` reads these as they are
+        row.update(implementation=args.impl, target=str(args.target), draft=args.draft and str(args.draft),
+                   dtype=args.dtype)
+        print(json.dumps(row))
     else:
         s = result.stats
         print(result.text)

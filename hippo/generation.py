@@ -77,4 +77,5 @@ def generate(impl, target, draft, request: GenerationRequest, gamma_auto: bool =
         kept_visual_tokens=grid.total_tokens if kept is None else int(kept.numel()) + grid.extra_tokens,
     )
     text = target.tokenizer.decode(result.tokens, skip_special_tokens=True)
-    return GenerationResult(result.tokens, text, stats, kept)
+    return GenerationResult(result.tokens, text, stats, kept, request=replace(request, config=config),
+                            frame_indices=clip.frame_indices)

@@ -9,7 +9,8 @@ decode loops in hippo_ref/decoding/, the pruning methods in hippo_ref/pruning/me
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+import os
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -164,12 +165,40 @@ class GenerationRequest:
             raise ConfigError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODINGS)}")
 
 
+    def as_record(self) -> dict:
+        """The request's fields of a recorded-output row (docs/VERIFICATION.md, "Recorded outputs"):
+        what `hippo verify --recorded` needs to rebuild the target's input and its law."""
+        c = self.config
+        prune = self.prune
+        return {
+            "video": os.path.abspath(self.video),
+            "frames": self.frames,
+            "prompt": self.prompt,
+            "decoding": self.decoding,
+            "prune": {"method": prune.method, "ratio": prune.ratio, "positions": prune.positions,
+                      "params": asdict(prune.params)},
+            "sampling": asdict(c.sampling),
+            "draft_sampling": None if c.draft_sampling is None else asdict(c.draft_sampling),
+            "seed": c.seed,
+            "gamma": c.gamma,
+            "max_new_tokens": c.max_new_tokens,
+            "eos_token_ids": list(c.eos_token_ids),
+        }
+
+
 @dataclass
 class GenerationResult:
     tokens: list[int]
     text: str
     stats: RequestStats
     kept_grid_indices: torch.Tensor | None = None
+    request: GenerationRequest | None = None  # as run: the target's EOS ids filled in, gamma as measured
+    frame_indices: tuple[int, ...] | None = None  # the video frames the models read
 
     def as_json(self) -> dict:
-        return {"tokens": self.tokens, "text": self.text, "stats": self.stats.as_json()}
+        """One recorded-output row: the request, the frames, the tokens, the stats."""
+        row = self.request.as_record() if self.request is not None else {}
+        if self.frame_indices is not None:
+            row["frame_indices"] = list(self.frame_indices)
+        row.update(tokens=self.tokens, text=self.text, stats=self.stats.as_json())
+        return row

