@@ -105,3 +105,33 @@ def test_refuses_a_pair_whose_vocabularies_differ(capsys, tmp_path, own_pair, sy
 def test_option_errors_are_one_line(capsys, argv, message):
     assert main(["verify", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bf16_greedy_mismatches_are_diagnosed_not_tolerated(own_pair, synthetic_video):
+    """In reduced precision a mismatch gets the near-tie diagnosis: a candidate that changes one token
+    where the target has no near-tie fails as "algorithmic"; the reference passes."""
+    import torch
+
+    from hippo.checkpoint import load_adapter
+    from hippo.video import load_video
+    from verification import checks
+    from verification.candidates import Candidate, VideoCase, builtin_candidates
+
+    target, draft = (load_adapter(path, "bfloat16") for path in own_pair)
+    clip = load_video(synthetic_video, 4)
+    case = VideoCase("own", target, draft, synthetic_video, clip, "what moves", target_path=own_pair[0])
+    reference = builtin_candidates()["ref-sd"]
+
+    def one_token_off(target_context, draft_context, config):
+        tokens = list(reference.decode(target_context, draft_context, config).tokens)
+        tokens[3] = (tokens[3] + 1) % 50
+        return tokens
+
+    lossy = Candidate("one-token-off", "sd", one_token_off)
+    results = checks.check_greedy_video([reference, lossy], [case], 4, 8, diagnose_dtype=torch.bfloat16)
+    verdicts = {r.name.split("|")[1]: r for r in results if r.check == "greedy_video"}
+    assert verdicts["ref-sd"].verdict == "pass"
+    bad = verdicts["one-token-off"]
+    assert bad.verdict == "fail" and bad.numbers["first_mismatch"] == 3
+    assert bad.numbers["diagnosis"]["classification"] == "algorithmic"
+    assert bad.inputs["dtype"] == "bfloat16"
