@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--compile", action="store_true",
                      help="--impl fast: torch.compile the decode steps (pays off over many requests; the first "
                           "request of each shape compiles for tens of seconds on a CPU)")
+    gen.add_argument("--overlap", default="off", choices=["off", "streams", "processes"],
+                     help="--impl fast --decoding pearl: run draft and target at the same time: 'processes' = the "
+                          "draft in its own process (torch.distributed; spawned here, or rank 1 under torchrun), "
+                          "'streams' = two CUDA streams in this process (serial on a CPU)")
+    gen.add_argument("--draft-device", default=None, help="--overlap processes: the draft's device (default --device)")
     gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -154,7 +159,19 @@ def run_generate(args) -> int:
 
     if args.compile and args.impl != "fast":
         raise ConfigError("--compile applies to --impl fast only")
+    if args.overlap != "off" and (args.impl != "fast" or args.decoding != "pearl"):
+        raise ConfigError(f"--overlap {args.overlap} runs PEARL's two halves at the same time: it needs --impl fast "
+                          "--decoding pearl (SD and AR are serial by definition)")
+    if args.draft_device is not None and args.overlap != "processes":
+        raise ConfigError("--draft-device applies to --overlap processes (one process holds both models otherwise)")
+    if _torchrun_rank() == 1:  # under torchrun, rank 1 is the draft's process: it serves rank 0's requests
+        from hippo_fast.overlap.worker import serve_under_torchrun
+
+        serve_under_torchrun()
+        return 0
     check_device(args.device)
+    if args.draft_device is not None:
+        check_device(args.draft_device)
     args.target = args.target or default_target()
     if not resolve_checkpoint(args.target).is_dir():  # before asking for a draft: the target is what is wrong
         raise ConfigError(f"target checkpoint folder {args.target} does not exist: check --target "
@@ -165,13 +182,27 @@ def run_generate(args) -> int:
     # Cheap checks first: a bad video must fail before minutes of model loading, not after.
     clip = load_video(args.video, args.frames)
     target = load_adapter(args.target, args.dtype, args.device)
-    draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
-    impl = implementation(args.impl, compile=True) if args.compile else implementation(args.impl)
-    result = generate(impl, target, draft, request, gamma_auto=gamma_auto, clip=clip)
+    if args.overlap == "processes":  # the worker loads the draft; this process never does
+        from hippo_fast.overlap.processes import RemoteDraft, close_session
+
+        draft = RemoteDraft(resolve_checkpoint(args.draft), args.dtype, args.draft_device or args.device)
+    else:
+        draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
+    options = {"compile": True} if args.compile else {}
+    if args.overlap != "off":
+        options["overlap"] = args.overlap
+    impl = implementation(args.impl, **options)
+    try:
+        result = generate(impl, target, draft, request, gamma_auto=gamma_auto, clip=clip)
+    finally:
+        if args.overlap == "processes":
+            close_session()
     if args.json:
         row = result.as_json()  # a recorded-output row: `hippo verify --recorded` reads these as they are
-        row.update(implementation=args.impl, target=str(args.target), draft=args.draft and str(args.draft),
-                   dtype=args.dtype)
+        row.update(implementation=args.impl, overlap=args.overlap, target=str(args.target),
+                   draft=args.draft and str(args.draft), dtype=args.dtype)
+        if result.timeline is not None:
+            row["timeline"] = result.timeline.as_json()
         print(json.dumps(row))
     else:
         s = result.stats
@@ -184,6 +215,15 @@ def run_generate(args) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _torchrun_rank() -> int | None:
+    """This process's rank when torchrun started it as a pair (WORLD_SIZE=2), else None."""
+    import os
+
+    if os.environ.get("WORLD_SIZE") == "2" and "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    return None
 
 
 def run_tiny(args) -> int:

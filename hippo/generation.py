@@ -78,4 +78,4 @@ def generate(impl, target, draft, request: GenerationRequest, gamma_auto: bool =
     )
     text = target.tokenizer.decode(result.tokens, skip_special_tokens=True)
     return GenerationResult(result.tokens, text, stats, kept, request=replace(request, config=config),
-                            frame_indices=clip.frame_indices)
+                            frame_indices=clip.frame_indices, timeline=getattr(result, "timeline", None))

@@ -97,3 +97,41 @@ def paired_mat_difference(base: list[tuple[int, int]], other: list[tuple[int, in
     tail = (1 - confidence) / 2
     low, high = np.quantile(differences, [tail, 1 - tail])
     return pooled_mat(other) - pooled_mat(base), float(low), float(high)
+
+
+@dataclass
+class Timeline:
+    """When each lane (the target, the draft) was busy, per round: (lane, round, start_s, end_s) with
+    time.perf_counter (CLOCK_MONOTONIC on Linux: one clock for every process of a machine, so the two
+    processes' intervals line up). What the figures draw as a Gantt chart."""
+
+    spans: list[tuple[str, int, float, float]] = field(default_factory=list)
+
+    def busy(self, lane: str, round_index: int):
+        """Context manager: the span of `lane`'s work in one round."""
+        import contextlib
+        import time
+
+        @contextlib.contextmanager
+        def span():
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.spans.append((lane, round_index, start, time.perf_counter()))
+
+        return span()
+
+    def busy_s(self, lane: str) -> float:
+        """Seconds `lane` was busy."""
+        return sum(end - start for name, _, start, end in self.spans if name == lane)
+
+    def overlap_s(self, a: str = "target", b: str = "draft") -> float:
+        """Seconds during which lanes a and b were busy at the same time (the overlap PEARL buys)."""
+        spans_b = [(s, e) for name, _, s, e in self.spans if name == b]
+        return sum(max(0.0, min(e, eb) - max(s, sb)) for name, _, s, e in self.spans if name == a
+                   for sb, eb in spans_b)
+
+    def as_json(self) -> list[dict]:
+        origin = min((s for _, _, s, _ in self.spans), default=0.0)
+        return [{"lane": lane, "round": r, "start_s": s - origin, "end_s": e - origin} for lane, r, s, e in self.spans]

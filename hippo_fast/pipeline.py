@@ -65,10 +65,26 @@ def request_capacity(config: DecodeConfig, decoding: str) -> int:
     return config.max_new_tokens + gamma + 2
 
 
+OVERLAPS = ("off", "streams", "processes")
+
+
 @dataclass(frozen=True)
 class FastImplementation:
+    """`overlap`: how PEARL's two halves run. "off": one after the other (decode_parallel); "streams":
+    one process, the draft and the target on two CUDA streams (serial on a CPU, the same code);
+    "processes": the draft in its own process (hippo_fast/overlap/processes.py). SD and AR are serial
+    by definition and ignore it."""
+
     compile: bool = False
+    overlap: str = "off"
     name: str = NAME
+
+    def __post_init__(self):
+        if self.overlap not in OVERLAPS:
+            raise ConfigError(f"unknown overlap {self.overlap!r}; choose one of {', '.join(OVERLAPS)}")
+
+    def remote(self, decoding: str) -> bool:
+        return self.overlap == "processes" and decoding == "pearl"
 
     def forward_fn(self, adapter):
         return compiled_forward(adapter.model) if self.compile else None
@@ -82,6 +98,13 @@ class FastImplementation:
         if request.decoding != "ar" and draft is None:
             raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
         capacity = request_capacity(request.config, request.decoding)
+        job = None
+        if self.remote(request.decoding):  # first, so the worker encodes the video while the target prefills
+            from hippo_fast.overlap import processes
+
+            worker = processes.session(processes.RemoteDraft.of(draft).device)
+            job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity,
+                                            self.compile)
         target_inputs = target.prepare(clip, request.prompt)
 
         def prefill(inputs, video_embeds=None, observe=None):
@@ -95,6 +118,11 @@ class FastImplementation:
             target_context = prefill(target_inputs)  # full video, stock positions: the target's own prefill
         if request.decoding == "ar":
             return PreparedContexts(target_inputs, target_context, None, None)
+        if job is not None:
+            kept = kept_indices(request.prune, target_inputs.grid, scores)
+            kept = None if kept is None else kept.cpu()
+            remote = processes.finish_video_job(worker, job, kept, target, target_inputs)
+            return PreparedContexts(target_inputs, target_context, remote, kept)
         check_vocabulary(target, draft)
         draft_inputs = draft.prepare(clip, request.prompt)
         check_grids(target_inputs, draft_inputs, target.name, draft.name)
@@ -110,6 +138,8 @@ class FastImplementation:
         contexts' own (possibly compiled) one-token forwards; forward counts are left unchanged."""
 
         def step_time(context) -> float:
+            if hasattr(context, "step_time"):  # the draft in its own process: measured there
+                return context.step_time(probe_token)
             ids = torch.tensor([probe_token], device=context.device)
             times = []
             for _ in range(repeats + 1):  # the first call may compile: not timed
@@ -131,11 +161,15 @@ class FastImplementation:
             return decode_autoregressive(target_context, config)
         if decoding == "sd":
             return decode_speculative(target_context, draft_context, config)
-        return decode_parallel(target_context, draft_context, config)
+        if self.remote(decoding):
+            from hippo_fast.overlap.processes import decode_remote
+
+            return decode_remote(target_context, draft_context, config)
+        return decode_parallel(target_context, draft_context, config, lanes=self.overlap == "streams")
 
 
-def implementation(compile: bool = False) -> FastImplementation:
-    return FastImplementation(compile=compile)
+def implementation(compile: bool = False, overlap: str = "off") -> FastImplementation:
+    return FastImplementation(compile=compile, overlap=overlap)
 
 
 def generate(target, draft, request: GenerationRequest, gamma_auto: bool = False, clip=None, compile: bool = False):

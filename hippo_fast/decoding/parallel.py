@@ -16,14 +16,18 @@ from hippo.request import DecodeConfig, DecodeResult
 from hippo.stats import DecodeStats
 from hippo_fast import sampling
 from hippo_fast.decoding import common
+from hippo_fast.overlap.lanes import lanes_for
 
 
-def decode_parallel(target_context, draft_context, cfg: DecodeConfig) -> DecodeResult:
-    """PEARL with draft length gamma; pending tokens are seq[n : n + pending] with distributions `pending_qs`."""
+def decode_parallel(target_context, draft_context, cfg: DecodeConfig, lanes: bool = False) -> DecodeResult:
+    """PEARL with draft length gamma; pending tokens are seq[n : n + pending] with distributions `pending_qs`.
+    `lanes`: enqueue the target forward and the draft block on two CUDA streams (hippo_fast/overlap/
+    lanes.py; on a CPU the same calls in order)."""
     start = time.perf_counter()
     g = cfg.gamma
     stats = DecodeStats(gamma=g)
     target, draft = common.contexts(target_context, draft_context)
+    streams = lanes_for(target, draft, lanes)
     state = common.Decode.start(target, cfg, 2 * g)
     draft.reserve(cfg.max_new_tokens + 2 * g + 2)
     draft_valid = 0
@@ -31,9 +35,14 @@ def decode_parallel(target_context, draft_context, cfg: DecodeConfig) -> DecodeR
     done = state.commit(1, cfg, 1)[2]
     while not done:
         n = state.n
-        # The two "parallel" calls: neither reads what the other produces in this round.
-        qs, draft_valid = common.draft_block(draft, state, n + pending, draft_valid, g, cfg, target.vocab_size)
-        target_logits = target.forward(state.seq[n - 1 : n + pending], n - 1)  # pending + 1 rows
+        # The two "parallel" calls: neither reads what the other produces in this round. The target's
+        # is enqueued first (the longer one), each on its lane; the verification waits for both.
+        streams.fork()
+        with streams.lane("target"):
+            target_logits = target.forward(state.seq[n - 1 : n + pending], n - 1)  # pending + 1 rows
+        with streams.lane("draft"):
+            qs, draft_valid = common.draft_block(draft, state, n + pending, draft_valid, g, cfg, target.vocab_size)
+        streams.join()
         candidate_qs = None if qs is None else (qs[:1] if pending_qs is None else torch.cat([pending_qs, qs[:1]]))
         accepted, after = sampling.verify(target_logits, state.seq[n : n + pending + 1], candidate_qs, cfg.sampling,
                                           state.uniforms, n, bonus=False)

@@ -1,0 +1,120 @@
+"""PEARL with draft and target in two processes: decode_parallel (hippo_fast/decoding/parallel.py, the
+schedule, stated in hippo_ref/decoding/parallel.py) cut at its seam. In every round the draft block
+and the target forward do not read each other's output, so they run at the same time here, one in
+each process; then the draft's BLOCK goes to the target, which verifies and sends its DECISION back
+(hippo_fast/overlap/link.py). The tokens are the one-process schedule's, token for token: the same
+forwards on the same token ids, the same keyed uniforms, the same verify.
+
+    target process                                draft process
+    token 0 from the prefill  --START-->          seq[0]
+    round r: forward seq[n-1 : n+pending]         draft gamma tokens after seq[:n+pending]
+             <--BLOCK--                            send them (and q)
+             verify pending + block[0], commit
+             --DECISION-->                         apply: n, rollback, replaced token
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from hippo.request import DecodeConfig, DecodeResult
+from hippo.stats import DecodeStats, Timeline
+from hippo_fast import sampling
+from hippo_fast.cache import as_fast_context
+from hippo_fast.decoding import common
+
+
+def buffer_size(cfg: DecodeConfig) -> int:
+    """Tokens of either side's buffer: decode_parallel's (max_new_tokens + 2 gamma + 2)."""
+    return cfg.max_new_tokens + 2 * cfg.gamma + 2
+
+
+def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_samples: bool) -> DecodeResult:
+    """The target's half: its forwards, the verification, the decisions. `draft_samples`: the draft
+    draws from q (its BLOCK carries q rows); False for a greedy draft."""
+    start = time.perf_counter()
+    g = cfg.gamma
+    stats, timeline = DecodeStats(gamma=g), Timeline()
+    target = as_fast_context(target_context)
+    state = common.Decode.start(target, cfg, 2 * g)
+    pending, pending_qs = 0, None
+    done = state.commit(1, cfg, 1)[2]
+    link.send_start(state.seq[0], done)
+    round_index = 0
+    while not done:
+        n = state.n
+        with timeline.busy("target", round_index):
+            target_logits = target.forward(state.seq[n - 1 : n + pending], n - 1)  # pending + 1 rows
+            target_logits[-1, 0].item()  # the forward is done (a device works asynchronously)
+        block, qs = receive_block(link, g, target.vocab_size, draft_samples)
+        with timeline.busy("verify", round_index):
+            state.seq[n + pending : n + pending + g] = block.to(state.seq.device)
+            candidate_qs = None if qs is None else (qs[:1] if pending_qs is None else torch.cat([pending_qs, qs[:1]]))
+            accepted, after = sampling.verify(target_logits, state.seq[n : n + pending + 1], candidate_qs,
+                                              cfg.sampling, state.uniforms, n, bonus=False)
+            candidates = pending + 1
+            rejected = accepted < candidates
+            replaced = torch.where(rejected, accepted + n, n)
+            state.put(replaced, torch.where(rejected, after, state.seq[n]))
+            proposed, committed, done, rejected = state.commit(torch.where(rejected, accepted + 1, candidates), cfg,
+                                                               candidates, rejected)
+        stats.record_round(committed, rejected and committed == proposed)
+        valid = n + proposed - 1 if rejected else -1  # the draft's cache rows that still agree (-1: all)
+        send_decision(link, state.n, valid, replaced, state.seq[replaced], rejected, done)
+        if rejected:
+            pending, pending_qs = 0, None
+        else:
+            pending, pending_qs = g - 1, None if qs is None else qs[1:].to(state.seq.device)
+        round_index += 1
+    draft_report = link.recv_object()  # the draft's forward count and its lane of the timeline
+    stats.target_forwards = target.forwards
+    stats.draft_forwards = draft_report["forwards"]
+    timeline.spans += [tuple(span) for span in draft_report["spans"]]
+    stats.decode_s = time.perf_counter() - start
+    return DecodeResult(state.tokens(), stats, timeline)
+
+
+def receive_block(link, gamma: int, vocab: int, sampled: bool):
+    """The draft's block of this round (a seam of its own, so the audit can plant a bug in it)."""
+    return link.recv_block(gamma, vocab, sampled)
+
+
+def send_decision(link, n: int, valid: int, replaced_index, replaced_token, rejected: bool, done: bool) -> None:
+    """The round's decision to the draft (a seam of its own, so the audit can plant a bug in it)."""
+    link.send_decision(n, valid, replaced_index, replaced_token, rejected, done)
+
+
+def draft_parallel(draft_context, link, cfg: DecodeConfig, vocab: int) -> dict:
+    """The draft's half: a block per round after the committed + pending tokens, with the DRAFT uniforms
+    of their indices (common.draft_block, as in decode_parallel); the target's decision then says what
+    was committed. Returns what the target's half reports: forwards and the draft lane's spans."""
+    g = cfg.gamma
+    draft = as_fast_context(draft_context)
+    size = buffer_size(cfg)
+    draft.reserve(size)
+    state = common.Decode(torch.zeros(size, dtype=torch.int64, device=draft.device),
+                          sampling.UniformTable(cfg.seed, size, draft.device),
+                          torch.tensor(cfg.eos_token_ids or (-1,), dtype=torch.int64, device=draft.device))
+    timeline = Timeline()
+    first, done = link.recv_start()
+    state.put(0, first)
+    state.n, valid, pending, round_index = 1, 0, 0, 0
+    while not done:
+        with timeline.busy("draft", round_index):
+            qs, valid = common.draft_block(draft, state, state.n + pending, valid, g, cfg, vocab)
+            block = state.seq[state.n + pending : state.n + pending + g]
+            block[-1].item()  # the block is drawn (a device works asynchronously)
+        link.send_block(block, qs)
+        decision = link.recv_decision()
+        done = bool(decision["done"])
+        if decision["rejected"]:
+            state.put(decision["replaced_index"], torch.tensor(decision["replaced_token"]))
+            valid = min(valid, decision["valid"])
+            pending = 0
+        else:
+            pending = g - 1
+        state.n = decision["n"]
+        round_index += 1
+    return {"forwards": draft.forwards, "spans": timeline.spans}

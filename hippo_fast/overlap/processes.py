@@ -1,0 +1,358 @@
+"""Two processes through torch.distributed: this one holds the target (rank 0, it decides acceptance),
+a worker holds the draft (rank 1, hippo_fast/overlap/worker.py). gloo between CPU processes, NCCL
+when both sides are GPUs.
+
+Started two ways:
+  * `hippo generate --overlap processes` alone: DraftWorker.spawn() starts the worker with
+    torch.multiprocessing (spawn), on its own core (the last of this process's cores; this process
+    keeps the others while the worker lives) or its own device, and joins it at a free local port.
+  * under torchrun (one machine or several, WORLD_SIZE=2): rank 1 serves (`hippo generate` on rank 1
+    never returns to the CLI until rank 0 is done), rank 0 attaches to the group torchrun set up.
+
+Failures: the worker checks its device before joining and reports through a pipe; a taken port, a
+missing device or a worker that dies before joining is a WorkerError naming the cause. A worker
+killed mid-request closes its sockets, so the target's next receive fails at once (gloo), and the
+request ends with a WorkerError (with the worker's last words when it had any); the process-group
+timeout bounds a worker that hangs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import itertools
+import os
+import socket
+import time
+
+import torch
+
+from hippo.errors import HippoError
+
+START_TIMEOUT_S = 120.0
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class WorkerError(HippoError):
+    """The draft's process could not start, or died or failed during a request."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def split_cores(allowed: set[int]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """(this process's cores, the worker's): the worker takes the last allowed core when there are two
+    or more; on one core both share it (None: no pinning)."""
+    cores = sorted(allowed)
+    if len(cores) < 2:
+        return tuple(cores), None
+    return tuple(cores[:-1]), (cores[-1],)
+
+
+class DraftWorker:
+    """This process's side of the pair: the link, the worker's process (when spawned), its jobs."""
+
+    def __init__(self, link, process=None, pipe=None, restore_cores=None):
+        self.link = link
+        self.process = process
+        self.pipe = pipe
+        self.restore_cores = restore_cores
+        self._ids = itertools.count()
+        self.closed = False
+
+    # ---- start ----------------------------------------------------------------------------------------
+    @classmethod
+    def spawn(cls, device: str = "cpu", threads: int = 1, port: int | None = None,
+              timeout_s: float = DEFAULT_TIMEOUT_S, pin_cores: bool = True) -> DraftWorker:
+        import subprocess
+        import sys
+
+        import torch.distributed as dist
+
+        from hippo_fast.overlap.link import Link
+
+        if dist.is_initialized():
+            raise WorkerError("a torch.distributed process group is already running in this process: under "
+                              "torchrun, hippo attaches to it (run with WORLD_SIZE=2); do not spawn another")
+        explicit_port = port is not None
+        port = port or free_port()
+        own, theirs = split_cores(os.sched_getaffinity(0)) if pin_cores else (None, None)
+        init_method = f"tcp://127.0.0.1:{port}"
+        read_end, write_end = os.pipe()
+        command = [sys.executable, "-m", "hippo_fast.overlap.worker", "--init-method", init_method,
+                   "--status-fd", str(write_end), "--threads", str(threads),
+                   "--cores", ",".join(map(str, theirs or ())), "--device", device, "--timeout", str(timeout_s)]
+        process = subprocess.Popen(command, pass_fds=(write_end,))
+        os.close(write_end)
+        status = StatusReader(read_end)
+        _wait_alive(process, status)
+        restore = None
+        if theirs:
+            restore = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, set(own))
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        try:
+            dist.init_process_group(backend, init_method=init_method, rank=0, world_size=2,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
+        except Exception as err:
+            process.kill()
+            if restore:
+                os.sched_setaffinity(0, restore)
+            if "EADDRINUSE" in str(err) or "address already in use" in str(err):
+                hint = "pass another port, or free it" if explicit_port else "retry"
+                raise WorkerError(f"cannot start the draft worker: port {port} is taken ({hint})") from None
+            raise WorkerError(f"cannot start the draft worker: joining the process group at {init_method} failed "
+                              f"({type(err).__name__}: {str(err)[:300]})") from None
+        comm = torch.device(device) if backend == "nccl" else torch.device("cpu")
+        return cls(Link(1, comm, torch.device("cpu")), process, status, restore)
+
+    @classmethod
+    def attach(cls, timeout_s: float = DEFAULT_TIMEOUT_S) -> DraftWorker:
+        """Rank 0 under torchrun: join the group torchrun describes (env://)."""
+        import torch.distributed as dist
+
+        from hippo_fast.overlap.link import Link
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        return cls(Link(1, torch.device("cpu")))
+
+    # ---- jobs -----------------------------------------------------------------------------------------
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def send(self, message) -> None:
+        self._guard(lambda: self.link.send_object(message))
+
+    def reply(self, job_id, kind: str):
+        """The worker's answer to job `job_id`: its payload, or WorkerError with the worker's message."""
+        answer = self._guard(self.link.recv_object)
+        if answer[0] == "error":
+            raise WorkerError(f"the draft worker could not do job {job_id}: {answer[2]}")
+        if answer[0] != kind or answer[1] != job_id:
+            raise WorkerError(f"the draft worker answered {answer[:2]} to job {job_id} ({kind} expected)")
+        return answer[2]
+
+    def guard(self, fn):
+        """Run `fn` (a step of the decode that talks to the worker), turning a lost worker into WorkerError."""
+        return self._guard(fn)
+
+    def _guard(self, fn):
+        if self.closed:
+            raise WorkerError("the draft worker is gone (an earlier request lost it); start a new one")
+        try:
+            return fn()
+        except (RuntimeError, ConnectionError) as err:
+            if not _lost_peer(err):
+                raise
+            self.closed = True
+            raise WorkerError(self._obituary(err)) from None
+
+    def _obituary(self, err) -> str:
+        """What happened to the worker, in one message."""
+        last = None
+        if self.pipe is not None:
+            for word in self.pipe.words(timeout_s=2.0):
+                last = word
+        if self.process is not None:
+            try:
+                self.process.wait(2.0)
+            except Exception:  # noqa: BLE001 - still running: it stopped answering
+                pass
+            code = self.process.returncode
+            if code is not None and code < 0:
+                import signal
+
+                status = f"was killed by {signal.Signals(-code).name}"
+            elif code is not None:
+                status = f"exited with status {code}"
+            else:
+                status = "stopped answering"
+            who = f"the draft worker (pid {self.process.pid}) {status}"
+        else:
+            who = "the draft worker (rank 1) stopped answering"
+        said = f"; it said: {last[1].strip()[-1500:]}" if last and last[0] == "error" else ""
+        return (f"{who} during the request, which is abandoned (nothing was written){said} "
+                f"[{type(err).__name__}: {str(err).splitlines()[0][:200]}]")
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        if not self.closed:
+            try:
+                self.link.send_object(("stop",))
+            except Exception:  # noqa: BLE001 - a worker already gone is what close wants
+                pass
+        self.closed = True
+        if self.process is not None:
+            try:
+                self.process.wait(5.0)
+            except Exception:  # noqa: BLE001 - it did not stop: end it
+                self.process.kill()
+                self.process.wait()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        if self.restore_cores:
+            os.sched_setaffinity(0, self.restore_cores)
+            self.restore_cores = None
+
+
+def _lost_peer(err: BaseException) -> bool:
+    """Is `err` torch.distributed telling that the other process is gone or silent (not a bug here)?"""
+    import torch.distributed as dist
+
+    text = str(err)
+    return (isinstance(err, (ConnectionError, dist.DistError))
+            or any(marker in text for marker in ("Connection closed", "Connection reset", "gloo", "timed out",
+                                                 "Timed out", "NCCL", "Broken pipe")))
+
+
+class StatusReader:
+    """This side of the worker's status pipe (worker.StatusPipe): JSON lines."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = b""
+        self.eof = False
+
+    def words(self, timeout_s: float):
+        """Every complete word that arrives within `timeout_s` (stops early at EOF)."""
+        import json
+        import select
+
+        deadline = time.monotonic() + timeout_s
+        while not self.eof:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                yield json.loads(line)
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                self.eof = True
+            self.buffer += chunk
+
+
+def _wait_alive(process, status: StatusReader, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Wait for the spawned worker's first word: alive, or the reason it cannot start."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for word in status.words(timeout_s=0.2):
+            if word[0] == "alive":
+                return
+            process.wait(5.0)
+            raise WorkerError(f"cannot start the draft worker: {word[1].strip()}")
+        if process.poll() is not None:
+            raise WorkerError(f"cannot start the draft worker: it exited with status {process.returncode} before "
+                              "saying why (see its output above)")
+    process.kill()
+    raise WorkerError(f"cannot start the draft worker: no word from it in {timeout_s:.0f} s")
+
+
+# ---- the session of this process: one worker, started on first use ---------------------------------------
+_SESSION: dict = {}
+
+
+def session(device: str = "cpu", **options) -> DraftWorker:
+    """This process's draft worker for `device` (spawned once, or attached under torchrun), kept for the
+    requests that follow; a worker lost by a failed request is replaced by the next call."""
+    current = _SESSION.get("worker")
+    if current is not None and not current.closed and _SESSION.get("device") == device:
+        return current
+    if current is not None:
+        current.close()
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) == 2 and "RANK" in os.environ
+    worker = DraftWorker.attach() if under_torchrun else DraftWorker.spawn(device, **options)
+    _SESSION.update(worker=worker, device=device)
+    return worker
+
+
+def close_session() -> None:
+    worker = _SESSION.pop("worker", None)
+    if worker is not None:
+        worker.close()
+
+
+atexit.register(close_session)
+
+
+# ---- the draft as this process sees it: a folder for the worker to load, then a context it holds ---------
+class RemoteDraft:
+    """A draft checkpoint the worker loads (this process never does): folder, dtype, device."""
+
+    def __init__(self, path: str, dtype: str = "float32", device: str = "cpu"):
+        self.path, self.dtype, self.device = str(path), dtype, device
+
+    @classmethod
+    def of(cls, draft) -> RemoteDraft:
+        """`draft` itself, or the RemoteDraft of a loaded adapter (its folder, dtype and device)."""
+        if isinstance(draft, RemoteDraft):
+            return draft
+        dtype = str(next(draft.model.parameters()).dtype).removeprefix("torch.")
+        return cls(draft.name, dtype, str(draft.device))
+
+
+class RemoteDraftContext:
+    """A draft context held by the worker (job `job_id`): what the decode and `--gamma auto` need."""
+
+    def __init__(self, worker: DraftWorker, job_id: int, facts: dict):
+        self.worker, self.job_id, self.facts = worker, job_id, facts
+
+    def step_time(self, token: int) -> float:
+        self.worker.send(("step_time", self.job_id, token))
+        return self.worker.reply(self.job_id, "step_time")
+
+    def release(self) -> None:
+        if not self.worker.closed:
+            self.worker.send(("release", self.job_id))
+
+
+def start_video_job(worker: DraftWorker, draft: RemoteDraft, request, clip, capacity: int, compile: bool) -> int:
+    """Send the draft's job; the worker loads and encodes the video while this process prefills."""
+    from hippo_fast.overlap.worker import DraftJob
+
+    job_id = worker.new_id()
+    job = DraftJob(draft.path, draft.dtype, draft.device, os.path.abspath(request.video), tuple(clip.frame_indices),
+                   request.prompt, request.prune.positions, capacity, compile)
+    worker.send(("video", job_id, job))
+    return job_id
+
+
+def finish_video_job(worker: DraftWorker, job_id: int, kept, target, target_inputs) -> RemoteDraftContext:
+    """Send the kept indices, wait for the pruned prefill, check vocabulary and grid as the one-process
+    pipeline does (hippo.pairing), with the worker's facts."""
+    from hippo.errors import CheckpointError
+
+    worker.send(("kept", job_id, kept))
+    facts = worker.reply(job_id, "ready")
+    if facts["vocab"] != target.tokenizer.get_vocab():
+        raise CheckpointError(f"draft {facts['name']} and target {target.name} do not share a vocabulary: pick a "
+                              "draft from the same model family and tokenizer")
+    if facts["grid"] != target_inputs.grid:
+        raise CheckpointError(f"draft {facts['name']} turns the video into a {facts['grid']} token grid but target "
+                              f"{target.name} into {target_inputs.grid}; pruning indices cannot transfer")
+    del facts["vocab"]
+    return RemoteDraftContext(worker, job_id, facts)
+
+
+def table_job(worker: DraftWorker, draft_context) -> RemoteDraftContext:
+    """A DecodeContext sent whole to the worker (the audit's table models)."""
+    job_id = worker.new_id()
+    worker.send(("table", job_id, draft_context))
+    return RemoteDraftContext(worker, job_id, worker.reply(job_id, "ready"))
+
+
+def decode_remote(target_context, remote: RemoteDraftContext, cfg):
+    """Two-process PEARL: the worker runs the draft half of job `remote`, this process the target half."""
+    from hippo_fast.cache import as_fast_context
+    from hippo_fast.decoding.parallel_split import decode_parallel_target
+
+    worker = remote.worker
+    vocab = as_fast_context(target_context).vocab_size
+    worker.send(("decode", remote.job_id, cfg, vocab))
+    return worker.guard(lambda: decode_parallel_target(target_context, worker.link, cfg,
+                                                       draft_samples=not cfg.draft_params.greedy))

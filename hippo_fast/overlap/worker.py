@@ -1,0 +1,219 @@
+"""The draft's process: it serves jobs from the target's process (rank 0) until told to stop.
+
+Jobs (pickled objects over the Link):
+  ("video", id, DraftJob)   load the draft (cached per folder, dtype, device), the frames, its inputs, and
+                            run its vision encoder at once (it does not need the kept indices: this is the
+                            prefill overlap); then wait for ("kept", id, indices) and prefill the pruned
+                            context into a static cache. Replies ("ready", id, facts).
+  ("table", id, context)    a DecodeContext sent whole (the audit's table models). Replies ("ready", id, {}).
+  ("decode", id, cfg, V)    the draft half of two-process PEARL (parallel_split.draft_parallel).
+  ("step_time", id, token)  the median one-token forward of that context, seconds (`--gamma auto`).
+  ("release", id), ("stop",)
+A job that fails replies ("error", id, message) and the worker keeps serving. A failure inside a decode
+(the target is then waiting for a BLOCK, not an object) is written to the parent's pipe and ends the
+worker; the target's receive fails at once and reads the message (processes.DraftWorker).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+KEEP_CONTEXTS = 64  # prepared draft contexts kept for reuse (the audit decodes each case many times)
+
+
+@dataclass(frozen=True)
+class DraftJob:
+    """Everything the draft's process needs to build its context for one request."""
+
+    path: str
+    dtype: str
+    device: str
+    video: str
+    frame_indices: tuple[int, ...]
+    prompt: str
+    positions: str
+    capacity: int
+    compile: bool = False
+
+
+class Server:
+    """The worker's state: loaded drafts, prepared contexts."""
+
+    def __init__(self, link):
+        self.link = link
+        self.adapters = {}
+        self.contexts: OrderedDict = OrderedDict()
+
+    def adapter(self, job: DraftJob):
+        from hippo.checkpoint import load_adapter
+
+        key = (job.path, job.dtype, job.device)
+        if key not in self.adapters:
+            self.adapters[key] = load_adapter(job.path, job.dtype, job.device)
+        return self.adapters[key]
+
+    def keep(self, job_id, context) -> None:
+        self.contexts[job_id] = context
+        self.contexts.move_to_end(job_id)
+        while len(self.contexts) > KEEP_CONTEXTS:
+            self.contexts.popitem(last=False)
+
+    def prepare_video(self, job_id, job: DraftJob) -> None:
+        from hippo.video import load_video
+        from hippo_fast.cache import static_prefill
+        from hippo_fast.pipeline import compiled_forward
+
+        started = time.perf_counter()
+        draft = self.adapter(job)
+        clip = load_video(job.video, None, indices=job.frame_indices)
+        inputs = draft.prepare(clip, job.prompt)
+        embeds = draft.encode_video(inputs)  # while the target prefills and scores
+        encoded = time.perf_counter()
+        message = self.link.recv_object()
+        if message[0] != "kept" or message[1] != job_id:
+            raise RuntimeError(f"draft worker: expected the kept indices of job {job_id}, got {message[:2]}")
+        context = static_prefill(draft, inputs, job.capacity, kept_grid_indices=message[2], positions=job.positions,
+                                 video_embeds=embeds, forward_fn=compiled_forward(draft.model) if job.compile else None)
+        if job.compile:  # capture the one-token step now, not in the first round
+            from hippo_fast.pipeline import _WARMED
+
+            context.warm((1,), _WARMED.setdefault(draft.model, set()))
+        self.keep(job_id, context)
+        self.link.send_object(("ready", job_id, {
+            "grid": inputs.grid, "vocab": draft.tokenizer.get_vocab(), "name": draft.name,
+            "encode_s": encoded - started, "prefill_s": time.perf_counter() - encoded, "pid": os.getpid()}))
+
+    def step_time(self, job_id, token: int, repeats: int = 3) -> float:
+        context = self.contexts[job_id]
+        ids = torch.tensor([token], device=context.device)
+        times = []
+        for _ in range(repeats + 1):  # the first call may compile: not timed
+            t0 = time.perf_counter()
+            context.forward(ids, 0)[-1, 0].item()
+            times.append(time.perf_counter() - t0)
+        context.forwards -= repeats + 1
+        return sorted(times[1:])[repeats // 2]
+
+    def serve(self) -> None:
+        from hippo_fast.decoding.parallel_split import draft_parallel
+
+        while True:
+            message = self.link.recv_object()
+            kind = message[0]
+            if kind == "stop":
+                return
+            job_id = message[1]
+            if kind == "decode":
+                _, _, cfg, vocab = message
+                self.link.send_object(draft_parallel(self.contexts[job_id], self.link, cfg, vocab))
+                continue
+            try:
+                if kind == "video":
+                    self.prepare_video(job_id, message[2])
+                elif kind == "table":
+                    self.keep(job_id, message[2])
+                    self.link.send_object(("ready", job_id, {"pid": os.getpid()}))
+                elif kind == "step_time":
+                    self.link.send_object(("step_time", job_id, self.step_time(job_id, message[2])))
+                elif kind == "release":
+                    self.contexts.pop(job_id, None)
+                else:
+                    raise RuntimeError(f"draft worker: unknown job {kind!r}")
+            except Exception as err:  # a job that fails is answered; the worker keeps serving
+                from hippo.errors import HippoError
+
+                detail = str(err) if isinstance(err, HippoError) else f"{type(err).__name__}: {err}"
+                self.link.send_object(("error", job_id, detail))
+
+
+def pin(threads: int, cores: tuple[int, ...] | None) -> None:
+    """One process's share of the machine: its cores (if given) and its torch threads."""
+    if cores:
+        os.sched_setaffinity(0, set(cores))
+    torch.set_num_threads(threads)
+
+
+class StatusPipe:
+    """The worker's words to the process that spawned it, one JSON line each: ["alive", pid] or
+    ["error", text]. A file descriptor of its own, so that nothing a library prints can garble it."""
+
+    def __init__(self, fd: int):
+        self.file = os.fdopen(fd, "w", buffering=1)
+
+    def send(self, word) -> None:
+        import json
+
+        self.file.write(json.dumps(word) + "\n")
+        self.file.flush()
+
+
+def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, device: str, timeout_s: float) -> None:
+    """Entry of a worker started by processes.DraftWorker.spawn: check the device, join the process group
+    (rank 1 of 2), serve. Start-up failures and crashes go to `status` as text before the exit."""
+    import datetime
+
+    import torch.distributed as dist
+
+    from hippo_fast.overlap.link import Link
+
+    try:
+        pin(threads, cores)
+        from hippo.checkpoint import check_device
+
+        dev = check_device(device)
+        status.send(["alive", os.getpid()])
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method=init_method, rank=1, world_size=2,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+        Server(Link(0, dev if backend == "nccl" else torch.device("cpu"), dev)).serve()
+        dist.destroy_process_group()
+    except Exception as err:
+        from hippo.errors import HippoError
+
+        detail = str(err) if isinstance(err, HippoError) else "".join(traceback.format_exception(err))[-3000:]
+        try:
+            status.send(["error", detail])
+        except (BrokenPipeError, OSError):
+            pass
+        raise SystemExit(1) from None
+
+
+def main(argv=None) -> None:
+    """`python -m hippo_fast.overlap.worker ...`: how DraftWorker.spawn starts a worker (a fresh
+    interpreter: nothing of the parent's __main__ is re-imported)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="hippo's draft worker (started by hippo, not by hand)")
+    parser.add_argument("--init-method", required=True)
+    parser.add_argument("--status-fd", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cores", default="", help="comma-separated core numbers, empty: no pinning")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    cores = tuple(int(c) for c in args.cores.split(",") if c) or None
+    spawned_main(args.init_method, StatusPipe(args.status_fd), args.threads, cores, args.device, args.timeout)
+
+
+def serve_under_torchrun(timeout_s: float = 300.0) -> None:
+    """Rank 1 under torchrun (WORLD_SIZE=2): join the group torchrun describes and serve rank 0."""
+    import datetime
+
+    import torch.distributed as dist
+
+    from hippo_fast.overlap.link import Link
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    Server(Link(0, torch.device("cpu"))).serve()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
