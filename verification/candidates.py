@@ -7,7 +7,8 @@ why (`supports(case)` returns a reason), and the report records "not applicable"
 
 Built in: the reference (`ref-sd`, `ref-pearl`), the fast implementation (`fast-sd`, `fast-pearl`:
 hippo_fast's loops on its own static-cache contexts, prefilled by hippo_fast's pipeline; on table
-models through HostContext), and HF assisted generation (`hf-assisted`,
+models through HostContext), its overlapped PEARL (`fast-pearl-streams`: two CUDA streams, serial on
+a CPU; `fast-pearl-processes`: the draft in its own process), and HF assisted generation (`hf-assisted`,
 `generate(..., assistant_model=draft)`, the first external client). Yours: `--candidate
 module:function` where `function(target_context, draft_context, config)` follows the DecodeContext
 protocol of hippo/adapters/base.py and returns token ids (or an object with `.tokens`).
@@ -50,16 +51,16 @@ class VideoCase:
         p = self.prune
         return f"{self.pair_name}|{self.video.rsplit('/', 1)[-1]}|{p.method}@{p.ratio}/{p.positions}"
 
-    def contexts(self, decoding: str, implementation: str = "ref"):
-        """Fresh-enough prefilled target and draft contexts of `implementation` (prefilled once, then
-        reused: every decode starts by rolling both caches back to the prompt)."""
+    def contexts(self, decoding: str, implementation: str = "ref", **options):
+        """Fresh-enough prefilled target and draft contexts of `implementation` with `options` (prefilled
+        once, then reused: every decode starts by rolling both caches back to the prompt)."""
         from hippo.generation import implementation as implementation_named
         from hippo.request import GenerationRequest
 
-        key = (decoding, implementation)
+        key = (decoding, implementation, tuple(sorted(options.items())))
         if key not in self._prepared:
             request = GenerationRequest(self.video, self.prompt, self.clip.num_frames, decoding, self.prune)
-            impl = implementation_named(implementation)
+            impl = implementation_named(implementation, **options)
             self._prepared[key] = impl.prepare_contexts(self.target, self.draft, request, self.clip)
         prepared = self._prepared[key]
         return prepared.target_context, prepared.draft_context
@@ -141,6 +142,37 @@ class HFAssisted(Candidate):
         return out[0, inputs.num_tokens :].tolist()
 
 
+class TwoProcessPEARL(Candidate):
+    """hippo_fast's PEARL with the draft in its own process (hippo_fast/overlap/processes.py): this
+    process runs the target's half, a spawned worker the draft's. Video cases: the worker loads the
+    case's draft folder and prefills its pruned context; table cases: the draft table model is sent to
+    the worker whole. One worker serves every case of a run."""
+
+    def __init__(self):
+        super().__init__("fast-pearl-processes", "pearl", implementation="fast", keyed_uniforms=True)
+        self._tables: dict = {}  # id(table pair) -> (pair, its draft context in the worker)
+
+    def supports(self, case) -> str | None:
+        if isinstance(case, VideoCase) and not getattr(case.draft, "name", ""):
+            return "the worker loads the draft from its folder, and this draft has none"
+        return None
+
+    def run_with_stats(self, case, config: DecodeConfig) -> RunResult:
+        from hippo_fast.overlap import processes
+
+        if isinstance(case, TableCase):
+            target_context, draft_context = case.pair.contexts()
+            key = id(case.pair)
+            if key not in self._tables or self._tables[key][1].worker.closed:
+                if len(self._tables) > 256:
+                    self._tables.clear()
+                self._tables[key] = (case.pair, processes.table_job(processes.session("cpu"), draft_context))
+            remote = self._tables[key][1]
+        else:
+            target_context, remote = case.contexts("pearl", "fast", overlap="processes")
+        return as_run_result(processes.decode_remote(target_context, remote, config))
+
+
 def builtin_candidates() -> dict[str, Candidate]:
     from hippo_fast.decoding import parallel as fast_parallel
     from hippo_fast.decoding import speculative as fast_speculative
@@ -154,13 +186,17 @@ def builtin_candidates() -> dict[str, Candidate]:
                              implementation="fast", keyed_uniforms=True),
         "fast-pearl": Candidate("fast-pearl", "pearl", _late_bound(fast_parallel, "decode_parallel"),
                                 implementation="fast", keyed_uniforms=True),
+        "fast-pearl-streams": Candidate("fast-pearl-streams", "pearl",
+                                        _late_bound(fast_parallel, "decode_parallel", lanes=True),
+                                        implementation="fast", keyed_uniforms=True),
+        "fast-pearl-processes": TwoProcessPEARL(),
         "hf-assisted": HFAssisted(),
     }
 
 
-def _late_bound(module, name: str) -> Callable:
+def _late_bound(module, name: str, **keywords) -> Callable:
     """module.name looked up at call time, so a mutant that patches it reaches the candidate."""
-    return lambda *args: getattr(module, name)(*args)
+    return lambda *args: getattr(module, name)(*args, **keywords)
 
 
 REFERENCE_OF = {"sd": "ref-sd", "pearl": "ref-pearl"}  # the reference schedule a candidate claims

@@ -1,7 +1,8 @@
 """Negative controls: planted bugs, each a small documented mutation of hippo_ref.
 
 A mutant is a context manager that patches one function of an implementation while it is active
-(`implementation`: "ref" for hippo_ref, "fast" for hippo_fast, whose candidates the suite then runs).
+(`implementation`: "ref" for hippo_ref, "fast" for hippo_fast, "processes" for two-process PEARL's
+target half, whose candidates the suite then runs).
 The suite runs its checks on every mutant and must catch each one (the mutation score); the report
 names the checks that caught it. Every mutant here changes the output (or its law): a mutation
 that cannot change anything would be a broken control, and the suite would report it uncaught.
@@ -18,6 +19,7 @@ import torch
 from hippo.adapters.base import VideoLLMAdapter
 from hippo_fast import cache as fast_cache
 from hippo_fast import sampling as fast_sampling
+from hippo_fast.decoding import parallel_split
 from hippo_ref import sampling
 from hippo_ref.decoding import common, parallel, speculative
 
@@ -238,6 +240,14 @@ def catalogue() -> list[Mutant]:
                ((fast_sampling, "keyed_uniforms", _keyed_uniforms_draft_shifted),), "fast"),
         Mutant("fast_arithmetic_shift", "device splitmix64 with an arithmetic (sign-extending) right shift",
                ((fast_sampling, "logical_shift", _arithmetic_shift),), "fast"),
+        # two-process PEARL's own failure modes (the target's process; the worker is another process)
+        Mutant("overlap_stale_target_rows", "two processes: the verification reads the target rows of the "
+               "previous round when the shapes agree, as a read that does not wait for its forward",
+               ((parallel_split, "target_rows", _target_rows_of_the_previous_round),), "processes"),
+        Mutant("overlap_decision_wrong_token", "two processes: after a rejection the decision tells the draft "
+               "another token than the residual draw committed ((t + 1) mod 2), so the draft continues from a "
+               "sequence the target never committed",
+               ((parallel_split, "send_decision", _decision_with_the_wrong_token),), "processes"),
     ]
 
 
@@ -287,3 +297,23 @@ def _keyed_uniforms_draft_shifted(seed, purpose, indices):
 
 def _arithmetic_shift(x, bits):
     return x >> bits
+
+
+_original_target_rows = parallel_split.target_rows
+_previous_rows: dict = {}
+
+
+def _target_rows_of_the_previous_round(target, ids, offset):
+    fresh = _original_target_rows(target, ids, offset)
+    stale = _previous_rows.get("rows")
+    _previous_rows["rows"] = fresh
+    return stale if stale is not None and stale.shape == fresh.shape and offset > 1 else fresh
+
+
+_original_send_decision = parallel_split.send_decision
+
+
+def _decision_with_the_wrong_token(link, n, valid, replaced_index, replaced_token, rejected, done):
+    if rejected:
+        replaced_token = (torch.as_tensor(replaced_token) + 1) % 2  # always another id, always a valid one
+    return _original_send_decision(link, n, valid, replaced_index, replaced_token, rejected, done)

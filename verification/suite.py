@@ -230,6 +230,11 @@ def run_checks(run: SuiteRun, candidates: list[Candidate], pairs, seed: int, log
     return results
 
 
+# The candidates a mutant of each implementation is run on (the code it patches runs in them).
+MUTATED_CANDIDATES = {"ref": ("ref-sd", "ref-pearl"), "fast": ("fast-sd", "fast-pearl"),
+                      "processes": ("fast-pearl-processes",)}
+
+
 def run_mutants(run: SuiteRun, pairs, log) -> list[dict]:
     """Every mutant against the implementation it patches: which checks catch it."""
     p = run.profile
@@ -240,7 +245,7 @@ def run_mutants(run: SuiteRun, pairs, log) -> list[dict]:
     for mutant in catalogue():
         t0 = time.perf_counter()
         caught = []
-        ref = [builtins[f"{mutant.implementation}-sd"], builtins[f"{mutant.implementation}-pearl"]]
+        ref = [builtins[name] for name in MUTATED_CANDIDATES[mutant.implementation]]
         stages = [
             ("greedy_table", lambda ref=ref: checks.check_greedy_table(ref, checks.TABLE_MC, 2)),
             ("self_draft_table", lambda ref=ref: checks.check_self_draft_table(ref, checks.TABLE_MC, 1)),

@@ -46,8 +46,7 @@ def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_sample
     while not done:
         n = state.n
         with timeline.busy("target", round_index):
-            target_logits = target.forward(state.seq[n - 1 : n + pending], n - 1)  # pending + 1 rows
-            target_logits[-1, 0].item()  # the forward is done (a device works asynchronously)
+            target_logits = target_rows(target, state.seq[n - 1 : n + pending], n - 1)  # pending + 1 rows
         block, qs = receive_block(link, g, target.vocab_size, draft_samples)
         with timeline.busy("verify", round_index):
             state.seq[n + pending : n + pending + g] = block.to(state.seq.device)
@@ -74,6 +73,14 @@ def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_sample
     timeline.spans += [tuple(span) for span in draft_report["spans"]]
     stats.decode_s = time.perf_counter() - start
     return DecodeResult(state.tokens(), stats, timeline)
+
+
+def target_rows(target, ids, offset: int):
+    """The target's forward of the round, waited for (a device works asynchronously; the verification
+    must read finished rows: a seam of its own, so the audit can plant a read that does not wait)."""
+    logits = target.forward(ids, offset)
+    logits[-1, 0].item()
+    return logits
 
 
 def receive_block(link, gamma: int, vocab: int, sampled: bool):

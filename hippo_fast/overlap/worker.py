@@ -70,14 +70,20 @@ class Server:
         from hippo_fast.pipeline import compiled_forward
 
         started = time.perf_counter()
-        draft = self.adapter(job)
-        clip = load_video(job.video, None, indices=job.frame_indices)
-        inputs = draft.prepare(clip, job.prompt)
-        embeds = draft.encode_video(inputs)  # while the target prefills and scores
+        failure = None
+        try:
+            draft = self.adapter(job)
+            clip = load_video(job.video, None, indices=job.frame_indices)
+            inputs = draft.prepare(clip, job.prompt)
+            embeds = draft.encode_video(inputs)  # while the target prefills and scores
+        except Exception as err:  # noqa: BLE001 - answered after the kept indices (never send while it sends)
+            failure = err
         encoded = time.perf_counter()
         message = self.link.recv_object()
         if message[0] != "kept" or message[1] != job_id:
             raise RuntimeError(f"draft worker: expected the kept indices of job {job_id}, got {message[:2]}")
+        if failure is not None:
+            raise failure
         context = static_prefill(draft, inputs, job.capacity, kept_grid_indices=message[2], positions=job.positions,
                                  video_embeds=embeds, forward_fn=compiled_forward(draft.model) if job.compile else None)
         if job.compile:  # capture the one-token step now, not in the first round

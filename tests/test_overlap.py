@@ -1,0 +1,162 @@
+"""Draft and target at the same time (hippo_fast/overlap): two processes over torch.distributed (gloo
+here), two CUDA streams (serial on a CPU). Same tokens as the one-process schedule, failures that end
+a request within seconds with the reason, start failures that say what is wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from hippo.cli import main
+from hippo.generation import generate, implementation
+from hippo.request import DecodeConfig, GenerationRequest, PruneSpec, SamplingParams
+from hippo_fast.decoding import parallel_split
+from hippo_fast.overlap import processes
+from hippo_fast.overlap.processes import DraftWorker, RemoteDraft, WorkerError
+
+SAMPLINGS = [SamplingParams(), SamplingParams(1.0, top_k=5)]
+
+
+NO_PRUNING = PruneSpec()
+
+
+def request(video, sampling, prune=NO_PRUNING, tokens=24, gamma=3, seed=7):
+    config = DecodeConfig(max_new_tokens=tokens, gamma=gamma, sampling=sampling, seed=seed)
+    return GenerationRequest(video, "what moves", 4, "pearl", prune, config=config)
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS, ids=["greedy", "sampled"])
+@pytest.mark.parametrize("prune", [PruneSpec(), PruneSpec("hippo", 0.5)], ids=["none", "hippo0.5"])
+def test_two_processes_commit_the_one_process_tokens(pair, synthetic_video, sampling, prune):
+    """Token for token, round for round, forward for forward: the two-process run IS the schedule."""
+    req = request(synthetic_video, sampling, prune)
+    one = generate(implementation("fast"), pair.target, pair.draft, req)
+    two = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert two.tokens == one.tokens
+    assert two.stats.decode.accepted_per_round == one.stats.decode.accepted_per_round
+    assert two.stats.decode.draft_forwards == one.stats.decode.draft_forwards
+    assert two.stats.decode.target_forwards == one.stats.decode.target_forwards
+    lanes = {span[0] for span in two.timeline.spans}
+    assert lanes == {"target", "draft", "verify"}
+    rounds = len(one.stats.decode.accepted_per_round)
+    assert sum(span[0] == "draft" for span in two.timeline.spans) == rounds
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS, ids=["greedy", "sampled"])
+def test_streams_commit_the_serial_tokens(pair, synthetic_video, sampling):
+    req = request(synthetic_video, sampling, PruneSpec("uniform", 0.5))
+    off = generate(implementation("fast"), pair.target, pair.draft, req)
+    streams = generate(implementation("fast", overlap="streams"), pair.target, pair.draft, req)
+    assert streams.tokens == off.tokens
+    assert streams.stats.decode.accepted_per_round == off.stats.decode.accepted_per_round
+
+
+def test_two_processes_on_table_models_equal_the_serial_loop():
+    """The audit's table models travel to the worker whole; every seed gives the serial loop's tokens."""
+    from verification import checks
+    from verification.candidates import TableCase, builtin_candidates
+    from verification.tables import TablePair
+
+    candidates = builtin_candidates()
+    serial, two = candidates["fast-pearl"], candidates["fast-pearl-processes"]
+    setting = checks.TABLE_MC[1]  # warped target and draft sampling
+    case = TableCase(TablePair.make(setting.name, setting.vocab, setting.model_seed, setting.agreement))
+    for seed in range(20):
+        cfg = DecodeConfig(max_new_tokens=6, gamma=setting.gamma, sampling=setting.target,
+                           draft_sampling=setting.draft, seed=seed)
+        a, b = serial.run_with_stats(case, cfg), two.run_with_stats(case, cfg)
+        assert b.tokens == a.tokens and b.stats.accepted_per_round == a.stats.accepted_per_round, seed
+
+
+def test_a_killed_worker_ends_the_request_within_seconds(pair, synthetic_video, monkeypatch):
+    """SIGKILL of the worker in the middle of a request: a WorkerError naming the signal, no hang; the
+    next request starts a new worker and succeeds."""
+    req = request(synthetic_video, SamplingParams(), tokens=40, gamma=2)
+    worker = processes.session("cpu")
+    original, rounds = parallel_split.receive_block, []
+
+    def kill_at_the_third_round(link, *args):
+        rounds.append(1)
+        if len(rounds) == 3:
+            os.kill(worker.process.pid, signal.SIGKILL)
+        return original(link, *args)
+
+    monkeypatch.setattr(parallel_split, "receive_block", kill_at_the_third_round)
+    started = time.monotonic()
+    with pytest.raises(WorkerError, match="killed by SIGKILL") as caught:
+        generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert time.monotonic() - started < 30
+    assert "abandoned" in str(caught.value) and len(rounds) == 3
+    monkeypatch.undo()
+    again = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert again.tokens == generate(implementation("fast"), pair.target, pair.draft, req).tokens
+
+
+def test_a_job_that_fails_is_answered_and_the_worker_keeps_serving(pair, synthetic_video, tmp_path):
+    req = request(synthetic_video, SamplingParams())
+    with pytest.raises(WorkerError, match="could not do job"):
+        generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(tmp_path / "nowhere"), req)
+    good = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert good.tokens == generate(implementation("fast"), pair.target, pair.draft, req).tokens
+
+
+def test_a_worker_that_cannot_start_says_why():
+    processes.close_session()  # one process group per process: start failures are tried without a live one
+    with pytest.raises(WorkerError, match="cannot start the draft worker: --device cuda:99"):
+        DraftWorker.spawn(device="cuda:99")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(WorkerError, match=f"port {port} is taken"):
+            DraftWorker.spawn(port=port)
+
+
+def test_cli_overlap_processes_equals_serial_and_writes_the_timeline(capsys, pair, synthetic_video):
+    def run(*extra):
+        argv = ["generate", "--target", pair.target_dir, "--draft", pair.draft_dir, "--video", synthetic_video,
+                "--prompt", "what moves", "--frames", "4", "--max-new-tokens", "20", "--json", "--impl", "fast",
+                "--decoding", "pearl", "--prune", "hippo", "--ratio", "0.5", *extra]
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)
+
+    off, two = run(), run("--overlap", "processes")
+    assert two["tokens"] == off["tokens"] and two["overlap"] == "processes"
+    assert {span["lane"] for span in two["timeline"]} == {"target", "draft", "verify"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--impl", "ref", "--overlap", "processes"], "needs --impl fast --decoding pearl"),
+    (["--impl", "fast", "--decoding", "sd", "--overlap", "streams"], "needs --impl fast --decoding pearl"),
+    (["--impl", "fast", "--draft-device", "cpu"], "--draft-device applies to --overlap processes"),
+])
+def test_cli_overlap_errors(capsys, pair, synthetic_video, argv, message):
+    base = ["generate", "--target", pair.target_dir, "--draft", pair.draft_dir, "--video", synthetic_video,
+            "--prompt", "x"]
+    assert main([*base, *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_one_serves_rank_zero(tmp_path, pair, synthetic_video):
+    """`torchrun --nproc-per-node 2 -m hippo.cli generate ... --overlap processes`: rank 1 is the draft's
+    process, rank 0 prints the result, the one-process tokens."""
+    import subprocess
+    import sys
+
+    argv = ["generate", "--target", pair.target_dir, "--draft", pair.draft_dir, "--video", synthetic_video,
+            "--prompt", "what moves", "--frames", "4", "--max-new-tokens", "16", "--json", "--impl", "fast",
+            "--decoding", "pearl"]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "hippo.cli", *argv, "--overlap", "processes"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1  # rank 0 only
+    serial = subprocess.run([sys.executable, "-m", "hippo.cli", *argv], capture_output=True, text=True, timeout=300)
+    assert rows[0]["tokens"] == json.loads(serial.stdout)["tokens"]
