@@ -117,6 +117,9 @@ def add_subcommand(sub) -> None:
     run_.add_argument("--repeats", type=int, default=1, help="timed passes over the inputs")
     run_.add_argument("--rows", default="all", help="comma-separated rows (default all): " + ", ".join(
         __import__("paper.perf_rows", fromlist=["ROW_NAMES"]).ROW_NAMES) + "; a fast row may end in /eager or /compiled")
+    run_.add_argument("--overlap", default=None,
+                      help="overlapped PEARL rows to add: processes, streams, both or off (default: processes on a "
+                           "CPU, both on a GPU; streams need a GPU)")
     run_.add_argument("--profile", default="fast-ar,fast-sd",
                       help="rows whose decode is profiled on the first input (torch.profiler), or 'none'")
     out = p.add_argument_group("output")
@@ -200,11 +203,19 @@ def check_args(args):
     SamplingParams(args.temperature)
     PruneSpec(args.prune, args.ratio)
     PruneSpec("specvlm", args.ratio)
+    device = check_device(args.device)
+    overlaps = {"processes": ("processes",), "streams": ("streams",), "both": ("processes", "streams"),
+                "off": (), None: ("processes",) if device.type == "cpu" else ("processes", "streams")}
+    if args.overlap not in overlaps:
+        raise ConfigError(f"--overlap {args.overlap}: choose processes, streams, both or off")
+    if "streams" in (overlaps[args.overlap]) and device.type != "cuda":
+        raise ConfigError("--overlap streams needs --device cuda: on a CPU the two streams run in order, which is "
+                          "the fast-pearl row itself")
     names = None if args.rows == "all" else [r.strip() for r in args.rows.split(",") if r.strip()]
-    rows = build_rows(names, args.compile)
+    rows = build_rows(names, args.compile, overlaps[args.overlap])
     profile = [] if args.profile == "none" else [r.strip() for r in args.profile.split(",") if r.strip()]
     build_rows(profile or None, "both")  # names valid
-    return check_device(args.device), rows, profile
+    return device, rows, profile
 
 
 def resolve_models(args, rows) -> tuple[str, str | None]:

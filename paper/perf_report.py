@@ -80,7 +80,8 @@ def build_report(*, args, rows, inputs, costs, bandwidth, bandwidth_at_size, mem
         spec = row.spec
         entry = {"id": spec.id, "name": spec.name, "description": spec.description, "kind": spec.kind,
                  "implementation": spec.impl, "decoding": spec.decoding, "compile": spec.compile,
-                 "prune": (args.prune if spec.name == "fast-hippo" else spec.prune),
+                 "prune": (args.prune if spec.name.startswith("fast-hippo") else spec.prune),
+                 "overlap": spec.overlap,
                  "ratio": args.ratio if (spec.prune != "none") else 0.0,
                  "status": "skipped" if row.skipped else "ok", "skip_reason": row.skipped, "warmup_s": row.warmup_s}
         if row.skipped is None:
@@ -129,7 +130,30 @@ def build_report(*, args, rows, inputs, costs, bandwidth, bandwidth_at_size, mem
                              "min": min(generated, default=0), "max": max(generated, default=0)},
         "inputs": [{"name": i.name, "prompt": i.prompt} for i in inputs],
         "rows": out_rows, "forward_costs": costs, "compile": winners, "profile": profiles,
+        "timeline": request_timeline(rows, inputs),
     }
+
+
+def timeline_summary(timeline) -> dict:
+    """Busy seconds of each lane of one overlapped decode, and how long target and draft overlapped."""
+    rounds = len({r for lane, r, _, _ in timeline.spans if lane == "target"})
+    return {"rounds": rounds, "target_busy_s": timeline.busy_s("target"), "draft_busy_s": timeline.busy_s("draft"),
+            "verify_busy_s": timeline.busy_s("verify"), "overlap_s": timeline.overlap_s("target", "draft")}
+
+
+def request_timeline(rows, inputs) -> dict | None:
+    """The measured timeline of one request (the figures' Gantt chart): the first overlapped row's last
+    timed run on the first input (HIPPO's row when it ran)."""
+    overlapped = sorted((r for r in rows if r.skipped is None and r.spec.overlap != "off"),
+                        key=lambda r: not r.spec.name.startswith("fast-hippo"))
+    for row in overlapped:
+        runs = [r for i, _, r in row.runs if i == 0 and "timeline" in r.extra]
+        if runs:
+            run = runs[-1]
+            return {"row": row.spec.id, "input": inputs[0].name, "decode_s": run.decode_s,
+                    "generated": len(run.tokens), **timeline_summary(run.extra["timeline"]),
+                    "spans": run.extra["timeline"].as_json()}
+    return None
 
 
 def _run_json(i, repeat, inputs, r) -> dict:
@@ -141,7 +165,9 @@ def _run_json(i, repeat, inputs, r) -> dict:
         out.update(mat=r.stats.mat, mean_run_length=r.stats.mean_run_length,
                    accepted_per_round=r.stats.accepted_per_round, target_forwards=r.stats.target_forwards,
                    draft_forwards=r.stats.draft_forwards)
-    out.update(r.extra)
+    out.update({k: v for k, v in r.extra.items() if k != "timeline"})
+    if "timeline" in r.extra:
+        out["timeline"] = timeline_summary(r.extra["timeline"])
     return out
 
 
@@ -261,6 +287,14 @@ def render_markdown(report: dict) -> str:
     if compiles:
         lines.append("- torch.compile captured graphs inside timed runs (compile time included there): "
                      + ", ".join(f"{k} {v}" for k, v in compiles.items()) + ".")
+    t = report.get("timeline")
+    if t:
+        lines += ["", f"## Timeline of one request ({t['row']}, {t['input']})", "",
+                  f"{t['generated']} tokens in {t['rounds']} rounds, decode {t['decode_s']:.3f} s: the target was busy "
+                  f"{t['target_busy_s']:.3f} s (forwards) + {t['verify_busy_s']:.3f} s (verification), the draft "
+                  f"{t['draft_busy_s']:.3f} s, both at once {t['overlap_s']:.3f} s "
+                  f"({100 * t['overlap_s'] / max(t['draft_busy_s'], 1e-9):.0f}% of the draft's time). The spans "
+                  "(lane, round, start, end) are in the JSON report's `timeline`."]
     if report["profile"]:
         lines += ["", "## Profile (torch.profiler, one decode on the first input)", ""]
         for p in report["profile"]:

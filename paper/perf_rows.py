@@ -8,7 +8,9 @@ scoring, pruning, prefills, decode), the decode-only time, and the decode stats 
 - `hf-assisted`: the same with `assistant_model=draft.model, num_assistant_tokens=gamma,
   num_assistant_tokens_schedule="constant"` (verification/candidates.py's HFAssisted call).
 - `ref-*` / `fast-*`: hippo.generation.generate with implementation("ref") / implementation("fast",
-  compile=...), the decoding and the draft's pruning of the row.
+  compile=..., overlap=...), the decoding and the draft's pruning of the row. `*-processes`: the draft
+  in its own process (a worker spawned on the last core, this process on the others); `*-streams`: two
+  CUDA streams (GPU only: on a CPU the same calls run in order, which is fast-pearl itself).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class RowSpec:
     decoding: str = "ar"
     prune: str = "none"  # the draft's pruning method (fast-hippo: replaced by --prune)
     compile: bool | None = None  # fast rows: compiled or eager
+    overlap: str = "off"  # fast PEARL rows: off | processes | streams (hippo_fast.pipeline.OVERLAPS)
 
     @property
     def id(self) -> str:
@@ -53,18 +56,32 @@ BASE_ROWS: tuple[RowSpec, ...] = (
     RowSpec("fast-sd-specvlm", "impl", "hippo_fast SD + SpecVLM pruning", "fast", "sd", "specvlm"),
     RowSpec("fast-pearl", "impl", "hippo_fast PEARL (no pruning)", "fast", "pearl"),
     RowSpec("fast-hippo", "impl", "hippo_fast HIPPO (PEARL + pruning)", "fast", "pearl", "hippo"),
+    RowSpec("fast-pearl-processes", "impl", "hippo_fast PEARL, the draft in its own process", "fast", "pearl",
+            overlap="processes"),
+    RowSpec("fast-hippo-processes", "impl", "hippo_fast HIPPO, the draft in its own process", "fast", "pearl",
+            "hippo", overlap="processes"),
+    RowSpec("fast-pearl-streams", "impl", "hippo_fast PEARL, two CUDA streams", "fast", "pearl", overlap="streams"),
+    RowSpec("fast-hippo-streams", "impl", "hippo_fast HIPPO, two CUDA streams", "fast", "pearl", "hippo",
+            overlap="streams"),
 )
+# Overlapped rows that `--overlap` selects (the serial rows always run: they are what overlap is measured against).
+OVERLAP_ROWS = {"processes": ("fast-pearl-processes", "fast-hippo-processes"),
+                "streams": ("fast-pearl-streams", "fast-hippo-streams")}
 ROW_NAMES = tuple(r.name for r in BASE_ROWS)
 
 
-def build_rows(names: list[str] | None, compile_mode: str) -> list[RowSpec]:
+def build_rows(names: list[str] | None, compile_mode: str, overlaps: tuple[str, ...] = ("processes",)) -> list[RowSpec]:
     """The selected rows in BASE_ROWS order; each fast row eager and/or compiled per `compile_mode`
-    (off | on | both). `names` are base names (fast-sd: both settings) or ids (fast-sd/compiled)."""
+    (off | on | both). `names` are base names (fast-sd: both settings) or ids (fast-sd/compiled); with
+    `names` None (all rows), the overlapped rows are those of `overlaps`."""
     from hippo.errors import ConfigError
 
     settings = {"off": (False,), "on": (True,), "both": (False, True)}[compile_mode]
+    left_out = {name for kind, names_ in OVERLAP_ROWS.items() if kind not in overlaps for name in names_}
     rows = []
     for base in BASE_ROWS:
+        if names is None and base.name in left_out:
+            continue
         variants = [base] if base.impl != "fast" else [replace(base, compile=c) for c in settings]
         rows += [r for r in variants if names is None or r.name in names or r.id in names]
     if names is not None:
@@ -98,7 +115,7 @@ class Settings:
                             sampling=SamplingParams(self.temperature), seed=self.seed, eos_token_ids=tuple(eos))
 
     def prune_spec(self, row: RowSpec) -> PruneSpec:
-        method = self.prune if row.name == "fast-hippo" else row.prune
+        method = self.prune if row.name.startswith("fast-hippo") else row.prune
         return PruneSpec(method, self.ratio if method != "none" else 0.0, "keep")
 
     def request(self, row: RowSpec, clip, prompt: str, eos, decoding: str | None = None,
@@ -126,7 +143,9 @@ class Run:
 def _implementation(row: RowSpec):
     from hippo.generation import implementation
 
-    return implementation("fast", compile=bool(row.compile)) if row.impl == "fast" else implementation(row.impl)
+    if row.impl != "fast":
+        return implementation(row.impl)
+    return implementation("fast", compile=bool(row.compile), overlap=row.overlap)
 
 
 def run_row(row: RowSpec, target, draft, clip, prompt: str, settings: Settings) -> Run:
@@ -142,8 +161,9 @@ def _run_impl(row, target, draft, clip, prompt, settings) -> Run:
     request = settings.request(row, clip, prompt, target.eos_token_ids)
     result = generate(_implementation(row), target, draft if row.decoding != "ar" else None, request, clip=clip)
     s = result.stats
+    extra = {} if result.timeline is None else {"timeline": result.timeline}
     return Run(result.tokens, s.total_s, s.decode.decode_s, s.prefill_s, s.decode, s.kept_visual_tokens,
-               s.visual_tokens)
+               s.visual_tokens, extra=extra)
 
 
 def hf_generate_kwargs(target, settings: Settings) -> dict:

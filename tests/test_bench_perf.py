@@ -13,7 +13,8 @@ from hippo.tiny import write_tiny_pair
 from paper import perf_rows
 
 ROWS = ["hf-generate", "hf-assisted", "ref-ar", "ref-sd", "ref-pearl", "fast-ar/eager", "fast-sd/eager",
-        "fast-sd-specvlm/eager", "fast-pearl/eager", "fast-hippo/eager"]
+        "fast-sd-specvlm/eager", "fast-pearl/eager", "fast-hippo/eager", "fast-pearl-processes/eager",
+        "fast-hippo-processes/eager"]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,13 @@ def test_report_structure(tiny, synthetic_video, tmp_path, capsys):
     assert costs["target_step"]["median_ms"] > 0 and costs["target_step"]["floor_ms"] > 0
     assert costs["rows"]["fast-sd/eager"]["verify"]["tokens"] == 5 + 1
     assert costs["rows"]["fast-pearl/eager"]["verify"]["tokens"] == 5
+    assert "ideal_overlap" in next(r for r in ok if r["id"] == "fast-hippo-processes/eager")["ideal"]
+    # the measured timeline of one request, from the overlapped HIPPO row (the figures' Gantt chart)
+    timeline = report["timeline"]
+    assert timeline["row"] == "fast-hippo-processes/eager" and timeline["rounds"] >= 1
+    assert timeline["target_busy_s"] > 0 and timeline["draft_busy_s"] > 0 and timeline["overlap_s"] >= 0
+    assert {span["lane"] for span in timeline["spans"]} == {"target", "draft", "verify"}
+    assert "## Timeline of one request (fast-hippo-processes/eager" in (tmp_path / "b.md").read_text()
     assert [p["row"] for p in report["profile"]] == ["fast-ar/eager"]
     assert 0.99 < sum(report["profile"][0]["share"].values()) < 1.01
     out = capsys.readouterr().out
@@ -140,7 +148,7 @@ def test_gate_without_the_hf_row_still_compares_to_hf_generate(tiny, synthetic_v
 
 
 def test_sampling_gate_compares_fast_with_ref(tiny, synthetic_video, tmp_path):
-    assert bench(tiny, synthetic_video, tmp_path, "--rows", "fast-sd,fast-hippo", "--temperature", "1",
+    assert bench(tiny, synthetic_video, tmp_path, "--rows", "fast-sd,fast-hippo,fast-hippo-processes", "--temperature", "1",
                  "--seed", "3", "--profile", "none") == 0
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["gate"]["mode"] == "sampling"
@@ -150,6 +158,7 @@ def test_sampling_gate_compares_fast_with_ref(tiny, synthetic_video, tmp_path):
     (["--rows", "fast-nope"], "unknown row(s) fast-nope"),
     (["--gamma", "0"], "--gamma must be >= 1"),
     (["--ratio", "1.5"], "pruning ratio"),
+    (["--overlap", "streams"], "--overlap streams needs --device cuda"),
 ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "no usable CUDA device")]))
 def test_errors_are_one_line(tiny, synthetic_video, tmp_path, capsys, extra, message):
     assert bench(tiny, synthetic_video, tmp_path, *extra) == 2
