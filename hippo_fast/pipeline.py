@@ -102,7 +102,7 @@ class FastImplementation:
         if self.remote(request.decoding):  # first, so the worker encodes the video while the target prefills
             from hippo_fast.overlap import processes
 
-            worker = processes.session(processes.RemoteDraft.of(draft).device)
+            worker = processes.session(processes.RemoteDraft.of(draft).device, target_device=str(target.device))
             job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity,
                                             self.compile)
         target_inputs = target.prepare(clip, request.prompt)

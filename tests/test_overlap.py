@@ -160,3 +160,31 @@ def test_under_torchrun_rank_one_serves_rank_zero(tmp_path, pair, synthetic_vide
     assert len(rows) == 1  # rank 0 only
     serial = subprocess.run([sys.executable, "-m", "hippo.cli", *argv], capture_output=True, text=True, timeout=300)
     assert rows[0]["tokens"] == json.loads(serial.stdout)["tokens"]
+
+
+def test_gamma_auto_is_measured_in_the_placement_used(pair, synthetic_video, monkeypatch):
+    """--gamma auto with the draft in its own process: the draft's step is timed in the worker (its
+    core, its device) and the target's here; gamma = round(target step / draft step), in [1, 16]."""
+    seen = []
+    original = processes.RemoteDraftContext.step_time
+
+    def recorded(self, token):
+        seen.append(original(self, token))
+        return seen[-1]
+
+    monkeypatch.setattr(processes.RemoteDraftContext, "step_time", recorded)
+    req = request(synthetic_video, SamplingParams(), tokens=12)
+    result = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req,
+                      gamma_auto=True)
+    assert len(seen) == 1 and seen[0] > 0
+    assert 1 <= result.stats.decode.gamma <= 16
+    serial = generate(implementation("fast"), pair.target, pair.draft,
+                      request(synthetic_video, SamplingParams(), tokens=12, gamma=result.stats.decode.gamma))
+    assert result.tokens == serial.tokens
+
+
+def test_backend_is_nccl_only_between_two_gpus():
+    assert processes.backend_for("cpu", "cpu") == "gloo"
+    assert processes.backend_for("cuda:0", "cuda:0") == "gloo"  # one GPU, two processes: NCCL refuses it
+    assert processes.backend_for("cuda:0", "cuda:1") == "nccl"
+    assert processes.split_cores({0, 1}) == ((0,), (1,)) and processes.split_cores({3}) == ((3,), None)

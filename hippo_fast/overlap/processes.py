@@ -1,6 +1,6 @@
 """Two processes through torch.distributed: this one holds the target (rank 0, it decides acceptance),
-a worker holds the draft (rank 1, hippo_fast/overlap/worker.py). gloo between CPU processes, NCCL
-when both sides are GPUs.
+a worker holds the draft (rank 1, hippo_fast/overlap/worker.py). NCCL between two GPUs, gloo otherwise
+(CPU processes, or both on one GPU, where the small per-round messages go through host memory).
 
 Started two ways:
   * `hippo generate --overlap processes` alone: DraftWorker.spawn() starts the worker with
@@ -43,6 +43,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def backend_for(target_device: str, draft_device: str) -> str:
+    """NCCL between two different GPUs; gloo otherwise (CPUs, or both processes on one GPU, which NCCL
+    refuses: its messages then go through host memory)."""
+    t, d = torch.device(target_device), torch.device(draft_device)
+    if t.type == d.type == "cuda" and (t.index or 0) != (d.index or 0):
+        return "nccl"
+    return "gloo"
+
+
 def split_cores(allowed: set[int]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     """(this process's cores, the worker's): the worker takes the last allowed core when there are two
     or more; on one core both share it (None: no pinning)."""
@@ -66,7 +75,7 @@ class DraftWorker:
     # ---- start ----------------------------------------------------------------------------------------
     @classmethod
     def spawn(cls, device: str = "cpu", threads: int = 1, port: int | None = None,
-              timeout_s: float = DEFAULT_TIMEOUT_S, pin_cores: bool = True) -> DraftWorker:
+              timeout_s: float = DEFAULT_TIMEOUT_S, pin_cores: bool = True, target_device: str = "cpu") -> DraftWorker:
         import subprocess
         import sys
 
@@ -85,6 +94,8 @@ class DraftWorker:
         command = [sys.executable, "-m", "hippo_fast.overlap.worker", "--init-method", init_method,
                    "--status-fd", str(write_end), "--threads", str(threads),
                    "--cores", ",".join(map(str, theirs or ())), "--device", device, "--timeout", str(timeout_s)]
+        backend = backend_for(target_device, device)
+        command += ["--backend", backend]
         process = subprocess.Popen(command, pass_fds=(write_end,))
         os.close(write_end)
         status = StatusReader(read_end)
@@ -93,7 +104,6 @@ class DraftWorker:
         if theirs:
             restore = os.sched_getaffinity(0)
             os.sched_setaffinity(0, set(own))
-        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         try:
             dist.init_process_group(backend, init_method=init_method, rank=0, world_size=2,
                                     timeout=datetime.timedelta(seconds=timeout_s))
@@ -106,8 +116,8 @@ class DraftWorker:
                 raise WorkerError(f"cannot start the draft worker: port {port} is taken ({hint})") from None
             raise WorkerError(f"cannot start the draft worker: joining the process group at {init_method} failed "
                               f"({type(err).__name__}: {str(err)[:300]})") from None
-        comm = torch.device(device) if backend == "nccl" else torch.device("cpu")
-        return cls(Link(1, comm, torch.device("cpu")), process, status, restore)
+        comm = torch.device(target_device) if backend == "nccl" else torch.device("cpu")
+        return cls(Link(1, comm, torch.device(target_device)), process, status, restore)
 
     @classmethod
     def attach(cls, timeout_s: float = DEFAULT_TIMEOUT_S) -> DraftWorker:
@@ -257,17 +267,19 @@ def _wait_alive(process, status: StatusReader, timeout_s: float = START_TIMEOUT_
 _SESSION: dict = {}
 
 
-def session(device: str = "cpu", **options) -> DraftWorker:
+def session(device: str = "cpu", target_device: str = "cpu", **options) -> DraftWorker:
     """This process's draft worker for `device` (spawned once, or attached under torchrun), kept for the
     requests that follow; a worker lost by a failed request is replaced by the next call."""
     current = _SESSION.get("worker")
-    if current is not None and not current.closed and _SESSION.get("device") == device:
+    placement = (device, target_device)
+    if current is not None and not current.closed and _SESSION.get("placement") == placement:
         return current
     if current is not None:
         current.close()
     under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) == 2 and "RANK" in os.environ
-    worker = DraftWorker.attach() if under_torchrun else DraftWorker.spawn(device, **options)
-    _SESSION.update(worker=worker, device=device)
+    worker = (DraftWorker.attach() if under_torchrun
+              else DraftWorker.spawn(device, target_device=target_device, **options))
+    _SESSION.update(worker=worker, placement=placement)
     return worker
 
 

@@ -159,7 +159,8 @@ class StatusPipe:
         self.file.flush()
 
 
-def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, device: str, timeout_s: float) -> None:
+def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, device: str, timeout_s: float,
+                 backend: str = "gloo") -> None:
     """Entry of a worker started by processes.DraftWorker.spawn: check the device, join the process group
     (rank 1 of 2), serve. Start-up failures and crashes go to `status` as text before the exit."""
     import datetime
@@ -174,7 +175,6 @@ def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, devi
 
         dev = check_device(device)
         status.send(["alive", os.getpid()])
-        backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=init_method, rank=1, world_size=2,
                                 timeout=datetime.timedelta(seconds=timeout_s))
         Server(Link(0, dev if backend == "nccl" else torch.device("cpu"), dev)).serve()
@@ -202,9 +202,11 @@ def main(argv=None) -> None:
     parser.add_argument("--cores", default="", help="comma-separated core numbers, empty: no pinning")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     args = parser.parse_args(argv)
     cores = tuple(int(c) for c in args.cores.split(",") if c) or None
-    spawned_main(args.init_method, StatusPipe(args.status_fd), args.threads, cores, args.device, args.timeout)
+    spawned_main(args.init_method, StatusPipe(args.status_fd), args.threads, cores, args.device, args.timeout,
+                 args.backend)
 
 
 def serve_under_torchrun(timeout_s: float = 300.0) -> None:
