@@ -93,6 +93,11 @@ class Candidate:
         """None if this candidate can run `case`, else the reason it cannot."""
         return self.unavailable
 
+    @property
+    def decodes_contexts(self) -> bool:
+        """Runs on any pair of decode contexts (table models, any precision), not only on HF models."""
+        return self.decode is not None
+
     def run(self, case, config: DecodeConfig) -> list[int]:
         return self.run_with_stats(case, config).tokens
 
@@ -156,6 +161,10 @@ class TwoProcessPEARL(Candidate):
         if isinstance(case, VideoCase) and not getattr(case.draft, "name", ""):
             return "the worker loads the draft from its folder, and this draft has none"
         return None
+
+    @property
+    def decodes_contexts(self) -> bool:
+        return True
 
     def run_with_stats(self, case, config: DecodeConfig) -> RunResult:
         from hippo_fast.overlap import processes

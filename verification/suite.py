@@ -205,7 +205,7 @@ def run_checks(run: SuiteRun, candidates: list[Candidate], pairs, seed: int, log
         log(f"  {name}: {sum(r.failed for r in out)} failed of {len(out)} ({time.perf_counter() - t0:.1f} s)")
         return out
 
-    decoders = [c for c in candidates if c.decode is not None or c.unavailable]
+    decoders = [c for c in candidates if c.decodes_contexts or c.unavailable]
     results += timed("exact_step", lambda: checks.check_exact_step(p.exact_step_cases, seed))
     results += timed("oracle", lambda: checks.check_oracle(checks.ORACLE_CONFIGS, seed))
     results += timed("greedy_table", lambda: checks.check_greedy_table(decoders, checks.TABLE_MC, 4))
@@ -225,7 +225,7 @@ def run_checks(run: SuiteRun, candidates: list[Candidate], pairs, seed: int, log
     results += stats
     if not subject.reduced_precision:  # a reduced-precision subject had its diagnosis in greedy_video
         results += timed("reduced_precision", lambda: checks.check_reduced_precision(
-            [c for c in candidates if c.decode is not None], pairs[:1], subject.video_files()[0],
+            [c for c in candidates if c.decodes_contexts], pairs[:1], subject.video_files()[0],
             _frames(p, subject), p.greedy_new_tokens, device=subject.device))
     return results
 
