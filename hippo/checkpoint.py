@@ -10,6 +10,7 @@ import torch
 from hippo.adapters.base import VideoLLMAdapter
 from hippo.adapters.llava import LlavaNextVideoAdapter, LlavaOnevisionAdapter
 from hippo.adapters.qwen import Qwen2VLAdapter, QwenVLAdapter
+from hippo.devices import check_device  # noqa: F401 - re-exported: callers import it from here
 from hippo.errors import CheckpointError
 
 ADAPTERS: dict[str, type[VideoLLMAdapter]] = {
@@ -55,29 +56,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
         return resolve_zoo(path)
     return Path(path)
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """`device` as a torch.device that exists on this machine, else a ConfigError saying what does."""
-    from hippo.errors import ConfigError
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"--device {device!r} is not a device name: use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise ConfigError(f"--device {device}: this machine has no usable CUDA device (torch {torch.__version__}, "
-                              f"{build}); use --device cpu")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ConfigError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
-    elif dev.type != "cpu":
-        probe = getattr(torch, dev.type, None)
-        if probe is None or not getattr(probe, "is_available", lambda: False)():
-            raise ConfigError(f"--device {device}: no {dev.type} device on this machine; use --device cpu")
-    return dev
 
 
 def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, device: str = "cpu") -> VideoLLMAdapter:

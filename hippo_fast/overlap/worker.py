@@ -171,7 +171,7 @@ def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, devi
 
     try:
         pin(threads, cores)
-        from hippo.checkpoint import check_device
+        from hippo.devices import check_device
 
         dev = check_device(device)
         status.send(["alive", os.getpid()])
