@@ -7,6 +7,7 @@
     hippo zoo accuracy NAME [--split val] [--detail]   greedy attribute accuracy (or caption facts) of one model
     hippo zoo table [--write README.md]         the README table: params, latency, accuracy, MAT
     hippo zoo detail PAIR [--target D --draft D] detailed captions: facts right, length, MAT, PEARL run length
+    hippo zoo detail-table F.json ... [--write F]  their table (README / ZOO.md markers zoo-detail)
     hippo zoo video OUT.mp4 [--index I]         write a test-split video (needs PyAV) for `hippo generate`
 """
 
@@ -85,6 +86,9 @@ def add_subcommand(subparsers) -> None:
     detail.add_argument("--no-pearl", action="store_true", help="greedy sd only")
     detail.add_argument("--threads", type=int, default=1)
     detail.add_argument("--json", default=None, help="write the raw numbers (per-example counts too) here")
+    dtable = sub.add_parser("detail-table", help="the detailed-caption table from `hippo zoo detail --json` files")
+    dtable.add_argument("json_files", nargs="+", help="JSON of `hippo zoo detail`; parts of one pair are merged")
+    dtable.add_argument("--write", default=None, help="replace the table between the zoo-detail markers of this file")
 
     video = sub.add_parser("video", help="write one dataset video as an mp4 (needs PyAV, a test dependency)")
     video.add_argument("out")
@@ -94,7 +98,7 @@ def add_subcommand(subparsers) -> None:
 
 def run(args) -> int:
     return {"list": _list, "train": _train, "pretrain-vision": _pretrain_vision, "export": _export, "accuracy": _accuracy, "table": _table,
-            "detail": _detail, "video": _video}[args.zoo_command](args)
+            "detail": _detail, "detail-table": _detail_table, "video": _video}[args.zoo_command](args)
 
 
 def _list(args) -> int:
@@ -238,6 +242,22 @@ def _detail(args) -> int:
         from pathlib import Path
 
         Path(args.json).write_text(json.dumps(asdict(report)) + "\n")
+    return 0
+
+
+def _detail_table(args) -> int:
+    from hippo.zoo.evaluate import (
+        DETAIL_END,
+        DETAIL_START,
+        detail_reports_from_json,
+        render_detail_table,
+        write_table,
+    )
+
+    markdown = render_detail_table(detail_reports_from_json(args.json_files))
+    print(markdown)
+    if args.write:
+        write_table(markdown, args.write, DETAIL_START, DETAIL_END)
     return 0
 
 

@@ -296,19 +296,82 @@ def render_table(reports: list[PairReport]) -> str:
 
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
+DETAIL_START, DETAIL_END = "<!-- zoo-detail:start -->", "<!-- zoo-detail:end -->"
 
 
-def write_table(markdown: str, path) -> None:
-    """Replace the text between the zoo-table markers of `path` with `markdown`."""
+def write_table(markdown: str, path, start: str = START, end: str = END) -> None:
+    """Replace the text between the markers `start` ... `end` of `path` with `markdown`."""
     from pathlib import Path
 
     path = Path(path)
     text = path.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{path} has no {START} ... {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{markdown}\n{END}{tail}")
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{markdown}\n{end}{tail}")
+
+
+def merge_detail(reports: list[DetailReport]) -> list[DetailReport]:
+    """One DetailReport per pair from reports of the same pair measured in parts (disjoint --methods,
+    each with its own "none" baseline on the same examples: the first part's stands)."""
+    merged: dict[str, DetailReport] = {}
+    for r in reports:
+        if r.pair not in merged:
+            merged[r.pair] = r
+            continue
+        base = merged[r.pair]
+        if base.examples != r.examples:
+            raise ValueError(f"{r.pair}: parts measured on {base.examples} and {r.examples} examples cannot merge")
+        for name in ("mat", "run_length", "per_example", "per_example_runs"):
+            for key, value in getattr(r, name).items():
+                getattr(base, name).setdefault(key, value)
+    return list(merged.values())
+
+
+def render_detail_table(reports: list[DetailReport]) -> str:
+    """The README / ZOO.md table of the detailed captions (markdown) of `reports`."""
+    methods = sorted({k.split("@")[0] for r in reports for k in r.mat if k != "none"})
+    lines = [
+        "| pair | facts right target / draft | tokens target / draft | MAT / run length, no pruning | "
+        + " | ".join(f"{m}: MAT 0.5 / 0.75 / 0.9 (run length)" for m in methods) + " |",
+        "|---" * (4 + len(methods)) + "|",
+    ]
+    for r in reports:
+        cells = [r.pair, f"{100 * r.target_facts:.1f}% / {100 * r.draft_facts:.1f}%",
+                 f"{r.target_tokens:.1f} / {r.draft_tokens:.1f}",
+                 f"{r.mat.get('none', float('nan')):.2f} / {r.run_length.get('none', float('nan')):.1f}"]
+        for m in methods:
+            mats = " / ".join(f"{r.mat[f'{m}@{x}']:.2f}" if f"{m}@{x}" in r.mat else "-" for x in RATIOS)
+            runs = " / ".join(f"{r.run_length[f'{m}@{x}']:.1f}" if f"{m}@{x}" in r.run_length else "-" for x in RATIOS)
+            cells.append(f"{mats} ({runs})")
+        lines.append("| " + " | ".join(cells) + " |")
+    n = reports[0].examples if reports else 0
+    lines += ["", f"The detailed caption (\"{dataset.DETAIL_PROMPT}\"), first {n} test-split videos, greedy, gamma 5, "
+              "fp32 CPU: facts right = dataset.fact_accuracy of the greedy captions; tokens = mean answer length; MAT "
+              "of `sd`; run length = PEARL's mean run length (tokens between rejections). Regenerate with `hippo zoo "
+              "detail PAIR --json F` per pair, then `hippo zoo detail-table F ... --write README.md`."]
+    lines += ["", f"MAT change at ratio {RATIOS[-1]} against no pruning, 95% paired bootstrap interval over the videos "
+              "(2000 resamples, seed 0):", "", "| pair | " + " | ".join(methods) + " |",
+              "|---" * (1 + len(methods)) + "|"]
+    for r in reports:
+        cells = []
+        for m in methods:
+            key = f"{m}@{RATIOS[-1]}"
+            if r.per_example.get(key) and r.per_example.get("none"):
+                diff, low, high = r.mat_change(key)
+                cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]")
+            else:
+                cells.append("-")
+        lines.append(f"| {r.pair} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def detail_reports_from_json(paths) -> list[DetailReport]:
+    """DetailReports written by `hippo zoo detail --json`, merged per pair."""
+    from pathlib import Path
+
+    return merge_detail([DetailReport(**json.loads(Path(p).read_text())) for p in paths])
 
 
 def reports_json(reports: list[PairReport]) -> str:
