@@ -542,3 +542,42 @@ def test_runs_and_pooled_run_length():
     ended_rejected = DecodeStats(accepted_per_round=[2, 1], rejected_per_round=[True, True])
     assert ended_rejected.runs == 2
     assert pooled_run_length([(10, 2), (3, 1)]) == 13 / 3  # pooled, not a mean of run lengths
+
+
+def test_detail_table_merges_parts_and_renders_every_method(tmp_path):
+    """Parts of one pair measured with disjoint --methods (each with its own "none" baseline) merge into
+    one row; the table names every method's MAT and run length and the paired interval at 0.9."""
+    import json
+    from dataclasses import asdict
+
+    from hippo.zoo.evaluate import (
+        DETAIL_END,
+        DETAIL_START,
+        DetailReport,
+        detail_reports_from_json,
+        render_detail_table,
+        write_table,
+    )
+
+    none = [[30, 6], [28, 6], [31, 7]]
+    part_a = DetailReport("qwen", 3, 0.9, 0.5, 110.0, 90.0, mat={"none": 5.0, "random@0.9": 3.0},
+                          run_length={"none": 20.0, "random@0.9": 6.0},
+                          per_example={"none": none, "random@0.9": [[30, 10], [28, 9], [31, 11]]})
+    part_b = DetailReport("qwen", 3, 0.9, 0.5, 110.0, 90.0, mat={"none": 5.0, "hippo@0.9": 4.9},
+                          run_length={"none": 20.0, "hippo@0.9": 18.0},
+                          per_example={"none": none, "hippo@0.9": [[30, 6], [28, 6], [31, 7]]})
+    paths = []
+    for i, part in enumerate((part_a, part_b)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(asdict(part)))
+    (report,) = detail_reports_from_json(paths)
+    assert set(report.mat) == {"none", "random@0.9", "hippo@0.9"}
+    table = render_detail_table([report])
+    assert "| qwen | 90.0% / 50.0% | 110.0 / 90.0 | 5.00 / 20.0 |" in table
+    assert "- / - / 3.00 (- / - / 6.0)" in table and "- / - / 4.90 (- / - / 18.0)" in table
+    diff, low, high = report.mat_change("random@0.9")
+    assert diff < 0 and high < 0 and f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]" in table
+    readme = tmp_path / "R.md"
+    readme.write_text(f"a\n{DETAIL_START}\nold\n{DETAIL_END}\nb\n")
+    write_table(table, readme, DETAIL_START, DETAIL_END)
+    assert readme.read_text() == f"a\n{DETAIL_START}\n{table}\n{DETAIL_END}\nb\n"
