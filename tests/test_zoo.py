@@ -385,8 +385,6 @@ def test_target_accuracy_and_full_draft_mat(pair):
 
 @pytest.mark.slow
 @needs_shipped
-@pytest.mark.xfail(strict=True, reason="the shipped weights (commit 730b810) predate the detailed-caption stage "
-                   "(2026-12-01, docs/ZOO.md): remove this marker in the commit that replaces them")
 @pytest.mark.parametrize("pair", sorted(PAIRS))
 def test_detailed_caption_facts_length_and_mat(pair):
     from hippo.zoo.evaluate import evaluate_detail
