@@ -328,8 +328,8 @@ def start_video_job(worker: DraftWorker, draft: RemoteDraft, request, clip, capa
     from hippo_fast.overlap.worker import DraftJob
 
     job_id = worker.new_id()
-    job = DraftJob(draft.path, draft.dtype, draft.device, os.path.abspath(request.video), tuple(clip.frame_indices),
-                   request.prompt, request.prune.positions, capacity, compile)
+    job = DraftJob(draft.path, draft.dtype, draft.device, clip, request.prompt, request.prune.positions, capacity,
+                   compile)
     worker.send(("video", job_id, job))
     return job_id
 

@@ -1,8 +1,8 @@
 """The draft's process: it serves jobs from the target's process (rank 0) until told to stop.
 
 Jobs (pickled objects over the Link):
-  ("video", id, DraftJob)   load the draft (cached per folder, dtype, device), the frames, its inputs, and
-                            run its vision encoder at once (it does not need the kept indices: this is the
+  ("video", id, DraftJob)   load the draft (cached per folder, dtype, device), prepare its inputs from the
+                            decoded frames the job carries, and run its vision encoder at once (it does not need the kept indices: this is the
                             prefill overlap); then wait for ("kept", id, indices) and prefill the pruned
                             context into a static cache. Replies ("ready", id, facts).
   ("table", id, context)    a DecodeContext sent whole (the audit's table models). Replies ("ready", id, {}).
@@ -34,8 +34,7 @@ class DraftJob:
     path: str
     dtype: str
     device: str
-    video: str
-    frame_indices: tuple[int, ...]
+    clip: object  # hippo.video.VideoClip: the decoded frames travel (rendered clips have no file to read)
     prompt: str
     positions: str
     capacity: int
@@ -65,7 +64,6 @@ class Server:
             self.contexts.popitem(last=False)
 
     def prepare_video(self, job_id, job: DraftJob) -> None:
-        from hippo.video import load_video
         from hippo_fast.cache import static_prefill
         from hippo_fast.pipeline import compiled_forward
 
@@ -73,8 +71,7 @@ class Server:
         failure = None
         try:
             draft = self.adapter(job)
-            clip = load_video(job.video, None, indices=job.frame_indices)
-            inputs = draft.prepare(clip, job.prompt)
+            inputs = draft.prepare(job.clip, job.prompt)
             embeds = draft.encode_video(inputs)  # while the target prefills and scores
         except Exception as err:  # noqa: BLE001 - answered after the kept indices (never send while it sends)
             failure = err
