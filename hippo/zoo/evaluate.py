@@ -282,17 +282,24 @@ def render_table(reports: list[PairReport]) -> str:
         lines += ["", f"MAT change at ratio {RATIOS[-1]} against no pruning, with its 95% paired bootstrap interval "
                   "over the examples (2000 resamples, seed 0):", "",
                   "| pair | " + " | ".join(methods) + " |", "|---" * (1 + len(methods)) + "|"]
-        for r in reports:
-            cells = []
-            for m in methods:
-                key = f"{m}@{RATIOS[-1]}"
-                if r.per_example.get(key) and r.per_example.get("none"):
-                    diff, low, high = r.mat_change(key)
-                    cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]")
-                else:
-                    cells.append("-")
-            lines.append(f"| {r.pair} | " + " | ".join(cells) + " |")
+        lines += mat_change_rows(reports, methods)
     return "\n".join(lines)
+
+
+def mat_change_rows(reports, methods) -> list[str]:
+    """Table rows: per pair, each method's MAT change at the last ratio with its paired interval."""
+    rows = []
+    for r in reports:
+        cells = []
+        for m in methods:
+            key = f"{m}@{RATIOS[-1]}"
+            if r.per_example.get(key) and r.per_example.get("none"):
+                diff, low, high = r.mat_change(key)
+                cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]")
+            else:
+                cells.append("-")
+        rows.append(f"| {r.pair} | " + " | ".join(cells) + " |")
+    return rows
 
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
@@ -354,16 +361,7 @@ def render_detail_table(reports: list[DetailReport]) -> str:
     lines += ["", f"MAT change at ratio {RATIOS[-1]} against no pruning, 95% paired bootstrap interval over the videos "
               "(2000 resamples, seed 0):", "", "| pair | " + " | ".join(methods) + " |",
               "|---" * (1 + len(methods)) + "|"]
-    for r in reports:
-        cells = []
-        for m in methods:
-            key = f"{m}@{RATIOS[-1]}"
-            if r.per_example.get(key) and r.per_example.get("none"):
-                diff, low, high = r.mat_change(key)
-                cells.append(f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]")
-            else:
-                cells.append("-")
-        lines.append(f"| {r.pair} | " + " | ".join(cells) + " |")
+    lines += mat_change_rows(reports, methods)
     return "\n".join(lines)
 
 
