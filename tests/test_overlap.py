@@ -188,3 +188,26 @@ def test_backend_is_nccl_only_between_two_gpus():
     assert processes.backend_for("cuda:0", "cuda:0") == "gloo"  # one GPU, two processes: NCCL refuses it
     assert processes.backend_for("cuda:0", "cuda:1") == "nccl"
     assert processes.split_cores({0, 1}) == ((0,), (1,)) and processes.split_cores({3}) == ((3,), None)
+
+
+def test_a_failure_on_the_target_side_ends_the_worker_and_the_next_request_runs(pair, synthetic_video,
+                                                                                monkeypatch):
+    """An exception in this process mid-decode leaves the worker inside a round's messages: the worker
+    is ended (never read out of step), and the next request starts a new one and gets the serial tokens."""
+    req = request(synthetic_video, SamplingParams(), tokens=30, gamma=2)
+    original, rounds = parallel_split.receive_block, []
+
+    def fail_at_the_second_round(link, *args):
+        rounds.append(1)
+        if len(rounds) == 2:
+            raise ValueError("planted failure on the target side")
+        return original(link, *args)
+
+    monkeypatch.setattr(parallel_split, "receive_block", fail_at_the_second_round)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="planted failure"):
+        generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    monkeypatch.undo()
+    again = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert again.tokens == generate(implementation("fast"), pair.target, pair.draft, req).tokens
+    assert time.monotonic() - started < 60

@@ -188,6 +188,20 @@ class DraftWorker:
         return (f"{who} during the request, which is abandoned (nothing was written){said} "
                 f"[{type(err).__name__}: {str(err).splitlines()[0][:200]}]")
 
+    def abandon(self) -> None:
+        """End the worker without the stop message (the link is out of step), and the process group."""
+        import torch.distributed as dist
+
+        self.closed = True
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        if self.restore_cores:
+            os.sched_setaffinity(0, self.restore_cores)
+            self.restore_cores = None
+
     def close(self) -> None:
         import torch.distributed as dist
 
@@ -366,5 +380,13 @@ def decode_remote(target_context, remote: RemoteDraftContext, cfg):
     worker = remote.worker
     vocab = as_fast_context(target_context).vocab_size
     worker.send(("decode", remote.job_id, cfg, vocab))
-    return worker.guard(lambda: decode_parallel_target(target_context, worker.link, cfg,
-                                                       draft_samples=not cfg.draft_params.greedy))
+    try:
+        return worker.guard(lambda: decode_parallel_target(target_context, worker.link, cfg,
+                                                           draft_samples=not cfg.draft_params.greedy))
+    except WorkerError:
+        raise
+    except BaseException:
+        # This side failed mid-decode: the worker is somewhere in the round's messages, and the next
+        # message would be read as one of them. End it; the next request starts a fresh worker.
+        worker.abandon()
+        raise
