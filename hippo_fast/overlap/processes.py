@@ -190,22 +190,14 @@ class DraftWorker:
 
     def abandon(self) -> None:
         """End the worker without the stop message (the link is out of step), and the process group."""
+        self.close(stop=False)
+
+    def close(self, stop: bool = True) -> None:
+        """Stop the worker (`stop`: ask it first and give it 5 s; else kill it), leave the process group,
+        give this process its cores back."""
         import torch.distributed as dist
 
-        self.closed = True
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        if self.restore_cores:
-            os.sched_setaffinity(0, self.restore_cores)
-            self.restore_cores = None
-
-    def close(self) -> None:
-        import torch.distributed as dist
-
-        if not self.closed:
+        if stop and not self.closed:
             try:
                 self.link.send_object(("stop",))
             except Exception:  # noqa: BLE001 - a worker already gone is what close wants
@@ -213,7 +205,7 @@ class DraftWorker:
         self.closed = True
         if self.process is not None:
             try:
-                self.process.wait(5.0)
+                self.process.wait(5.0 if stop else 0.0)
             except Exception:  # noqa: BLE001 - it did not stop: end it
                 self.process.kill()
                 self.process.wait()
