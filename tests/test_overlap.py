@@ -211,3 +211,54 @@ def test_a_failure_on_the_target_side_ends_the_worker_and_the_next_request_runs(
     again = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
     assert again.tokens == generate(implementation("fast"), pair.target, pair.draft, req).tokens
     assert time.monotonic() - started < 60
+
+
+def test_an_idle_worker_outlives_the_request_timeout(pair, synthetic_video):
+    """A worker waits for its next job as long as this process holds it: the requests' timeout (here 12 s,
+    long enough for the worker to load its model) bounds a round, not the pause between two requests (a worker that joined with it left after that
+    pause, and the next request failed on a dead worker)."""
+    processes.close_session()
+    req = request(synthetic_video, SamplingParams(), tokens=12, gamma=2)
+    worker = processes.session("cpu", timeout_s=12)
+    first = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    time.sleep(14)
+    assert worker.process.poll() is None
+    again = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert again.tokens == first.tokens and processes.session("cpu") is worker
+    processes.close_session()
+
+
+def test_a_worker_that_has_exited_is_replaced_by_the_next_request(pair, synthetic_video, monkeypatch):
+    monkeypatch.setattr(processes, "WORKER_IDLE_TIMEOUT_S", 2.0)
+    processes.close_session()
+    req = request(synthetic_video, SamplingParams(), tokens=12, gamma=2)
+    worker = processes.session("cpu")
+    worker.process.wait(60)  # it gave up waiting for a job
+    again = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert again.tokens == generate(implementation("fast"), pair.target, pair.draft, req).tokens
+    assert processes.session("cpu") is not worker
+    processes.close_session()
+
+
+def test_a_killed_target_leaves_no_worker_behind(tmp_path, pair):
+    """The worker ends when the link closes, so a SIGKILLed target process orphans nothing."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "target.py"
+    script.write_text("import time\nfrom hippo_fast.overlap import processes\n"
+                      "w = processes.session('cpu')\nprint(w.process.pid, flush=True)\ntime.sleep(600)\n")
+    target = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    worker_pid = int(target.stdout.readline())
+    target.kill()
+    target.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker_pid, signal.SIGKILL)
+    pytest.fail(f"the worker (pid {worker_pid}) outlived its SIGKILLed target by 30 s")

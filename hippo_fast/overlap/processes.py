@@ -31,6 +31,11 @@ from hippo.errors import HippoError
 
 START_TIMEOUT_S = 120.0
 DEFAULT_TIMEOUT_S = 300.0
+# How long a worker waits for its next job. A gloo operation's timeout is its process group's, so a
+# worker that joined with the requests' 300 s left after five idle minutes (exit status 1, found
+# 2026-12-02: a request after a pause failed on a dead worker). It waits as long as this process holds
+# it and ends when this side does: the stop message, or the link closing when this process dies.
+WORKER_IDLE_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 class WorkerError(HippoError):
@@ -93,7 +98,8 @@ class DraftWorker:
         read_end, write_end = os.pipe()
         command = [sys.executable, "-m", "hippo_fast.overlap.worker", "--init-method", init_method,
                    "--status-fd", str(write_end), "--threads", str(threads),
-                   "--cores", ",".join(map(str, theirs or ())), "--device", device, "--timeout", str(timeout_s)]
+                   "--cores", ",".join(map(str, theirs or ())), "--device", device,
+                   "--timeout", str(WORKER_IDLE_TIMEOUT_S)]
         backend = backend_for(target_device, device)
         command += ["--backend", backend]
         process = subprocess.Popen(command, pass_fds=(write_end,))
@@ -278,7 +284,8 @@ def session(device: str = "cpu", target_device: str = "cpu", **options) -> Draft
     requests that follow; a worker lost by a failed request is replaced by the next call."""
     current = _SESSION.get("worker")
     placement = (device, target_device)
-    if current is not None and not current.closed and _SESSION.get("placement") == placement:
+    alive = current is not None and not current.closed and (current.process is None or current.process.poll() is None)
+    if alive and _SESSION.get("placement") == placement:
         return current
     if current is not None:
         current.close()

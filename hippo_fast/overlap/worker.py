@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hippo_fast.overlap.processes import WORKER_IDLE_TIMEOUT_S
+
 KEEP_CONTEXTS = 64  # prepared draft contexts kept for reuse (the audit decodes each case many times)
 
 
@@ -198,7 +200,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cores", default="", help="comma-separated core numbers, empty: no pinning")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--timeout", type=float, default=WORKER_IDLE_TIMEOUT_S,
+                        help="seconds to wait for the next job (the process group's timeout)")
     parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     args = parser.parse_args(argv)
     cores = tuple(int(c) for c in args.cores.split(",") if c) or None
@@ -206,7 +209,7 @@ def main(argv=None) -> None:
                  args.backend)
 
 
-def serve_under_torchrun(timeout_s: float = 300.0) -> None:
+def serve_under_torchrun(timeout_s: float = WORKER_IDLE_TIMEOUT_S) -> None:
     """Rank 1 under torchrun (WORLD_SIZE=2): join the group torchrun describes and serve rank 0."""
     import datetime
 
