@@ -61,14 +61,15 @@ def check_auditable(pair: ModelPair, clip) -> None:
         raise CheckpointError(f"cannot audit this pair: {err}") from None
 
 
-def zoo_pairs() -> list[ModelPair]:
+def zoo_pairs(names: tuple[str, ...] | None = None) -> list[ModelPair]:
+    """The shipped zoo pairs of `names` (None: every pair whose two checkpoints are shipped)."""
     try:
         from hippo.zoo.registry import MODELS, PAIRS
     except ImportError:
         return []
     pairs = []
     for name, (target, draft) in PAIRS.items():
-        if MODELS[target].shipped and MODELS[draft].shipped:
+        if (names is None or name in names) and MODELS[target].shipped and MODELS[draft].shipped:
             pairs.append(ModelPair(f"zoo:{name}", str(MODELS[target].path), str(MODELS[draft].path)))
     return pairs
 

@@ -55,11 +55,12 @@ class Profile:
     seeded_video_samples: int = 4
     alpha: float = 0.01
     seed: int = 20260124
+    zoo_pairs: tuple[str, ...] | None = None  # the zoo pairs audited by default; None: every shipped pair
 
 
 QUICK = Profile("quick", exact_step_cases=60, mc_table_samples=3000, mc_video_samples=400, greedy_new_tokens=32,
                 frames=4, ratios=(0.5, 0.9), calibration_runs=50, calibration_samples=1000, mutant_mc_samples=1000,
-                stop_mutant_at_first_catch=True)
+                stop_mutant_at_first_catch=True, zoo_pairs=("qwen", "llava"))
 FULL = Profile("full", exact_step_cases=400, mc_table_samples=20000, mc_video_samples=2000, greedy_new_tokens=64,
                frames=8, ratios=(0.5, 0.75, 0.9), calibration_runs=200, calibration_samples=2000,
                mutant_mc_samples=4000, stop_mutant_at_first_catch=False, seeded_table_samples=500,
@@ -141,15 +142,16 @@ class SuiteRun:
         return not any(r.failed for r in self.results) and mutants_ok and self.calibration.get("verdict") != "fail"
 
 
-def model_pairs(cache: Path, subject: AuditSubject = DEFAULT_SUBJECT) -> list[ModelPair]:
-    """The subject's own pair, or the shipped zoo pairs plus a tiny random pair for each required
-    family the zoo lacks, so both families are always audited."""
+def model_pairs(cache: Path, subject: AuditSubject = DEFAULT_SUBJECT, names: tuple[str, ...] | None = None
+                ) -> list[ModelPair]:
+    """The subject's own pair, or the shipped zoo pairs (those of `names`; None: all) plus a tiny random
+    pair for each required family the zoo lacks, so both families are always audited."""
     from hippo.checkpoint import checkpoint_family
 
     if subject.own_pair:
         return [ModelPair(f"own:{Path(subject.target).name}+{Path(subject.draft).name}", subject.target,
                           subject.draft)]
-    pairs = zoo_pairs()
+    pairs = zoo_pairs(names)
     covered = {checkpoint_family(Path(p.target_path)) for p in pairs}
     missing = tuple(f for f in ("qwen2_5_vl", "llava_onevision") if f not in covered)
     return pairs + (tiny_pairs(cache / "tiny", families=missing, unrelated=False) if missing else [])
@@ -314,7 +316,7 @@ def run_suite(profile: Profile, candidates: list[Candidate], out_dir: Path, cach
     run = SuiteRun(profile, provenance={"revision": git_revision(), "source_sha256": source_hash()}, subject=subject)
     started = time.perf_counter()
     log(f"hippo verify: profile {profile.name}, candidates {', '.join(c.name for c in candidates)}")
-    pairs = [pair.load(subject.dtype, subject.device) for pair in model_pairs(cache, subject)]
+    pairs = [pair.load(subject.dtype, subject.device) for pair in model_pairs(cache, subject, profile.zoo_pairs)]
     if subject.own_pair:  # before any check: a pair nothing here can decode is refused with the reason
         check_auditable(pairs[0], load_video(subject.video_files()[0], _frames(profile, subject)))
     run.pairs = [{"name": p.name, "target": p.target_path, "draft": p.draft_path} for p in pairs]
@@ -323,7 +325,7 @@ def run_suite(profile: Profile, candidates: list[Candidate], out_dir: Path, cach
     run.results = run_checks(run, candidates, pairs, profile.seed, log)
     if subject.own_pair:  # the planted bugs are caught on the package's models, where their effect is known
         log("negative controls run on the package's own models (table models and the zoo pairs), not on yours:")
-        pairs = [pair.load() for pair in model_pairs(cache)]
+        pairs = [pair.load() for pair in model_pairs(cache, names=profile.zoo_pairs)]
     else:
         log("negative controls (planted bugs in hippo_ref and hippo_fast):")
     run.mutants = run_mutants(run, pairs, log)
