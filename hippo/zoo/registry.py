@@ -108,6 +108,20 @@ QWEN_DETAIL_STEPS = 2000
 LLAVA_DETAIL_STEPS = 1700
 QWEN_DRAFT_DETAIL_STEPS = 1000
 LLAVA_DRAFT_DETAIL_STEPS = 1200
+# The second draft of each pair (2026-12-02): a larger one whose one-token step on hippo_fast's
+# compiled path costs about a fifth of its target's, the regime of the paper's pairs (ParallelVLM
+# reports about 5 for LLaVA-OneVision 7B/72B), where overlapping drafting with verification pays; the
+# first drafts' steps cost a tenth to a thirteenth. Sized by scripts/draft_cost_probe.py (random weights,
+# one core, the target beside it): hidden x layers 128x1 0.27 ms, 192x3 0.44, 192x4 0.50, 256x2 0.33,
+# 256x3 1.04 against qwen-target's 2.83 ms (ratio 5.7 for 192x4); llava 192x4 0.53 against 2.89 (5.5).
+# The same two-stage recipe as the first drafts (short questions, then the detailed-caption mix),
+# lower peak LRs for the deeper model, steps sized to one core.
+LARGE_DRAFT_SIZE = TinySize(hidden=192, layers=4, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2)
+QWEN_LARGE_DRAFT_SECTION = (2, 3, 19)  # head_dim 48: w from 1e4^(-10/48) = 0.15 rad (the target's: 0.18)
+LARGE_DRAFT_STAGES = (
+    Stage("joint", 400, 2e-3),
+    Stage("joint", 1000, 1e-3, detail_fraction=DETAIL_FRACTION),
+)
 
 MODELS: dict[str, ZooModel] = {
     m.name: m
@@ -135,12 +149,19 @@ MODELS: dict[str, ZooModel] = {
             Stage("joint", 800, 3e-3),
             Stage("joint", LLAVA_DRAFT_DETAIL_STEPS, 1.5e-3, detail_fraction=DETAIL_FRACTION),
         ), target="llava-target"),
+        ZooModel("qwen-draft-large", "qwen2_5_vl", "draft", replace(LARGE_DRAFT_SIZE, mrope_section=QWEN_LARGE_DRAFT_SECTION),
+                 LARGE_DRAFT_STAGES, target="qwen-target"),
+        ZooModel("llava-draft-large", "llava_onevision", "draft", LARGE_DRAFT_SIZE, LARGE_DRAFT_STAGES,
+                 target="llava-target"),
     )
 }
 # pair name -> (target, draft); the first pair is the default of `hippo generate`.
 PAIRS: dict[str, tuple[str, str]] = {
     "qwen": ("qwen-target", "qwen-draft"),
     "llava": ("llava-target", "llava-draft"),
+    # the same targets with their second, larger drafts (a fifth of the target's step cost)
+    "qwen-large": ("qwen-target", "qwen-draft-large"),
+    "llava-large": ("llava-target", "llava-draft-large"),
 }
 DEFAULT_PAIR = "qwen"
 
