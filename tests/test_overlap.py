@@ -262,3 +262,25 @@ def test_a_killed_target_leaves_no_worker_behind(tmp_path, pair):
         time.sleep(0.2)
     os.kill(worker_pid, signal.SIGKILL)
     pytest.fail(f"the worker (pid {worker_pid}) outlived its SIGKILLed target by 30 s")
+
+
+def test_a_failed_process_group_start_does_not_hang_the_next_worker(pair, synthetic_video):
+    """torch counts default groups from a failed init_process_group too; a worker spawned after one used
+    to wait for store keys under another group name (the audit hung after the port-taken test)."""
+    import datetime
+
+    import torch.distributed as dist
+
+    processes.close_session()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(Exception):  # noqa: B017 - torch's error class differs by version
+            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{taken.getsockname()[1]}", rank=0,
+                                    world_size=2, timeout=datetime.timedelta(seconds=5))
+    req = request(synthetic_video, SamplingParams(), tokens=12, gamma=2)
+    worker = processes.session("cpu", timeout_s=30)
+    again = generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
+    assert again.tokens == generate(implementation("fast"), pair.target, pair.draft, req).tokens
+    assert processes.session("cpu") is worker
+    processes.close_session()

@@ -34,7 +34,7 @@ def small_profile(monkeypatch):
 def _verify(capsys, out, own_pair, video, *extra):
     target, draft = own_pair
     code = main(["verify", "--target", target, "--draft", draft, "--video", video, "--prompt", "what moves",
-                 "--candidate", "ref-sd", "--candidate", "fast-pearl", "--out", str(out), *extra])
+                 "--candidate", "ref-sd", "--candidate", "fast-pearl-processes", "--out", str(out), *extra])
     return code, capsys.readouterr()
 
 
@@ -54,6 +54,11 @@ def test_audits_a_checkpoint_folder_given_on_the_command_line(capsys, tmp_path, 
     # 2 candidates x (none + 5 methods at one ratio), all on the own pair and its video and prompt
     assert len(greedy) == 12 and all(c["verdict"] == "pass" for c in greedy)
     assert all(c["inputs"]["case"].startswith("own:") and "shapes.mp4" in c["inputs"]["case"] for c in greedy)
+    # the two-process candidate takes every check a context-level candidate takes (table models, bf16)
+    names = {c["name"] for c in report["checks"]}
+    for check in ("greedy_table", "self_draft_table", "seeded_equivalence"):
+        assert f"{check}|fast-pearl-processes" in names, check
+    assert any(n.startswith("reduced_precision|fast-pearl-processes|") for n in names)
     # a Qwen target gets its rope fidelity note; the summary says where the other checks ran
     assert report["notes"] and report["notes"][0]["family"] == "qwen2_5_vl"
     summary = (tmp_path / "summary.md").read_text()

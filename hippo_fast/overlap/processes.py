@@ -22,7 +22,6 @@ import atexit
 import datetime
 import itertools
 import os
-import socket
 import time
 
 import torch
@@ -42,10 +41,17 @@ class WorkerError(HippoError):
     """The draft's process could not start, or died or failed during a request."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _forget_failed_group() -> None:
+    """Undo what a failed init_process_group leaves behind (only while no group is alive). torch names the default group by a counter
+    it increments before the rendezvous and resets only when a live group is destroyed, so after one
+    failure this process's next group reads its peer's store keys under another name than a fresh
+    worker writes them, and both wait until the timeout (found 2026-12-02: the audit's two-process
+    candidate hung after a port-taken test in the same pytest process)."""
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d
+
+    if not dist.is_initialized() and hasattr(distributed_c10d, "_world"):
+        distributed_c10d._world.group_count = 0
 
 
 def backend_for(target_device: str, draft_device: str) -> str:
@@ -91,10 +97,21 @@ class DraftWorker:
         if dist.is_initialized():
             raise WorkerError("a torch.distributed process group is already running in this process: under "
                               "torchrun, hippo attaches to it (run with WORLD_SIZE=2); do not spawn another")
+        _forget_failed_group()  # an earlier failed start anywhere in this process (ours or not)
         explicit_port = port is not None
-        port = port or free_port()
+        # This process hosts the rendezvous store, made before the worker exists: a taken port fails here,
+        # with nothing spawned and no process group half made (port 0: the OS picks a free one).
+        try:
+            store = dist.TCPStore("127.0.0.1", port or 0, world_size=2, is_master=True,
+                                  timeout=datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
+        except Exception as err:  # noqa: BLE001 - torch raises DistNetworkError / RuntimeError by version
+            if "EADDRINUSE" in str(err) or "address already in use" in str(err):
+                hint = "pass another port, or free it" if explicit_port else "retry"
+                raise WorkerError(f"cannot start the draft worker: port {port} is taken ({hint})") from None
+            raise WorkerError(f"cannot start the draft worker: no rendezvous store on 127.0.0.1:{port or 0} "
+                              f"({type(err).__name__}: {str(err)[:300]})") from None
         own, theirs = split_cores(os.sched_getaffinity(0)) if pin_cores else (None, None)
-        init_method = f"tcp://127.0.0.1:{port}"
+        init_method = f"tcp://127.0.0.1:{store.port}"
         read_end, write_end = os.pipe()
         command = [sys.executable, "-m", "hippo_fast.overlap.worker", "--init-method", init_method,
                    "--status-fd", str(write_end), "--threads", str(threads),
@@ -111,15 +128,13 @@ class DraftWorker:
             restore = os.sched_getaffinity(0)
             os.sched_setaffinity(0, set(own))
         try:
-            dist.init_process_group(backend, init_method=init_method, rank=0, world_size=2,
+            dist.init_process_group(backend, store=store, rank=0, world_size=2,
                                     timeout=datetime.timedelta(seconds=timeout_s))
         except Exception as err:
             process.kill()
+            _forget_failed_group()
             if restore:
                 os.sched_setaffinity(0, restore)
-            if "EADDRINUSE" in str(err) or "address already in use" in str(err):
-                hint = "pass another port, or free it" if explicit_port else "retry"
-                raise WorkerError(f"cannot start the draft worker: port {port} is taken ({hint})") from None
             raise WorkerError(f"cannot start the draft worker: joining the process group at {init_method} failed "
                               f"({type(err).__name__}: {str(err)[:300]})") from None
         comm = torch.device(target_device) if backend == "nccl" else torch.device("cpu")

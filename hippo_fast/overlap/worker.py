@@ -174,8 +174,12 @@ def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, devi
 
         dev = check_device(device)
         status.send(["alive", os.getpid()])
-        dist.init_process_group(backend, init_method=init_method, rank=1, world_size=2,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        # The spawning process hosts the store (processes.DraftWorker.spawn); both sides pass it explicitly,
+        # so that their group's keys agree (torch prefixes a store it builds from init_method, not a given one).
+        host, port = init_method.removeprefix("tcp://").rsplit(":", 1)
+        timeout = datetime.timedelta(seconds=timeout_s)
+        store = dist.TCPStore(host, int(port), world_size=2, is_master=False, timeout=timeout)
+        dist.init_process_group(backend, store=store, rank=1, world_size=2, timeout=timeout)
         Server(Link(0, dev if backend == "nccl" else torch.device("cpu"), dev)).serve()
         dist.destroy_process_group()
     except Exception as err:
