@@ -15,3 +15,8 @@ class CheckpointError(HippoError):
 
 class ConfigError(HippoError, ValueError):
     """A decoding, sampling or pruning parameter is out of range."""
+
+
+class DatasetError(ConfigError):
+    """A benchmark's local copy is missing a file, a field or a video, or a field has the wrong form.
+    The message names the benchmark, the file (and row) and what was expected there."""
