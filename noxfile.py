@@ -50,9 +50,16 @@ def wheel(session):
     session.run("hippo", "verify", "--quick", "--out", str(elsewhere / "report"), env=ENV)
 
 
+BENCH_COMMANDS = ("perf", "sweep")  # hippo bench's subcommands (paper/bench_perf.py, paper/sweep.py)
+
+
 @nox.session(python="3.11")
 def bench(session):
-    """The speed benchmark, `hippo bench perf` (paper/bench_perf.py); posargs go to it, e.g.
+    """The benchmarks, `hippo bench` + posargs: `nox -s bench -- sweep --grid PLAN.json --out FILE.jsonl`;
+    posargs that do not start with a subcommand go to `hippo bench perf` (the speed benchmark), e.g.
     `nox -s bench -- --pair llava -n 5 --compile off`. Not in the default sessions (minutes)."""
     session.install(*INSTALL)
-    session.run("hippo", "bench", "perf", *session.posargs, env=ENV)
+    args = list(session.posargs)
+    if not args or args[0] not in BENCH_COMMANDS:
+        args = ["perf", *args]
+    session.run("hippo", "bench", *args, env=ENV)

@@ -130,6 +130,9 @@ def add_subcommand(sub) -> None:
                      help="measure nothing: re-render the Markdown of a JSON report this command wrote (to --markdown; "
                           "--note replaces its note, in the JSON too)")
     _PERF_PARSER = p
+    from paper import sweep
+
+    sweep.add_parser(bench)
 
 
 # ---- argument checks (cheap, before any model is loaded) ---------------------------------------------
@@ -265,6 +268,10 @@ def first_divergence(got: list[int], want: list[int]) -> str:
 
 
 def run(args) -> int:
+    if args.bench_command == "sweep":
+        from paper import sweep
+
+        return sweep.run(args)
     import torch
 
     from paper import perf_measure, perf_report, perf_rows
