@@ -114,6 +114,8 @@ LLAVA_DRAFT_DETAIL_STEPS = 1200
 # first drafts' steps cost a tenth to a thirteenth. Sized by scripts/draft_cost_probe.py (random weights,
 # one core, the target beside it): hidden x layers 128x1 0.27 ms, 192x3 0.44, 192x4 0.50, 256x2 0.33,
 # 256x3 1.04 against qwen-target's 2.83 ms (ratio 5.7 for 192x4); llava 192x4 0.53 against 2.89 (5.5).
+# Trained, qwen-draft-large's step measured 1.1 ms against 2.95 (ratio 2.6, docs/bench-perf/qwen-large-overlap.md):
+# random weights underestimate the cost; to be re-sized on trained weights.
 # The same two-stage recipe as the first drafts (short questions, then the detailed-caption mix),
 # lower peak LRs for the deeper model, steps sized to one core.
 LARGE_DRAFT_SIZE = TinySize(hidden=192, layers=4, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2)
