@@ -6,6 +6,7 @@ shipped target's, in one process. Used on 2026-12-02 to size the zoo's second dr
 docs/ZOO.md): the issue asks for a draft whose step costs about a fifth of its target's.
 
     OMP_NUM_THREADS=1 taskset -c 1 python scripts/draft_cost_probe.py --family qwen2_5_vl
+    OMP_NUM_THREADS=1 taskset -c 1 python scripts/draft_cost_probe.py --shipped qwen-draft,qwen-draft-large --sizes 192x4
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "llava_onevision"])
     parser.add_argument("--sizes", default="128x1,128x2,128x3,192x2,256x1,256x2",
                         help="comma-separated HIDDENxLAYERS")
+    parser.add_argument("--shipped", default="",
+                        help="comma-separated zoo model names whose trained weights are timed too (e.g. qwen-draft,qwen-draft-large)")
     parser.add_argument("--repeats", type=int, default=60)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -44,7 +47,13 @@ def main() -> None:
                                 config=DecodeConfig(max_new_tokens=128, gamma=5, eos_token_ids=tuple(target.eos_token_ids)))
     measured = []
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.sizes.split(","):
+        for name in filter(None, args.shipped.split(",")):
+            draft = load_adapter(zoo_model(name).path)
+            prepared = impl.prepare_contexts(target, draft, request, clip)
+            if not measured:
+                measured.append(("target", prepared.target_context, 1))
+            measured.append((name, prepared.draft_context, 1))
+        for spec in filter(None, args.sizes.split(",")):
             hidden, layers = (int(x) for x in spec.split("x"))
             size = replace(DRAFT_SIZE, hidden=hidden, layers=layers)
             if args.family == "qwen2_5_vl":  # the split must sum to head_dim / 2 (cost does not depend on it)
