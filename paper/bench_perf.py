@@ -282,6 +282,8 @@ def run(args) -> int:
     _ORIGINAL.update(vars(args))
     _ENV.clear()  # as the user set them: torch.compile sets TORCHINDUCTOR_CACHE_DIR itself once it runs
     _ENV.update({k: os.environ[k] for k in ENV_VARS if k in os.environ})
+    if hasattr(os, "sched_getaffinity"):  # as started: a two-process row narrows it while its worker runs
+        _ENV["affinity"] = sorted(os.sched_getaffinity(0))
     device, specs, profile_rows = check_args(args)
     torch.set_num_threads(args.threads)
     target_path, draft_path = resolve_models(args, specs)
@@ -554,8 +556,9 @@ def command_line(args) -> str:
     for var in ENV_VARS:
         if _ENV.get(var):
             prefix.append(f"{var}={shlex.quote(_ENV[var])}")
-    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < (os.cpu_count() or 0):
-        prefix.append("taskset -c " + ",".join(str(c) for c in sorted(os.sched_getaffinity(0))))
+    affinity = _ENV.get("affinity")
+    if affinity and len(affinity) < (os.cpu_count() or 0):
+        prefix.append("taskset -c " + ",".join(str(c) for c in affinity))
     if Path(sys.argv[0]).name == "hippo" and sys.argv[1:3] == ["bench", "perf"]:
         argv = list(sys.argv[1:])
         for j in range(len(argv) - 1):
