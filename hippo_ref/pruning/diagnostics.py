@@ -47,23 +47,29 @@ def position_bias(s_attn: torch.Tensor, grid: VideoGrid) -> dict:
     mass = s_attn.double().reshape(grid.frames, grid.height, grid.width)
     border = border_mask(grid)
     per_position = mass.sum(0)
-    border_tokens, interior_tokens = int(border.sum()) * grid.frames, int((~border).sum()) * grid.frames
-    border_mass = float(per_position[border].sum())
-    interior_mass = float(per_position[~border].sum())
-    ratio = None
-    if interior_tokens and interior_mass > 0:
-        ratio = (border_mass / border_tokens) / (interior_mass / interior_tokens)
+    border_tokens = int(border.sum()) * grid.frames
     return {
         "grid": {"frames": grid.frames, "height": grid.height, "width": grid.width},
         "by_frame": mass.sum((1, 2)).tolist(),
         "by_row": mass.sum((0, 2)).tolist(),
         "by_col": mass.sum((0, 1)).tolist(),
         "per_position": per_position.tolist(),
-        "border_mass": border_mass,
-        "interior_mass": interior_mass,
+        "border_mass": float(per_position[border].sum()),
+        "interior_mass": float(per_position[~border].sum()),
         "border_token_share": border_tokens / grid.grid_tokens,
-        "border_to_interior": ratio,
+        "border_to_interior": border_to_interior(per_position, grid),
     }
+
+
+def border_to_interior(per_position: torch.Tensor, grid: VideoGrid) -> float | None:
+    """Mean mass of a border position over the mean mass of an interior one, from a (height, width) map
+    (1 = no border bias; None when the frame has no interior or the interior holds no mass)."""
+    per_position = torch.as_tensor(per_position, dtype=torch.float64)
+    border = border_mask(grid)
+    interior_mass = float(per_position[~border].sum())
+    if not (~border).any() or interior_mass <= 0:
+        return None
+    return float(per_position[border].mean()) / float(per_position[~border].mean())
 
 
 def border_share(kept: torch.Tensor, grid: VideoGrid) -> float:
@@ -110,30 +116,43 @@ def plot_position_bias(profile: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def plot_kept(clip, grid: VideoGrid, kept: torch.Tensor | None, path: Path, title: str) -> None:
-    plt = _pyplot()
+def keep_mask(kept: torch.Tensor | None, grid: VideoGrid) -> torch.Tensor:
+    """(frames, height, width) bool: True where a grid token is kept (everywhere for kept None)."""
     keep = torch.ones(grid.grid_tokens, dtype=torch.bool)
     if kept is not None:
         keep[:] = False
-        keep[kept] = True
-    keep = keep.reshape(grid.frames, grid.height, grid.width)
+        keep[torch.as_tensor(kept, dtype=torch.long)] = True
+    return keep.reshape(grid.frames, grid.height, grid.width)
+
+
+def draw_kept(ax, frame, keep: torch.Tensor) -> None:
+    """One frame (H, W, 3) into `ax` with the pruned cells of its (height, width) keep mask darkened and
+    the token grid drawn over it."""
+    height, width = frame.shape[:2]
+    rows, columns = keep.shape
+    shade = torch.zeros(rows, columns, 4)
+    shade[..., 3] = (~keep).float() * 0.7  # pruned tokens darkened
+    ax.imshow(frame)
+    ax.imshow(shade.numpy(), extent=(0, width, height, 0), interpolation="nearest")
+    for r in range(rows + 1):
+        ax.axhline(r * height / rows, color="white", linewidth=0.3)
+    for c in range(columns + 1):
+        ax.axvline(c * width / columns, color="white", linewidth=0.3)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_kept(clip, grid: VideoGrid, kept: torch.Tensor | None, path: Path, title: str) -> None:
+    plt = _pyplot()
+    keep = keep_mask(kept, grid)
     columns = min(grid.frames, 4)
     rows = -(-grid.frames // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for f, index in enumerate(display_frames(clip, grid)):
-        frame = clip.frames[index]
-        height, width = frame.shape[:2]
-        shade = torch.zeros(grid.height, grid.width, 4)
-        shade[..., 3] = (~keep[f]).float() * 0.7  # pruned tokens darkened
         ax = axes.flat[f]
-        ax.imshow(frame)
-        ax.imshow(shade.numpy(), extent=(0, width, height, 0), interpolation="nearest")
-        for r in range(grid.height + 1):
-            ax.axhline(r * height / grid.height, color="white", linewidth=0.3)
-        for c in range(grid.width + 1):
-            ax.axvline(c * width / grid.width, color="white", linewidth=0.3)
+        draw_kept(ax, clip.frames[index], keep[f])
         ax.set_title(f"frame {f} (clip frame {index}): {int(keep[f].sum())}/{grid.tokens_per_frame}", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
