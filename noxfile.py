@@ -63,3 +63,12 @@ def bench(session):
     if not args or args[0] not in BENCH_COMMANDS:
         args = ["perf", *args]
     session.run("hippo", "bench", *args, env=ENV)
+
+
+@nox.session(python="3.11")
+def figures(session):
+    """Every figure and table, and paper/REPRODUCTION.md, on the embedded default (`hippo figures`);
+    refuses to run without a passing `nox -s verify` certificate of this code. Not in the default
+    sessions (within 30 minutes on 2 CPU cores)."""
+    session.install(*INSTALL)
+    session.run("hippo", "figures", *session.posargs, env=ENV)

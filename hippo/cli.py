@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that live with the code they drive: each module defines `COMMAND` (its name),
 # `add_subcommand(subparsers)` and `run(args) -> int`. Add a module here to add a command.
-EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli", "hippo_ref.pruning.diagnostics", "paper.bench_perf")
+EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli", "hippo_ref.pruning.diagnostics", "paper.bench_perf",
+                                     "paper.figures")
 
 
 def _extension_modules():

@@ -135,3 +135,28 @@ class Timeline:
     def as_json(self) -> list[dict]:
         origin = min((s for _, _, s, _ in self.spans), default=0.0)
         return [{"lane": lane, "round": r, "start_s": s - origin, "end_s": e - origin} for lane, r, s, e in self.spans]
+
+
+def pooled_speedup(base_s: list[float], method_s: list[float]) -> float:
+    """Speedup of a method over a base on the same inputs (../shared/hippo-method.md, "Measures"): the
+    base's total wall time over the method's, pooled over the inputs (a long request weighs more, as in a
+    served workload). Decode-only or end to end, depending on which seconds are passed."""
+    if len(base_s) != len(method_s) or not base_s:
+        raise ValueError(f"need the same non-zero number of inputs on both sides, got {len(base_s)} and {len(method_s)}")
+    return sum(base_s) / sum(method_s)
+
+
+def paired_ratio_interval(numerator: list[float], denominator: list[float], resamples: int = 2000, seed: int = 0,
+                          confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile-bootstrap interval of sum(numerator) / sum(denominator) over paired inputs (resampled
+    with replacement, the same draw for both, from an explicitly seeded generator): the interval of a
+    pooled MAT (committed tokens / rounds) or of a pooled_speedup (base seconds / method seconds)."""
+    import numpy as np
+
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError(f"need the same non-zero number of inputs, got {len(numerator)} and {len(denominator)}")
+    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(a[picks].sum(1) / b[picks].sum(1), [tail, 1 - tail])
+    return float(low), float(high)

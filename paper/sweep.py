@@ -289,13 +289,14 @@ def sample_seed(config: Config, sample: Sample) -> int:
 
 
 def request_of(config: Config, sample: Sample):
-    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec, SamplingParams
+    from hippo.request import DecodeConfig, GenerationRequest, PruneParams, PruneSpec, SamplingParams
 
     gamma = config.gamma if isinstance(config.gamma, int) else DecodeConfig.gamma
     decode = DecodeConfig(max_new_tokens=config.max_new_tokens, gamma=gamma,
                           sampling=SamplingParams(config.temperature), seed=sample_seed(config, sample))
     return GenerationRequest(sample.video, sample.prompt, config.frames, config.decoding,
-                             PruneSpec(config.prune, config.ratio, config.positions), decode)
+                             PruneSpec(config.prune, config.ratio, config.positions, PruneParams(weights=config.weights)),
+                             decode)
 
 
 def row_order(grid: Grid, configs: list[Config], samples: list[Sample]) -> list[tuple[Config, Sample, str]]:
@@ -418,6 +419,8 @@ def add_parser(bench) -> None:
     g.add_argument("--ratios", default=None, help="pruning ratios in [0, 1) (default 0.9; prune none: 0)")
     g.add_argument("--gammas", default=None, help="draft lengths, integers or auto (default 5)")
     g.add_argument("--temperatures", default=None, help="0 = greedy (default 0)")
+    g.add_argument("--weights", default=None, help="hippo's score weights w_g:w_t:w_s, e.g. 1:1:1,0:1:1 (ablations; "
+                                                     "default 1:1:1)")
     g.add_argument("--impls", default=None, help=f"implementations: {', '.join(IMPLS)} (default fast)")
     d = p.add_argument_group("data and settings")
     d.add_argument("--dataset", default=None, help="zoo (default) or a paper.datasets benchmark name")
@@ -442,9 +445,9 @@ def add_parser(bench) -> None:
     o.add_argument("--merge", default=None, metavar="OUT", help="merge OUT's shard files into OUT and stop")
 
 
-GRID_FLAGS = ("pairs", "target", "draft", "decodings", "prune", "ratios", "gammas", "temperatures", "impls", "dataset",
-              "root", "prompt_mode", "tasks", "n", "max_new_tokens", "frames", "seed", "positions", "dtype", "device",
-              "threads", "out")
+GRID_FLAGS = ("pairs", "target", "draft", "decodings", "prune", "ratios", "gammas", "temperatures", "weights", "impls",
+              "dataset", "root", "prompt_mode", "tasks", "n", "max_new_tokens", "frames", "seed", "positions", "dtype",
+              "device", "threads", "out")
 
 
 def grid_from_args(args) -> Grid:

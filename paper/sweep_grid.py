@@ -5,6 +5,7 @@ implementations) and one value per setting (dataset, samples, max new tokens, fr
 device). `plan(grid)` expands it into `Config`s, one per distinct thing to run:
 - `ar` ignores prune, ratio and gamma: one configuration per (pair, temperature, implementation);
 - prune `none` ignores the ratios: one configuration with ratio 0;
+- `weights` (hippo's score weights w_g:w_t:w_s, the ablations) apply to prune `hippo` only;
 - `fast-processes` and `fast-streams` overlap PEARL's draft and target: other decodings are dropped
   (SD and AR are serial by definition; they would repeat `fast`), with one line saying so.
 `load_samples(grid)` gives the dataset's samples in order; rows are (sample, configuration) pairs.
@@ -27,6 +28,7 @@ IMPLS: dict[str, tuple[str, dict]] = {
     "fast-compiled": ("fast", {"compile": True}),
     "fast-processes": ("fast", {"overlap": "processes"}),  # the draft in its own (spawned) process
     "fast-streams": ("fast", {"overlap": "streams"}),  # two CUDA streams: GPU only
+    "fast-timed": ("fast", {"timeline": True}),  # SD and serial PEARL record their busy spans (rows' timeline)
 }
 OVERLAPPED = ("fast-processes", "fast-streams")  # PEARL only
 ZOO = "zoo"
@@ -36,7 +38,8 @@ PROMPT_MODES = ("benchmark", "speed")  # paper.datasets.load_benchmark
 
 # Grid keys: CLI flag (without --, dashes as underscores) -> kind. Lists accept "a,b" or a JSON list.
 LIST_KEYS = {"pairs": str, "decodings": str, "prune": str, "ratios": float, "gammas": "gamma",
-             "temperatures": float, "impls": str, "tasks": str}
+             "temperatures": float, "impls": str, "tasks": str, "weights": "weights"}
+DEFAULT_WEIGHTS = (1.0, 1.0, 1.0)  # hippo's (w_g, w_t, w_s): PruneParams' default
 SCALAR_KEYS = {"target": str, "draft": str, "dataset": str, "root": str, "prompt_mode": str, "n": int,
                "max_new_tokens": int, "frames": int, "seed": int, "positions": str, "dtype": str,
                "device": str, "threads": int, "out": str}
@@ -57,6 +60,7 @@ class Grid:
     ratios: tuple[float, ...] = (0.9,)
     gammas: tuple[int | str, ...] = (5,)  # an int, or "auto" (PEARL's measured draft length)
     temperatures: tuple[float, ...] = (0.0,)
+    weights: tuple[tuple[float, float, float], ...] = (DEFAULT_WEIGHTS,)  # hippo's score weights (ablations)
     impls: tuple[str, ...] = ("fast",)
     max_new_tokens: int = 128
     frames: int = 8
@@ -123,6 +127,10 @@ class Grid:
         for g in self.gammas:
             if g != "auto" and g < 1:
                 raise ConfigError(f"gamma {g}: the draft length is an integer >= 1, or auto")
+        from hippo.request import PruneParams
+
+        for w in self.weights:
+            PruneParams(weights=w)  # ConfigError naming the bad triple
         for t in self.temperatures:
             if not (math.isfinite(t) and t >= 0):
                 raise ConfigError(f"temperature {t}: give a number >= 0 (0 = greedy)")
@@ -200,11 +208,17 @@ def _convert(key: str, value, kind, source: str):
     try:
         if kind == "gamma":
             return "auto" if str(value).strip() == "auto" else int(str(value).strip())
+        if kind == "weights":  # "w_g:w_t:w_s" or a JSON list of three numbers
+            items = value.split(":") if isinstance(value, str) else value
+            if len(items) != 3:
+                raise ValueError
+            return tuple(float(x) for x in items)
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return kind(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        want = {int: "an integer", float: "a number", str: "text", "gamma": "an integer or auto"}[kind]
+        want = {int: "an integer", float: "a number", str: "text", "gamma": "an integer or auto",
+                "weights": "three weights w_g:w_t:w_s (e.g. 0:1:1)"}[kind]
         raise ConfigError(f"{source}: {key.replace('_', '-')} {value!r} is not {want}") from None
 
 
@@ -240,6 +254,7 @@ class Config:
     seed: int
     positions: str
     dtype: str
+    weights: tuple[float, float, float] = DEFAULT_WEIGHTS  # hippo pruning's (w_g, w_t, w_s)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -249,7 +264,8 @@ class Config:
         return "|".join([self.pair, f"{self.dataset}:{self.prompt_mode}", sample_id, self.decoding,
                          f"{self.prune}@{self.ratio!r}", f"gamma={self.gamma}", f"T={self.temperature!r}",
                          self.impl, f"new={self.max_new_tokens}", f"frames={self.frames}", f"seed={self.seed}",
-                         self.positions, self.dtype])
+                         self.positions, self.dtype]
+                        + ([] if self.weights == DEFAULT_WEIGHTS else ["weights=" + ":".join(f"{w:g}" for w in self.weights)]))
 
 
 def plan(grid: Grid, notes: list[str] | None = None) -> list[Config]:
@@ -260,7 +276,8 @@ def plan(grid: Grid, notes: list[str] | None = None) -> list[Config]:
     for pair in grid.pair_names:
         for decoding in grid.decodings:
             for method in (("none",) if decoding == "ar" else grid.prune):
-                for ratio in ((0.0,) if method == "none" else grid.ratios):
+                for ratio, weights in [(r, w) for r in ((0.0,) if method == "none" else grid.ratios)
+                                       for w in (grid.weights if method == "hippo" else (DEFAULT_WEIGHTS,))]:
                     for gamma in ((None,) if decoding == "ar" else grid.gammas):
                         for temperature in grid.temperatures:
                             for impl in grid.impls:
@@ -270,7 +287,7 @@ def plan(grid: Grid, notes: list[str] | None = None) -> list[Config]:
                                     continue
                                 configs[Config(pair, grid.dataset, grid.dataset_prompt_mode, decoding, method,
                                                float(ratio), gamma, float(temperature), impl, grid.max_new_tokens,
-                                               grid.frames, grid.seed, grid.positions, grid.dtype)] = None
+                                               grid.frames, grid.seed, grid.positions, grid.dtype, weights)] = None
     if notes is not None:
         for reason, decodings in dropped.items():
             notes.append(f"skipped: {reason} (dropped its {', '.join(sorted(decodings))} combinations)")

@@ -1,0 +1,101 @@
+"""The main table: MAT, mean run length and speedup over AR per pair x method (AR, SD, SD + SpecVLM
+pruning, PEARL, HIPPO), decode-only and end to end, and a bar chart of the speedups with the paper's."""
+
+from __future__ import annotations
+
+from paper.plots import published, style
+from paper.plots.job import FigureJob, Outcome
+from paper.plots.rows import METHODS, select, speedup, summarize
+
+RATIO = 0.9  # the paper's headline pruning ratio
+
+
+def main_sweep(job: FigureJob) -> list[dict]:
+    """AR, SD and PEARL with no / SpecVLM / HIPPO pruning at 0.9, serial (`fast`) and with the draft in
+    its own process (`fast-processes`, PEARL only): the main table, and the ablation's serial rows."""
+    return job.sweep("main", pairs=list(job.profile.pairs), decodings=["ar", "sd", "pearl"],
+                     prune=["none", "specvlm", "hippo"], ratios=[RATIO], impls=["fast", "fast-processes"])
+
+
+def method_rows(rows: list[dict], pair: str, label: str) -> list[dict]:
+    decoding, prune, impl = METHODS[label]
+    return select(rows, pair=pair, decoding=decoding, prune=prune, impl=impl)
+
+
+def measure(job: FigureJob, rows: list[dict]) -> dict:
+    """{pair: {method: {mat, mat_ci, run_length, speedup_decode, speedup_decode_ci, speedup_e2e, ...}}}"""
+    p = job.profile
+    out: dict = {}
+    for pair in p.pairs:
+        base = method_rows(rows, pair, "AR")
+        out[pair] = {}
+        for label in METHODS:
+            picked = method_rows(rows, pair, label)
+            if not picked:
+                continue
+            entry = summarize(picked, p.bootstrap, p.seed).as_json()
+            for phase, name in (("decode_s", "decode"), ("total_s", "e2e")):
+                value, interval = speedup(base, picked, phase, p.bootstrap, p.seed)
+                entry[f"speedup_{name}"], entry[f"speedup_{name}_ci"] = value, list(interval)
+            entry["tokens_per_s_e2e"] = entry["tokens"] / entry["total_s"]
+            out[pair][label] = entry
+    return out
+
+
+def markdown(numbers: dict, job: FigureJob) -> str:
+    p = job.profile
+    lines = [f"# Main table: zoo pairs, {p.n} zoo test videos (detailed captions), {p.frames} frames, "
+             f"up to {p.max_new_tokens} new tokens, greedy, gamma 5, pruning ratio {RATIO}",
+             "",
+             "Speedup = AR's wall time / the method's, pooled over the videos (hippo.stats.pooled_speedup); "
+             "[95% paired bootstrap]. PEARL and HIPPO: the draft in its own process (fast-processes); "
+             "the others: hippo_fast in one process (eager). Every row's tokens equal AR's (checked).",
+             "",
+             "| pair | method | MAT [95%] | run length | speedup decode [95%] | speedup e2e [95%] | tok/s e2e |",
+             "|---|---|---|---:|---|---|---:|"]
+    for pair, methods in numbers.items():
+        for label, e in methods.items():
+            lines.append(f"| {pair} | {label} | {e['mat']:.2f} [{e['mat_ci'][0]:.2f}, {e['mat_ci'][1]:.2f}] | "
+                         f"{'-' if label == 'AR' else format(e['run_length'], '.1f')} | {e['speedup_decode']:.2f}x [{e['speedup_decode_ci'][0]:.2f}, "
+                         f"{e['speedup_decode_ci'][1]:.2f}] | {e['speedup_e2e']:.2f}x [{e['speedup_e2e_ci'][0]:.2f}, "
+                         f"{e['speedup_e2e_ci'][1]:.2f}] | {e['tokens_per_s_e2e']:.0f} |")
+    lines += ["", "The paper (7B-72B video-LLMs on GPUs, pairs and hardware unpublished): HIPPO speedup "
+              + ", ".join(f"{k} {v}x" for k, v in published.HIPPO_SPEEDUP.items()) + "; MAT "
+              + ", ".join(f"{k} {v}" for k, v in published.HIPPO_MAT.items()) + "; SpecVLM speedup "
+              + ", ".join(f"{k} {v}x" for k, v in published.SPECVLM_SPEEDUP.items()) + ", MAT "
+              + ", ".join(f"{k} {v}" for k, v in published.SPECVLM_MAT.items()) + "."]
+    return "\n".join(lines)
+
+
+def plot(numbers: dict, job: FigureJob):
+    import numpy as np
+
+    pairs = list(numbers)
+    fig, axes = style.subplots(1, 2, 11, 4.2, sharey=True)
+    for ax, phase, title in zip(axes, ("decode", "e2e"), ("decode only", "end to end"), strict=True):
+        labels = list(METHODS)
+        width = 0.8 / max(len(pairs), 1)
+        for i, pair in enumerate(pairs):
+            x = np.arange(len(labels)) + (i - (len(pairs) - 1) / 2) * width
+            values = [numbers[pair].get(m, {}).get(f"speedup_{phase}", np.nan) for m in labels]
+            low = [v - numbers[pair].get(m, {}).get(f"speedup_{phase}_ci", [v, v])[0] for m, v in zip(labels, values, strict=True)]
+            high = [numbers[pair].get(m, {}).get(f"speedup_{phase}_ci", [v, v])[1] - v for m, v in zip(labels, values, strict=True)]
+            ax.bar(x, values, width, yerr=[low, high], capsize=3, label=f"zoo {pair}")
+        ax.axhline(1.0, color="black", lw=0.8)
+        hippo_x = labels.index("HIPPO")
+        ax.scatter([hippo_x], [published.HIPPO_SPEEDUP["VDC"]], color="gold", label="paper: HIPPO on VDC",
+                   **style.PAPER_MARKER)
+        ax.set_xticks(range(len(labels)), labels, rotation=15)
+        ax.set_title(f"speedup over AR, {title}")
+        ax.set_xlabel("method")
+    axes[0].set_ylabel("speedup over autoregressive (x)")
+    axes[1].legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Zoo pairs on one CPU core, {job.profile.n} test videos, ratio {RATIO} (bars: 95% bootstrap)")
+    return fig
+
+
+def build(job: FigureJob) -> Outcome:
+    rows = main_sweep(job)
+    numbers = measure(job, rows)
+    return Outcome(figures=[job.save(plot(numbers, job), "main_speedup")],
+                   tables=[job.table("main", markdown(numbers, job))], numbers=numbers)

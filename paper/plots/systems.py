@@ -1,0 +1,70 @@
+"""Speedup vs frames at real model sizes, from the GPU systems benchmark's JSON (paper/bench_systems.py)
+when one exists: random weights of the released architectures, controlled acceptance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from paper.plots import style
+from paper.plots.job import FigureJob, Outcome
+
+REPO = Path(__file__).resolve().parents[2]
+# Where paper/bench_systems.py's documented commands write (reports/, local) and where committed GPU
+# results live (docs/bench-systems/).
+SEARCHED = (REPO / "docs" / "bench-systems", REPO / "reports" / "bench-systems")
+
+
+def reports() -> list[tuple[Path, dict]]:
+    found = []
+    for folder in SEARCHED:
+        for path in sorted(folder.glob("*.json")):
+            try:
+                report = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if "cases" in report and "config" in report:
+                found.append((path, report))
+    return found
+
+
+def measure(found: list[tuple[Path, dict]]) -> dict:
+    """{"<preset>, <acceptance>": {row label: {frames: decode speedup over fast AR}}}, with each source file."""
+    out: dict = {}
+    for path, report in found:
+        cfg = report["config"]
+        key = f"{cfg['preset']}, acceptance {cfg['acceptance']}, {cfg.get('device', '?')} {cfg.get('dtype', '')}".strip()
+        entry = out.setdefault(key, {"source": str(path.relative_to(REPO)), "rows": {}})
+        for case in report["cases"]:
+            for row in case["rows"]:
+                value = row["summary"].get("speedup_fast_ar_decode")
+                if value is not None:
+                    entry["rows"].setdefault(row["label"], {})[str(case["frames"])] = value
+    return out
+
+
+def plot(numbers: dict):
+    fig, axes = style.subplots(1, len(numbers), 5.6 * len(numbers), 4.2, squeeze=False)
+    for ax, (key, entry) in zip(axes[0], numbers.items(), strict=True):
+        for label, by_frames in entry["rows"].items():
+            points = sorted((int(f), v) for f, v in by_frames.items())
+            ax.plot([f for f, _ in points], [v for _, v in points], marker="o", label=label)
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("video frames")
+        ax.set_ylabel("decode speedup over fast AR (x)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Real-size architectures, random weights, controlled acceptance (paper/bench_systems.py)")
+    fig.tight_layout()
+    return fig
+
+
+def build(job: FigureJob) -> Outcome:
+    found = reports()
+    if not found:
+        return Outcome(notes=["no GPU systems benchmark result (docs/bench-systems/*.json or reports/bench-systems/"
+                              "*.json): no GPU was lent to this project when the figures were made; the commands "
+                              "that make them are at the top of paper/bench_systems.py"])
+    numbers = measure(found)
+    return Outcome(figures=[job.save(plot(numbers), "systems")], numbers=numbers)
