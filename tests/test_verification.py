@@ -138,6 +138,20 @@ def test_report_files(tmp_path):
     assert write_report(run, tmp_path, "x")["verdict"] == "FAIL"
 
 
+def test_calibration_keeps_every_p_value():
+    """The report carries each calibration test's p-value (the calibration histogram reads them)."""
+    from dataclasses import replace
+
+    from verification.suite import QUICK, SuiteRun, run_calibration
+
+    small = replace(QUICK, calibration_runs=2, calibration_samples=30)
+    calibration = run_calibration(SuiteRun(small), log=lambda line: None)
+    values = calibration["p_values"]
+    assert len(values) == 2 * len(checks.TABLE_MC) and all(0.0 <= v <= 1.0 for v in values)
+    assert all(v == float(f"{v:.6g}") for v in values)  # rounded to 6 significant digits
+    json.dumps(calibration)
+
+
 @pytest.fixture(scope="module")
 def tiny_near_pair(tmp_path_factory):
     from verification.models import tiny_pairs

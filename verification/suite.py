@@ -304,7 +304,9 @@ def run_calibration(run: SuiteRun, log) -> dict:
     return {"runs": n, "samples_per_check": p.calibration_samples, "false_alarms": alarms,
             "false_alarm_rate": alarms / n, "rate_95ci": [low, high], "declared_alpha": p.alpha,
             "p_value_rate_not_above_alpha": surprise, "individual_p_values_below_alpha":
-            sum(v < p.alpha for v in p_values) / max(len(p_values), 1), "verdict": verdict}
+            sum(v < p.alpha for v in p_values) / max(len(p_values), 1), "verdict": verdict,
+            # every test's own p-value, for the calibration histogram (uniform on [0, 1] when calibrated)
+            "p_values": [float(f"{v:.6g}") for v in p_values]}
 
 
 def run_suite(profile: Profile, candidates: list[Candidate], out_dir: Path, cache: Path, log=print,
