@@ -110,3 +110,15 @@ def test_speedup_refuses_rows_whose_tokens_differ():
     assert plot_rows.speedup([row([1, 2], 2.0)], [row([1, 2], 1.0)], resamples=10)[0] == 2.0
     with pytest.raises(ValueError, match="not lossless"):
         plot_rows.speedup([row([1, 2], 2.0)], [row([1, 3], 1.0)], resamples=10)
+
+
+def test_rows_of_other_code_are_moved_aside_not_mixed(tmp_path):
+    from paper.plots.job import PROFILES, FigureJob
+
+    job = FigureJob(tmp_path / "results", tmp_path / "figures", tmp_path / "tables", PROFILES["smoke"], progress=False,
+                    log=lambda m: None)
+    stale = {"key": "old", "source_sha256": "f" * 64, "config": {}}
+    (job.results / "main.jsonl").write_text(json.dumps(stale) + "\n")
+    rows = job.sweep("main", pairs=["qwen"], decodings=["ar"], impls=["fast"])
+    assert [r["source_sha256"] for r in rows] == [source_hash()]
+    assert json.loads((job.results / f"main.{'f' * 12}.jsonl").read_text()) == stale

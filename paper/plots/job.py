@@ -87,10 +87,18 @@ class FigureJob:
         profile's), run into results/<name>.jsonl; finished rows are kept, missing ones run."""
         from paper.sweep import read_rows, run_sweep
         from paper.sweep_grid import Grid
+        from verification.report import source_hash
 
         p = self.profile
         values = {"n": p.n, "max_new_tokens": p.max_new_tokens, "frames": p.frames, "seed": p.seed, **grid}
         path = self.results / f"{name}.jsonl"
+        if path.exists():  # rows of other code are kept aside, not mixed in and not lost
+            current = source_hash()
+            other = sorted({str(r.get("source_sha256")) for r in read_rows(path)} - {current})
+            if other:
+                kept = path.with_name(f"{name}.{other[0][:12]}.jsonl")
+                path.replace(kept)
+                self.log(f"figures: {path} held rows of other code (source {other[0][:12]}); moved to {kept.name}")
         self.log(f"figures: sweep {name} -> {path}")
         run_sweep(Grid.from_mapping(values, source=f"figure sweep {name}"), path, progress=self.progress)
         return read_rows(path)
