@@ -322,28 +322,25 @@ def load_samples(grid: Grid) -> list[Sample]:
 
 def zoo_samples(n: int) -> list[Sample]:
     """The first n test-split videos of the zoo with the detailed-caption question, rendered in memory."""
-    from hippo.zoo.dataset import SPLIT_SIZES, detail_requests
+    from hippo.zoo.dataset import DETAIL_PROMPT, SPLIT_SIZES
 
     if n > SPLIT_SIZES[ZOO_SPLIT]:
         raise ConfigError(f"-n {n}: the zoo's {ZOO_SPLIT} split has {SPLIT_SIZES[ZOO_SPLIT]} videos")
     samples = []
-    for i, (clip, prompt) in enumerate(detail_requests(ZOO_SPLIT, n)):
-        sample_id = clip.path  # "test/3"
+    prompt = DETAIL_PROMPT
+    for i in range(n):
+        sample_id = f"{ZOO_SPLIT}/{i}"  # rendered when a row needs its frames
         record = {"dataset": ZOO, "sample_id": sample_id, "split": ZOO_SPLIT, "index": i, "video": f"zoo:{sample_id}",
                   "question_type": "detail", "prompt": prompt}
-        samples.append(Sample(i, sample_id, f"zoo:{sample_id}", prompt, record, _zoo_frames(clip)))
+        samples.append(Sample(i, sample_id, f"zoo:{sample_id}", prompt, record, _zoo_frames(f"zoo:{sample_id}")))
     return samples
 
 
-def _zoo_frames(clip):
+def _zoo_frames(label: str):
     def frames(n: int):
-        from hippo.video import VideoClip, sample_frame_indices
+        from hippo.zoo.dataset import labelled_clip
 
-        if n == clip.num_frames:
-            return clip
-        picks = sample_frame_indices(clip.num_frames, n)  # the formula of hippo.video, over the 8 frames
-        return VideoClip(clip.frames[list(picks)], picks, clip.native_fps,
-                         tuple(i / clip.native_fps for i in picks), clip.num_source_frames, clip.path)
+        return labelled_clip(label, n)  # the formula of hippo.video, over the 8 frames
 
     return frames
 

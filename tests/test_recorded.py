@@ -130,3 +130,31 @@ def test_cli_recorded_writes_a_report(capsys, tmp_path, recorded_pair, greedy_ro
     assert "recorded_greedy | 2 | 0" in (out / "summary.md").read_text()
     read, problems = read_rows(path)
     assert len(read) == 2 and not problems
+
+
+def test_sweep_rows_on_zoo_videos_are_audited_without_a_draft(tmp_path, capsys):
+    """`hippo bench sweep` rows name zoo videos by label (zoo:test/0, rendered in memory): the audit renders
+    the same frames; --recorded needs only the target; a changed token still fails."""
+    rows = tmp_path / "rows.jsonl"
+    assert main(["bench", "sweep", "--pairs", "qwen", "--decodings", "sd", "--prune", "hippo", "-n", "1",
+                 "--max-new-tokens", "8", "--no-progress", "--out", str(rows)]) == 0
+    (row,) = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert row["video"] == "zoo:test/0"
+    assert main(["verify", "--recorded", str(rows), "--target", "zoo:qwen-target", "--out", str(tmp_path / "ok")]) == 0
+    row["tokens"][3] = (row["tokens"][3] + 1) % 100
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(row) + "\n")
+    assert main(["verify", "--recorded", str(bad), "--target", "zoo:qwen-target", "--out", str(tmp_path / "bad")]) == 1
+
+
+def test_a_label_that_names_no_zoo_video_is_refused():
+    from hippo.errors import VideoError
+    from hippo.video import sample_frame_indices
+    from hippo.zoo.dataset import labelled_clip
+
+    assert labelled_clip("zoo:test/2", 4).frame_indices == tuple(sample_frame_indices(8, 4))  # load_video's formula
+    assert labelled_clip("zoo:test/2", None, indices=[1, 5]).frames.shape[0] == 2
+    with pytest.raises(VideoError, match="zoo:<split>/<index>"):
+        labelled_clip("zoo:nosuch/1")
+    with pytest.raises(VideoError, match="zoo:<split>/<index>"):
+        labelled_clip("zoo:test/99999")

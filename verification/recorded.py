@@ -64,7 +64,12 @@ class RecordedRow:
 
 
 def _resolve_video(video: str, base: Path) -> str:
-    """Absolute paths as they are; relative ones against the JSONL's folder, then the working folder."""
+    """Absolute paths as they are; relative ones against the JSONL's folder, then the working folder;
+    a zoo video's label ("zoo:test/3", rendered in memory by hippo.zoo.dataset.labelled_clip) as it is."""
+    from hippo.zoo.dataset import is_video_label
+
+    if is_video_label(video):
+        return video
     if os.path.isabs(video):
         return video
     for root in (base, Path.cwd()):
@@ -156,7 +161,10 @@ class TargetInputs:
 
         key = (row.video, row.frames, row.frame_indices)
         if key not in self._clips:
-            self._clips[key] = load_video(row.video, row.frames, indices=row.frame_indices)
+            from hippo.zoo.dataset import is_video_label, labelled_clip
+
+            read = labelled_clip if is_video_label(row.video) else load_video
+            self._clips[key] = read(row.video, row.frames, indices=row.frame_indices)
         return self._clips[key]
 
     def inputs_of(self, row: RecordedRow, adapter=None):

@@ -50,6 +50,8 @@ def model_fingerprints(pairs) -> list[dict]:
     for pair in pairs:
         entry = dict(pair)
         for role in ("target", "draft"):
+            if pair.get(role) is None:  # --recorded without --draft: the target alone is audited
+                continue
             weights = sorted(Path(pair[role]).glob("*.safetensors"))
             entry[f"{role}_sha256"] = {w.name: file_sha256(w) for w in weights}
         out.append(entry)

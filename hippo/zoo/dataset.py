@@ -473,6 +473,35 @@ def as_clip(frames: np.ndarray, name: str = "zoo"):
     return VideoClip(frames, tuple(range(n)), 4.0, tuple(i / 4.0 for i in range(n)), n, name)
 
 
+VIDEO_LABEL_PREFIX = "zoo:"  # how rows recorded on zoo videos name them: "zoo:test/3" (rendered, not a file)
+
+
+def is_video_label(video: str) -> bool:
+    return str(video).startswith(VIDEO_LABEL_PREFIX)
+
+
+def labelled_clip(label: str, num_frames: int | None = None, indices=None):
+    """The zoo video a recorded row names ("zoo:<split>/<index>"), rendered in memory, with the frames
+    hippo.video.load_video would read from a file of it: `indices` when given, else `num_frames` by
+    its uniform formula (all 8 when None). VideoError naming the label when it is not a zoo video."""
+    from hippo.errors import VideoError
+    from hippo.video import VideoClip, sample_frame_indices
+
+    split, _, index = str(label)[len(VIDEO_LABEL_PREFIX):].partition("/")
+    if not is_video_label(label) or split not in SPLIT_SIZES or not index.isdigit() or int(index) >= SPLIT_SIZES[split]:
+        raise VideoError(f"{label!r} is not a zoo video: zoo videos are named zoo:<split>/<index> with split one of "
+                         f"{', '.join(f'{k} (0..{v - 1})' for k, v in SPLIT_SIZES.items())}")
+    clip = as_clip(render(video_spec(split, int(index))), f"{split}/{index}")
+    picks = tuple(indices) if indices is not None else (
+        clip.frame_indices if num_frames in (None, clip.num_frames) else sample_frame_indices(clip.num_frames, num_frames))
+    if any(not 0 <= i < clip.num_frames for i in picks):
+        raise VideoError(f"{label}: frame indices {list(picks)} outside its {clip.num_frames} frames")
+    if picks == clip.frame_indices:
+        return clip
+    return VideoClip(clip.frames[list(picks)], picks, clip.native_fps, tuple(i / clip.native_fps for i in picks),
+                     clip.num_source_frames, clip.path)
+
+
 # ------------------------------------------------------------------------------------- the metric
 
 _WORD = re.compile(r"[a-z]+")
