@@ -2,8 +2,8 @@
 hippo_ref/pipeline.py: both models prefilled into static caches sized for the request, the pruning
 scores and kept indices computed on the device, the decode loops of hippo_fast/decoding.
 
-`implementation(compile=...)` is what hippo.generation.implementation("fast") returns. With
-compile=True the one-token and (gamma + 1)-token forwards of both models go through
+`implementation(compile=..., overlap=..., timeline=...)` is what hippo.generation.implementation("fast")
+returns. With compile=True the one-token and (gamma + 1)-token forwards of both models go through
 `torch.compile` of the stock forward (fixed shapes: each is captured once per model; CUDA graphs on
 a GPU via mode "reduce-overhead"); the prefill is never compiled.
 """
@@ -73,15 +73,21 @@ class FastImplementation:
     """`overlap`: how PEARL's two halves run. "off": one after the other (decode_parallel); "streams":
     one process, the draft and the target on two CUDA streams (serial on a CPU, the same code);
     "processes": the draft in its own process (hippo_fast/overlap/processes.py). SD and AR are serial
-    by definition and ignore it."""
+    by definition and ignore it. `timeline`: SD and serial PEARL record their busy spans per round
+    (DecodeResult.timeline; hippo_fast/decoding/spans.py); the two-process decode always does; AR
+    records none."""
 
     compile: bool = False
     overlap: str = "off"
+    timeline: bool = False
     name: str = NAME
 
     def __post_init__(self):
         if self.overlap not in OVERLAPS:
             raise ConfigError(f"unknown overlap {self.overlap!r}; choose one of {', '.join(OVERLAPS)}")
+        if self.timeline and self.overlap == "streams":
+            raise ConfigError("timeline=True waits for the device at every span, which serialises the two streams: "
+                              "use overlap off or processes")
 
     def remote(self, decoding: str) -> bool:
         return self.overlap == "processes" and decoding == "pearl"
@@ -160,16 +166,17 @@ class FastImplementation:
         if decoding == "ar":
             return decode_autoregressive(target_context, config)
         if decoding == "sd":
-            return decode_speculative(target_context, draft_context, config)
+            return decode_speculative(target_context, draft_context, config, timeline=self.timeline)
         if self.remote(decoding):
             from hippo_fast.overlap.processes import decode_remote
 
             return decode_remote(target_context, draft_context, config)
-        return decode_parallel(target_context, draft_context, config, lanes=self.overlap == "streams")
+        return decode_parallel(target_context, draft_context, config, lanes=self.overlap == "streams",
+                               timeline=self.timeline)
 
 
-def implementation(compile: bool = False, overlap: str = "off") -> FastImplementation:
-    return FastImplementation(compile=compile, overlap=overlap)
+def implementation(compile: bool = False, overlap: str = "off", timeline: bool = False) -> FastImplementation:
+    return FastImplementation(compile=compile, overlap=overlap, timeline=timeline)
 
 
 def generate(target, draft, request: GenerationRequest, gamma_auto: bool = False, clip=None, compile: bool = False):
