@@ -1,0 +1,231 @@
+"""Where one request's time goes, phase by phase, for AR, SD, SD + SpecVLM, PEARL and HIPPO on the main
+pair: the median over the zoo test videos of each phase's wall time.
+
+The phases are timed around the pipeline's own pieces, called in hippo_fast/pipeline.py's
+prepare_contexts order (hippo.video.load_video, adapter.prepare, adapter.encode_video, the static-cache
+prefill, hippo_fast.pruning's scores and kept_indices, the draft's prefill), then the decode, split by its
+timeline: the target's verify forwards and verification, the draft's work that the target did not hide,
+and the rest (messages, the loop's host work). Every phase is wall time of this process, one after
+the other, so they add up to the end-to-end time. With the draft in its own process (PEARL, HIPPO) the
+worker prepares and encodes the video while this process works on the target: "draft prefill" is then
+what this process waited for the worker's pruned prefill.
+
+The zoo renders its videos in memory; each is written once as an MP4 (hippo.video.write_video) so that
+"video load" times the decoder a real request goes through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from paper.plots import style
+from paper.plots.job import FigureJob, Outcome
+from paper.plots.rows import METHODS
+
+RATIO = 0.9
+GAMMA = 5  # the sweep's default draft length (paper/sweep_grid.py Grid.gammas)
+PHASES = ("video load", "preprocessing", "vision encoding", "target prefill", "scoring", "pruning", "draft prefill",
+          "draft decode", "verify decode", "decode other")
+DECODE_PHASES = ("draft decode", "verify decode", "decode other")
+
+
+@contextlib.contextmanager
+def phase(times: dict, name: str, device):
+    """Adds the block's wall time to times[name] (waiting for a CUDA device at its end)."""
+    import torch
+
+    start = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    times[name] += time.perf_counter() - start
+
+
+def implementation_of(impl: str):
+    """The method's implementation, the serial ones recording their timeline (draft / verify split)."""
+    from hippo_fast.pipeline import FastImplementation
+
+    return FastImplementation(overlap="processes") if impl == "fast-processes" else FastImplementation(timeline=True)
+
+
+def decode_phases(result) -> dict:
+    """The decode's wall time split by its timeline (AR has none: every step is the target's)."""
+    stats, timeline = result.stats, result.timeline
+    if timeline is None:
+        return {"verify decode": stats.decode_s, "draft_busy": 0.0, "draft_hidden": 0.0}
+    verify = timeline.busy_s("target") + timeline.busy_s("verify")
+    hidden = timeline.overlap_s("target", "draft")  # the draft's work done while the target worked
+    exposed = timeline.busy_s("draft") - hidden
+    return {"verify decode": verify, "draft decode": exposed, "decode other": max(0.0, stats.decode_s - verify - exposed),
+            "draft_busy": timeline.busy_s("draft"), "draft_hidden": hidden}
+
+
+def time_request(impl, target, draft, request) -> tuple[dict, list[int]]:
+    """Seconds per phase of one request (prepare_contexts' steps, then the decode), and its tokens."""
+    from hippo.request import NEEDS_SCORES
+    from hippo.video import load_video
+    from hippo_fast.cache import static_prefill
+    from hippo_fast.overlap import processes
+    from hippo_fast.pipeline import request_capacity
+    from hippo_fast.pruning.methods import kept_indices
+    from hippo_fast.pruning.scores import (
+        TextQueryCapture,
+        TokenScores,
+        attention_scores,
+        spatial_complexity,
+        temporal_novelty,
+    )
+
+    times = dict.fromkeys(PHASES, 0.0)
+    device = target.device
+    with phase(times, "video load", device):
+        clip = load_video(request.video, request.frames)
+    capacity = request_capacity(request.config, request.decoding)
+    remote = impl.remote(request.decoding)
+    if remote:  # first, as the pipeline does: the worker encodes the video while this process prefills
+        worker = processes.session(processes.RemoteDraft.of(draft).device, target_device=str(device))
+        with phase(times, "draft prefill", device):
+            job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity, False)
+    with phase(times, "preprocessing", device):
+        inputs = target.prepare(clip, request.prompt)
+    with phase(times, "vision encoding", device):
+        embeds = target.encode_video(inputs)
+    scores = None
+    if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:  # scored_prefill, its steps timed apart
+        params = request.prune.params
+        capture = TextQueryCapture(target, inputs, params.attn_layers, params.text_tokens)
+        with phase(times, "target prefill", device):
+            target_context = static_prefill(target, inputs, capacity, video_embeds=embeds, observe=capture)
+        with phase(times, "scoring", device):
+            scores = TokenScores(attn=attention_scores(capture, target_context),
+                                 temp=temporal_novelty(embeds, inputs.grid, params.first_frame_temp),
+                                 spat=spatial_complexity(embeds, inputs.grid, params.spatial_window))
+    else:
+        with phase(times, "target prefill", device):
+            target_context = static_prefill(target, inputs, capacity, video_embeds=embeds)
+    draft_context = None
+    if request.decoding != "ar":
+        with phase(times, "pruning", device):
+            kept = kept_indices(request.prune, inputs.grid, scores)
+            kept = None if kept is None else kept.cpu()
+        if remote:
+            with phase(times, "draft prefill", device):
+                draft_context = processes.finish_video_job(worker, job, kept, target, inputs)
+        else:
+            with phase(times, "preprocessing", device):
+                draft_inputs = draft.prepare(clip, request.prompt)
+            with phase(times, "vision encoding", device):
+                draft_embeds = draft.encode_video(draft_inputs)
+            with phase(times, "draft prefill", device):
+                draft_context = static_prefill(draft, draft_inputs, capacity, kept_grid_indices=kept,
+                                               positions=request.prune.positions, video_embeds=draft_embeds)
+    result = impl.decode(request.decoding, target_context, draft_context, request.config)
+    times.update(decode_phases(result))
+    return times, result.tokens
+
+
+def write_videos(folder: Path, count: int) -> list[tuple[str, str]]:
+    """The first `count` zoo test videos as MP4 files in `folder`, with their prompts."""
+    from hippo.video import write_video
+    from paper.sweep_grid import zoo_samples
+
+    out = []
+    for sample in zoo_samples(count):
+        clip = sample.clip(8)  # every rendered frame; load_video samples the request's frames from the file
+        path = folder / f"{sample.sample_id.replace('/', '-')}.mp4"
+        write_video(path, clip.frames, clip.native_fps)
+        out.append((str(path), sample.prompt))
+    return out
+
+
+def measure(job: FigureJob) -> dict:
+    from hippo.checkpoint import load_adapter
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
+    from hippo.zoo.registry import PAIRS, ZOO_PREFIX
+    from hippo_fast.overlap import processes
+
+    p = job.profile
+    pair = p.pairs[0]
+    target, draft = (load_adapter(ZOO_PREFIX + name, "float32", "cpu") for name in PAIRS[pair])
+    config = DecodeConfig(max_new_tokens=p.max_new_tokens, gamma=GAMMA, seed=p.seed,
+                          eos_token_ids=tuple(target.eos_token_ids))
+    out: dict = {"pair": pair, "frames": p.frames, "n": p.n, "gamma": GAMMA, "max_new_tokens": p.max_new_tokens,
+                 "ratio": RATIO, "methods": {}}
+    tokens: dict[str, list] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        videos = write_videos(Path(folder), p.n)
+        try:
+            for label, (decoding, prune, impl_name) in METHODS.items():
+                impl = implementation_of(impl_name)
+                spec = PruneSpec(prune, 0.0 if prune == "none" else RATIO)
+                requests = [GenerationRequest(video, prompt, p.frames, decoding, spec, config) for video, prompt in videos]
+                time_request(impl, target, draft, requests[0])  # warm-up, untimed (first calls, the worker's start)
+                runs = [time_request(impl, target, draft, r) for r in requests]
+                tokens[label] = [t for _, t in runs]
+                out["methods"][label] = summarize([times for times, _ in runs], [len(t) for _, t in runs])
+        finally:
+            processes.close_session()  # the worker holds a core of this process's while it lives
+    out["same_tokens_as_ar"] = {label: t == tokens["AR"] for label, t in tokens.items()}
+    return out
+
+
+def summarize(runs: list[dict], generated: list[int]) -> dict:
+    """Medians over the requests, in ms: every phase, the end to end (median of the sums), the draft's
+    decode work in all and the part of it the target hid."""
+    def median_ms(values):
+        return 1e3 * statistics.median(values)
+
+    return {"phases_ms": {name: median_ms([r[name] for r in runs]) for name in PHASES},
+            "end_to_end_ms": median_ms([sum(r[name] for name in PHASES) for r in runs]),
+            "before_decode_ms": median_ms([sum(r[name] for name in PHASES if name not in DECODE_PHASES) for r in runs]),
+            "draft_busy_ms": median_ms([r["draft_busy"] for r in runs]),
+            "draft_hidden_ms": median_ms([r["draft_hidden"] for r in runs]),
+            "generated_mean": sum(generated) / len(generated)}
+
+
+def plot(numbers: dict):
+    import matplotlib
+
+    colors = dict(zip(PHASES, matplotlib.colormaps["tab10"].colors, strict=True))
+    labels = list(numbers["methods"])
+    fig, axes = style.subplots(1, 2, 13, 0.55 * len(labels) + 2.4, sharey=True,
+                               gridspec_kw={"width_ratios": [3, 2]})
+    before = [name for name in PHASES if name not in DECODE_PHASES]
+    for ax, names, total, title in ((axes[0], PHASES, "end_to_end_ms", "the whole request"),
+                                    (axes[1], before, "before_decode_ms", "before the decode (zoomed)")):
+        for y, label in enumerate(labels):
+            method, left = numbers["methods"][label], 0.0
+            for name in names:
+                width = method["phases_ms"][name]
+                ax.barh(y, width, left=left, color=colors[name], edgecolor="white", linewidth=0.5,
+                        label=name if y == 0 else None)
+                left += width
+            ax.text(left, y, f" {method[total]:.0f} ms", va="center", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("median wall time per phase (ms); at the end: the median total")
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(x=0.12)
+    axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(PHASES) // 2, fontsize=8, frameon=False)
+    fig.suptitle(f"Latency per phase of one request: zoo {numbers['pair']}, {numbers['frames']} frames, "
+                 f"{numbers['max_new_tokens']} new tokens max, gamma {numbers['gamma']}, pruning ratio "
+                 f"{numbers['ratio']}; median over {numbers['n']} zoo test videos", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+NOTES = ["PEARL and HIPPO: the worker prepares and encodes the video for the draft while this process works on "
+         "the target; their 'draft prefill' is this process's wait for the worker's pruned prefill",
+         "draft decode: the draft's work the target did not hide (all of it in serial SD); decode other: the rest "
+         "of the decode's wall time (messages, waits, the loop's host work)"]
+
+
+def build(job: FigureJob) -> Outcome:
+    numbers = job.measurement("latency", lambda: measure(job))
+    return Outcome(figures=[job.save(plot(numbers), "latency")], numbers=numbers, notes=list(NOTES))
