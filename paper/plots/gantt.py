@@ -79,8 +79,8 @@ def draw_panel(ax, row: dict, label: str, summary: dict, window_ms: float) -> No
                            linewidth=0.4, label=("target verify forward" if lane == "target" else
                                                  "verification + commit" if lane == "verify" else "draft block"))
     committed = row["stats"]["accepted_per_round"]
-    for lane, r, start, end in timeline.spans:  # tokens each round committed, above its verification
-        if lane == "verify" and (start - origin) * 1e3 < window_ms:
+    for lane, r, _, end in timeline.spans:  # tokens each round committed, above its verification
+        if lane == "verify" and (end - origin) * 1e3 < 0.99 * window_ms:
             ax.text((end - origin) * 1e3, 0.42, f"+{committed[r]}", fontsize=7, ha="center", va="bottom")
     ax.set_yticks(range(len(LANES)), list(reversed(LANES)))
     ax.set_ylim(-0.6, len(LANES) - 0.3)
@@ -100,11 +100,12 @@ def plot(rows: dict[str, dict], numbers: dict, job: FigureJob):
     for ax, (label, row) in zip(axes, rows.items(), strict=True):
         draw_panel(ax, row, label, numbers["decodes"][label], window_ms)
     axes[-1].set_xlabel("time since the first round's first span (ms); +k: tokens the round committed")
-    axes[0].legend(loc="upper right", fontsize=7, ncol=3, framealpha=0.9)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     p = job.profile
     fig.suptitle(f"Measured timeline of one request: zoo {numbers['pair']}, {numbers['sample']}, {p.frames} frames, "
                  f"hippo pruning {RATIO}; the first {ROUNDS_SHOWN} rounds of the slower decode", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 

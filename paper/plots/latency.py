@@ -17,6 +17,7 @@ The zoo renders its videos in memory; each is written once as an MP4 (hippo.vide
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -154,7 +155,7 @@ def measure(job: FigureJob) -> dict:
     config = DecodeConfig(max_new_tokens=p.max_new_tokens, gamma=GAMMA, seed=p.seed,
                           eos_token_ids=tuple(target.eos_token_ids))
     out: dict = {"pair": pair, "frames": p.frames, "n": p.n, "gamma": GAMMA, "max_new_tokens": p.max_new_tokens,
-                 "ratio": RATIO, "methods": {}}
+                 "ratio": RATIO, "methods": {}, "load_average_at_start": os.getloadavg()[0]}  # other work on the cores slows the timings
     tokens: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as folder:
         videos = write_videos(Path(folder), p.n)
@@ -170,6 +171,7 @@ def measure(job: FigureJob) -> dict:
         finally:
             processes.close_session()  # the worker holds a core of this process's while it lives
     out["same_tokens_as_ar"] = {label: t == tokens["AR"] for label, t in tokens.items()}
+    out["load_average_at_end"] = os.getloadavg()[0]
     return out
 
 
@@ -195,20 +197,21 @@ def plot(numbers: dict):
     fig, axes = style.subplots(1, 2, 13, 0.55 * len(labels) + 2.4, sharey=True,
                                gridspec_kw={"width_ratios": [3, 2]})
     before = [name for name in PHASES if name not in DECODE_PHASES]
-    for ax, names, total, title in ((axes[0], PHASES, "end_to_end_ms", "the whole request"),
-                                    (axes[1], before, "before_decode_ms", "before the decode (zoomed)")):
+    for ax, names, title in ((axes[0], PHASES, "the whole request"), (axes[1], before, "before the decode (zoomed)")):
+        longest = 0.0
         for y, label in enumerate(labels):
-            method, left = numbers["methods"][label], 0.0
+            left = 0.0
             for name in names:
-                width = method["phases_ms"][name]
+                width = numbers["methods"][label]["phases_ms"][name]
                 ax.barh(y, width, left=left, color=colors[name], edgecolor="white", linewidth=0.5,
                         label=name if y == 0 else None)
                 left += width
-            ax.text(left, y, f" {method[total]:.0f} ms", va="center", fontsize=8)
+            ax.text(left, y, f" {left:.0f} ms", va="center", fontsize=8)
+            longest = max(longest, left)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("median wall time per phase (ms); at the end: the median total")
+        ax.set_xlabel("wall time (ms): each phase's median, stacked")
         ax.grid(axis="x", alpha=0.3)
-        ax.margins(x=0.12)
+        ax.set_xlim(0, 1.15 * longest)  # room for the totals
     axes[0].set_yticks(range(len(labels)), labels)
     axes[0].invert_yaxis()
     handles, names = axes[0].get_legend_handles_labels()
