@@ -75,7 +75,7 @@ class DecodeConfig:
 class DecodeResult:
     tokens: list[int]
     stats: DecodeStats
-    timeline: object | None = None  # hippo.stats.Timeline of an overlapped decode (draft and target lanes)
+    timeline: object | None = None  # hippo.stats.Timeline: an overlapped decode, or a serial one asked to record (fast-timed)
 
 
 # ---- pruning (the draft's context only) --------------------------------------------------------------
@@ -195,7 +195,7 @@ class GenerationResult:
     kept_grid_indices: torch.Tensor | None = None
     request: GenerationRequest | None = None  # as run: the target's EOS ids filled in, gamma as measured
     frame_indices: tuple[int, ...] | None = None  # the video frames the models read
-    timeline: object | None = None  # hippo.stats.Timeline when draft and target overlapped
+    timeline: object | None = None  # hippo.stats.Timeline of an overlapped decode, or of a serial one that recorded it
 
     def as_json(self) -> dict:
         """One recorded-output row: the request, the frames, the tokens, the stats."""

@@ -36,7 +36,7 @@ One row (a JSON object per line):
                  timings (decode_s, prefill_s, total_s), mat, accepted_per_round, forwards
     implementation, dtype, device
     correct      multiple-choice benchmark samples: paper.datasets.score_choice(text, sample); else null
-    timeline     the overlapped decode's busy spans (hippo.stats.Timeline.as_json), or null
+    timeline     the decode's busy spans (hippo.stats.Timeline.as_json: fast-processes, fast-timed), or null
     warmup_s     the untimed warm-up run before this row (null: none ran)
     environment  python, torch, transformers, cpu, gpu, threads, hostname, OMP_NUM_THREADS
     source_sha256, revision   verification.report.source_hash() and git_revision(), once per run
