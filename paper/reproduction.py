@@ -69,14 +69,32 @@ def claim_hippo_over_specvlm(outcomes: dict, job) -> tuple[str, str]:
                               f"{published.SPECVLM_MAT['VDC']})", REPRODUCED if all(verdicts) else NOT_REPRODUCED
 
 
+BIAS_MARGIN = 1.2  # border tokens "collect inflated attention": at least 1.2x the interior's share
+
+
 def claim_boundary_attention(outcomes: dict, job) -> tuple[str, str]:
+    """s_attn's border / interior share ratio per pair and video set (paper/plots/position_bias.py);
+    reproduced where every set shows at least BIAS_MARGIN."""
     numbers = _get(outcomes, "position_bias")
     if not numbers:
         return "the position-bias measurement did not run", NOT_TESTABLE
-    summary = numbers.get("summary")
-    if not summary:
-        return str(numbers)[:300], NOT_TESTABLE
-    return summary["text"], summary["verdict"]
+    parts, inflated = [], []
+    for pair, sets in numbers.items():
+        if not isinstance(sets, dict) or pair == "real_video":
+            continue
+        for name, row in sets.items():
+            ratio = row.get("attn_border_to_interior")
+            if ratio is None:
+                continue
+            inflated.append(ratio >= BIAS_MARGIN)
+            parts.append(f"{pair} {name} ({row['grid']}): s_attn border/interior {ratio:.2f}, last/first frame "
+                         f"{row.get('attn_last_to_first_frame') or float('nan'):.2f}; fused "
+                         f"{row.get('fused_border_to_interior', float('nan')):.2f}")
+    if not parts:
+        return "no position-bias numbers", NOT_TESTABLE
+    text = "; ".join(parts) + (f" (inflated = at least {BIAS_MARGIN}x the interior's share; the zoo's grids are "
+                               "4x4 or 3x5 tokens per frame, mostly border, and its LLMs tiny)")
+    return text, REPRODUCED if all(inflated) else NOT_REPRODUCED
 
 
 def claim_parallel_beats_serial(outcomes: dict, job) -> tuple[str, str]:

@@ -122,3 +122,23 @@ def test_rows_of_other_code_are_moved_aside_not_mixed(tmp_path):
     rows = job.sweep("main", pairs=["qwen"], decodings=["ar"], impls=["fast"])
     assert [r["source_sha256"] for r in rows] == [source_hash()]
     assert json.loads((job.results / f"main.{'f' * 12}.jsonl").read_text()) == stale
+
+
+def test_claim_verdicts_follow_the_numbers():
+    from paper import reproduction
+    from paper.plots.job import Outcome
+
+    def bias(ratios):
+        return {"position_bias": Outcome(numbers={"real_video": "x.mp4", "qwen": {
+            name: {"grid": "4x4x4", "attn_border_to_interior": r, "attn_last_to_first_frame": 1.0,
+                   "fused_border_to_interior": 0.9} for name, r in ratios.items()}})}
+
+    assert reproduction.claim_boundary_attention(bias({"zoo": 1.5, "real": 1.3}), None)[1] == reproduction.REPRODUCED
+    assert reproduction.claim_boundary_attention(bias({"zoo": 1.5, "real": 0.6}), None)[1] == reproduction.NOT_REPRODUCED
+    assert reproduction.claim_boundary_attention({}, None)[1] == reproduction.NOT_TESTABLE
+
+    def ratio(low):
+        return {"ratio": Outcome(numbers={"qwen": {"hippo_minus_specvlm": {"0.9": [low + 0.1, low, low + 0.2]}}})}
+
+    assert reproduction.claim_hippo_over_specvlm(ratio(0.05), None)[1] == reproduction.REPRODUCED
+    assert reproduction.claim_hippo_over_specvlm(ratio(-0.1), None)[1] == reproduction.NOT_REPRODUCED
