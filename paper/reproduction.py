@@ -25,12 +25,15 @@ def claim_lossless(outcomes: dict, job) -> tuple[str, str]:
     mutants = report.get("mutants", [])
     caught = sum(1 for m in mutants if m.get("caught_by"))
     greedy = [c for c in report.get("checks", []) if c.get("check") in ("greedy_video", "greedy_table")]
+    passed = sum(c["verdict"] == "pass" for c in greedy)
+    failed = sum(c["verdict"] == "fail" for c in greedy)
     measured = (f"`hippo verify --{cert.get('profile', '?')}` verdict {cert.get('verdict', '?')} on this code "
-                f"(source {str(cert.get('source_sha256', ''))[:12]}): {sum(c['verdict'] == 'pass' for c in greedy)}/"
-                f"{len(greedy)} greedy checks token-identical to the target's own greedy decoding, mutants caught "
-                f"{caught}/{len(mutants)}; every greedy sweep row behind these figures has AR's tokens (checked "
-                "before any speedup is computed)")
-    return measured, REPRODUCED if cert.get("verdict") == "PASS" else NOT_REPRODUCED
+                f"(source {str(cert.get('source_sha256', ''))[:12]}): {passed} greedy checks token-identical to the "
+                f"target's own greedy decoding, {failed} failed ({len(greedy) - passed - failed} not available on this "
+                f"machine or not applicable: two CUDA streams on a CPU, HF assisted with pruning); planted bugs caught "
+                f"{caught}/{len(mutants)}; every greedy sweep row behind these figures has AR's tokens (checked before "
+                "any speedup is computed)")
+    return measured, REPRODUCED if cert.get("verdict") == "PASS" and not failed else NOT_REPRODUCED
 
 
 def claim_attention_only(outcomes: dict, job) -> tuple[str, str]:
@@ -98,27 +101,29 @@ def claim_boundary_attention(outcomes: dict, job) -> tuple[str, str]:
 
 
 def claim_parallel_beats_serial(outcomes: dict, job) -> tuple[str, str]:
+    """HIPPO (the draft in its own process) over serial SD + SpecVLM, end to end, paired by video (the
+    paper's comparison: 3.27x vs 2.24x over AR); reproduced where the interval lies above 1 on every pair."""
     main, ablation = _get(outcomes, "main_table"), _get(outcomes, "ablation")
     if not main:
         return "the main table did not run", NOT_TESTABLE
     parts, verdicts = [], []
     for pair, entry in main.items():
-        hippo, sd = entry.get("HIPPO"), entry.get("SD + SpecVLM")
-        if not hippo or not sd:
+        hippo, sd, versus = entry.get("HIPPO"), entry.get("SD + SpecVLM"), entry.get("HIPPO vs SD + SpecVLM")
+        if not hippo or not sd or not versus:
             continue
-        ratio_e2e = hippo["speedup_e2e"] / sd["speedup_e2e"]
-        text = (f"{pair}: HIPPO (draft in its own process) {hippo['speedup_e2e']:.2f}x e2e / "
-                f"{hippo['speedup_decode']:.2f}x decode over AR vs serial SD + SpecVLM {sd['speedup_e2e']:.2f}x / "
-                f"{sd['speedup_decode']:.2f}x ({ratio_e2e:.2f}x e2e)")
+        ratio, interval = versus["speedup_e2e"]
+        text = (f"{pair}: HIPPO (draft in its own process) {hippo['speedup_e2e']:.2f}x e2e over AR vs serial SD + "
+                f"SpecVLM {sd['speedup_e2e']:.2f}x: {ratio:.2f}x [{interval[0]:.2f}, {interval[1]:.2f}] paired")
         serial = (ablation or {}).get(pair, {}).get("HIPPO, PEARL in one thread")
         if serial:
-            text += f"; the same schedule in one thread {serial['speedup_decode']:.2f}x decode"
+            text += (f"; decode only {hippo['speedup_decode']:.2f}x vs {sd['speedup_decode']:.2f}x, the same "
+                     f"schedule in one thread {serial['speedup_decode']:.2f}x")
         parts.append(text)
-        verdicts.append(hippo["speedup_decode_ci"][0] > sd["speedup_decode_ci"][1])
+        verdicts.append(interval[0] > 1)
     if not parts:
         return "HIPPO or SD rows missing", NOT_TESTABLE
-    return "; ".join(parts) + f" (the paper: HIPPO {published.HIPPO_SPEEDUP['VideoMME']}x vs SpecVLM " \
-                              f"{published.SPECVLM_SPEEDUP['VideoMME']}x on VideoMME)", \
+    return "; ".join(parts) + f" (the paper: {published.HIPPO_SPEEDUP['VideoMME']}x vs " \
+                              f"{published.SPECVLM_SPEEDUP['VideoMME']}x on VideoMME, 1.46x)", \
         REPRODUCED if all(verdicts) else NOT_REPRODUCED
 
 
@@ -127,7 +132,7 @@ def claim_max_speedup(outcomes: dict, job) -> tuple[str, str]:
     if not main:
         return "the main table did not run", NOT_TESTABLE
     best = max(((e["speedup_decode"], e["speedup_e2e"], pair, label) for pair, entry in main.items()
-                for label, e in entry.items()), default=None)
+                for label, e in entry.items() if label != "HIPPO vs SD + SpecVLM"), default=None)
     if best is None:
         return "no rows", NOT_TESTABLE
     text = (f"the largest speedup over AR measured here: {best[0]:.2f}x decode ({best[1]:.2f}x e2e), {best[3]} on "
@@ -146,7 +151,8 @@ CLAIMS = (
 )
 
 TRANSFER = {
-    "main_table": "MAT, run lengths and losslessness are properties of the algorithm and the pair and transfer in "
+    "main_table": "Speeds are hippo_fast's eager path (no torch.compile: docs/bench-perf/ has the compiled one). "
+                  "MAT, run lengths and losslessness are properties of the algorithm and the pair and transfer in "
                   "kind; the speedups do not transfer in size: on a CPU the zoo's 5M-parameter models are "
                   "overhead-bound, on GPUs 7B-72B targets are bandwidth-bound and the draft/target cost ratio differs.",
     "ratio": "The shape (which method keeps acceptance as the ratio grows) transfers where the zoo's drafts lean on "
