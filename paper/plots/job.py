@@ -124,12 +124,12 @@ class FigureJob:
         tmp.replace(path)  # never a half-written cache
         return value
 
-    def save(self, fig, name: str) -> Path:
-        """fig as figures/<name>.png (closed afterwards)."""
+    def save(self, fig, name: str, dpi: int = 130) -> Path:
+        """fig as figures/<name>.png (closed afterwards); photographs take a lower dpi (they stay in git)."""
         import matplotlib.pyplot as plt
 
         path = self.figures / f"{name}.png"
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
         plt.close(fig)
         return path
 
