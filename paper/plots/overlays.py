@@ -107,7 +107,7 @@ def build(job: FigureJob) -> Outcome:
     value = job.measurement(NAME, lambda: measure(job.profile, job.log))
     clip, _ = real_clip(job.profile.frames)  # the frames are read again: the cache holds indices only
     numbers = summary(value)
-    outcome = Outcome(figures=[job.save(draw(value, numbers, clip, dpi=85), NAME)], numbers=numbers)
+    outcome = Outcome(figures=[job.save(draw(value, numbers, clip), NAME, dpi=85)], numbers=numbers)
     grid = grid_of(value["grid"])
     outcome.notes.append(f"{grid.height}x{grid.width} tokens per frame: {numbers['border_token_share']:.0%} of "
                          "them lie on the border, so a border share near that is what keeping at random gives")
