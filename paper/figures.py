@@ -110,9 +110,17 @@ def run(args) -> int:
             traceback.print_exc()
             failed[name] = f"{type(err).__name__}: {err}"
         seconds[name] = time.perf_counter() - start
+        if name in outcomes:
+            job.store_outcome(name, outcomes[name], seconds[name])
         job.log(f"figures: {name} {'FAILED' if name in failed else 'done'} in {seconds[name]:.0f} s")
+    for name in MODULES:  # --only: the other figures' latest outcomes of this code and profile fill the report
+        if name not in outcomes and name not in failed:
+            stored = job.stored_outcome(name)
+            if stored is not None:
+                outcomes[name], seconds[name] = stored
+    outcomes = {name: outcomes[name] for name in MODULES if name in outcomes}
     path = write_reproduction(args.reproduction or paper / "REPRODUCTION.md", job, outcomes, failed, seconds)
-    made = sum(len(o.figures) for o in outcomes.values())
+    made = sum(len(outcomes[name].figures) for name in only if name in outcomes)
     print(f"{made} figure(s) in {job.figures}, tables in {job.tables}, {path}"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

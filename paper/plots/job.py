@@ -103,13 +103,39 @@ class FigureJob:
         run_sweep(Grid.from_mapping(values, source=f"figure sweep {name}"), path, progress=self.progress)
         return read_rows(path)
 
+    def _key(self) -> dict:
+        from verification.report import source_hash
+
+        return {"source_sha256": source_hash(), "paper_sha256": paper_hash(), "profile": self.profile.name}
+
+    def store_outcome(self, name: str, outcome: Outcome, seconds: float) -> None:
+        """A module's Outcome in results/outcomes/<name>.json, so that a later `--only` run still writes
+        the whole of paper/REPRODUCTION.md."""
+        folder = self.results / "outcomes"
+        folder.mkdir(exist_ok=True)
+        record = {"key": self._key(), "seconds": seconds, "figures": [str(f) for f in outcome.figures],
+                  "tables": [str(t) for t in outcome.tables], "numbers": outcome.numbers, "notes": outcome.notes}
+        tmp = folder / f"{name}.json.tmp"
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.replace(folder / f"{name}.json")
+
+    def stored_outcome(self, name: str) -> tuple[Outcome, float] | None:
+        """The Outcome `store_outcome` kept for this code and profile, with its seconds; None otherwise."""
+        path = self.results / "outcomes" / f"{name}.json"
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if record.get("key") != self._key():
+            return None
+        return Outcome([Path(f) for f in record["figures"]], [Path(t) for t in record["tables"]], record["numbers"],
+                       record["notes"]), record["seconds"]
+
     def measurement(self, name: str, compute: Callable[[], dict]) -> dict:
         """`compute()`'s JSON, cached in results/<name>.json for this code (the audited packages' source
         hash and paper/'s own) and profile."""
-        from verification.report import source_hash
-
         path = self.results / f"{name}.json"
-        key = {"source_sha256": source_hash(), "paper_sha256": paper_hash(), "profile": self.profile.name}
+        key = self._key()
         if path.exists():
             try:
                 cached = json.loads(path.read_text())
