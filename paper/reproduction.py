@@ -64,7 +64,8 @@ def claim_hippo_over_specvlm(outcomes: dict, job) -> tuple[str, str]:
         diff = entry.get("hippo_minus_specvlm", {}).get("0.9")
         if diff is None:
             continue
-        parts.append(f"{pair}: MAT hippo - specvlm at 0.9 = {diff[0]:+.2f} [{diff[1]:+.2f}, {diff[2]:+.2f}]")
+        parts.append(f"{pair}: MAT hippo - specvlm at 0.9 = {diff[0]:+.2f} [{diff[1]:+.2f}, {diff[2]:+.2f}] over "
+                     f"{job.profile.ratio_n or job.profile.n} videos")
         verdicts.append(diff[1] > 0)
     if not parts:
         return "no paired hippo / specvlm rows at 0.9", NOT_TESTABLE

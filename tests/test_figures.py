@@ -144,5 +144,10 @@ def test_claim_verdicts_follow_the_numbers():
     def ratio(low):
         return {"ratio": Outcome(numbers={"qwen": {"hippo_minus_specvlm": {"0.9": [low + 0.1, low, low + 0.2]}}})}
 
-    assert reproduction.claim_hippo_over_specvlm(ratio(0.05), None)[1] == reproduction.REPRODUCED
-    assert reproduction.claim_hippo_over_specvlm(ratio(-0.1), None)[1] == reproduction.NOT_REPRODUCED
+    from types import SimpleNamespace
+
+    from paper.plots.job import PROFILES
+
+    job = SimpleNamespace(profile=PROFILES["smoke"])
+    assert reproduction.claim_hippo_over_specvlm(ratio(0.05), job)[1] == reproduction.REPRODUCED
+    assert reproduction.claim_hippo_over_specvlm(ratio(-0.1), job)[1] == reproduction.NOT_REPRODUCED

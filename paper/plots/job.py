@@ -45,12 +45,14 @@ class FigureProfile:
     methods: tuple[str, ...] = ("random", "uniform", "attn", "specvlm", "hippo")
     mc_sample_counts: tuple[int, ...] = (250, 500, 1000, 2000, 4000, 8000)
     bootstrap: int = 2000  # bootstrap resamples of the samples for intervals
+    ratio_n: int | None = None  # the ratio sweep's samples (its MAT differences are small: more power); None = n
     seed: int = 0
 
 
 PROFILES = {
     "default": FigureProfile("default", pairs=("qwen", "llava"), overlap_pair="qwen-large", n=12,
-                             max_new_tokens=128, frames=8, ratios=(0.5, 0.75, 0.9, 0.95), gammas=(1, 2, 3, 4, 6, 8)),
+                             max_new_tokens=128, frames=8, ratios=(0.5, 0.75, 0.9, 0.95), gammas=(1, 2, 3, 4, 6, 8),
+                             ratio_n=48),
     "smoke": FigureProfile("smoke", pairs=("qwen",), overlap_pair="qwen", n=1, max_new_tokens=12, frames=4,
                            ratios=(0.9,), gammas=(2,), methods=("specvlm", "hippo"), mc_sample_counts=(100, 200),
                            bootstrap=50),

@@ -12,7 +12,7 @@ from paper.plots.rows import select, speedup, summarize
 
 def ratio_sweep(job: FigureJob) -> list[dict]:
     return job.sweep("ratio", pairs=list(job.profile.pairs), decodings=["sd"], prune=["none", *job.profile.methods],
-                     ratios=list(job.profile.ratios), impls=["fast"])
+                     ratios=list(job.profile.ratios), impls=["fast"], n=job.profile.ratio_n or job.profile.n)
 
 
 def _pairs(rows: list[dict]) -> list[tuple[int, int]]:
@@ -33,7 +33,9 @@ def measure(job: FigureJob, rows: list[dict], ar_rows: list[dict]) -> dict:
                 if not picked:
                     continue
                 e = summarize(picked, p.bootstrap, p.seed).as_json()
-                e["speedup_decode"], e["speedup_decode_ci"] = speedup(base, picked, "decode_s", p.bootstrap, p.seed)
+                timed = {r["sample"]["sample_id"] for r in base}  # AR ran on the main sweep's samples only
+                e["speedup_decode"], e["speedup_decode_ci"] = speedup(
+                    base, [r for r in picked if r["sample"]["sample_id"] in timed], "decode_s", p.bootstrap, p.seed)
                 if unpruned:
                     e["mat_minus_unpruned"] = list(paired_mat_difference(_pairs(unpruned), _pairs(picked),
                                                                          p.bootstrap, p.seed))
@@ -77,13 +79,16 @@ def plot(numbers: dict, job: FigureJob):
             axes[i, j].set_xlabel("pruning ratio (fraction of the draft's visual tokens removed)")
             axes[i, j].grid(alpha=0.3)
         axes[0, j].legend(fontsize=7)
-    fig.suptitle(f"{job.profile.n} zoo test videos per point; bands: 95% bootstrap over videos")
+    n = job.profile.ratio_n or job.profile.n
+    fig.suptitle(f"MAT: {n} zoo test videos per point, speedup: the first {job.profile.n}; bands: 95% bootstrap "
+                 "over videos")
     fig.tight_layout()
     return fig
 
 
 def markdown(numbers: dict, job: FigureJob) -> str:
-    lines = ["# MAT vs pruning ratio (serial SD, gamma 5, greedy; [95% bootstrap over videos])", "",
+    lines = [f"# MAT vs pruning ratio ({job.profile.ratio_n or job.profile.n} zoo test videos, serial SD, gamma 5, "
+             "greedy; [95% bootstrap over videos])", "",
              "| pair | method | " + " | ".join(f"ratio {r}" for r in job.profile.ratios) + " |",
              "|---|---|" + "---|" * len(job.profile.ratios)]
     for pair, entry in numbers.items():
