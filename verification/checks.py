@@ -221,6 +221,17 @@ def _mc_result(check, name, inputs, samples, exact, alpha_for_power) -> CheckRes
     return CheckResult(check, name, "pending", inputs, numbers, p_value=gof.p_value)
 
 
+def sampled_table_outputs(candidate, case, setting, samples: int, seed_base: int) -> list[tuple[int, ...]]:
+    """The first `setting.length` tokens of `samples` decodes of a table setting, seeds seed_base,
+    seed_base + 1, ...: what mc_table tests against the exact law."""
+    outs = []
+    for s in range(samples):
+        cfg = DecodeConfig(max_new_tokens=setting.length, gamma=setting.gamma, sampling=setting.target,
+                           draft_sampling=setting.draft, seed=seed_base + s)
+        outs.append(tuple(candidate.run(case, cfg)[: setting.length]))
+    return outs
+
+
 def check_mc_table(candidates, settings, samples: int, seed_base: int, alpha_for_power: float) -> list[CheckResult]:
     from verification.tables import TablePair
 
@@ -235,12 +246,8 @@ def check_mc_table(candidates, settings, samples: int, seed_base: int, alpha_for
             if skipped:
                 results.append(skipped)
                 continue
-            outs = []
             try:
-                for s in range(samples):
-                    cfg = DecodeConfig(max_new_tokens=setting.length, gamma=setting.gamma, sampling=setting.target,
-                                       draft_sampling=setting.draft, seed=seed_base + s)
-                    outs.append(tuple(candidate.run(case, cfg)[: setting.length]))
+                outs = sampled_table_outputs(candidate, case, setting, samples, seed_base)
             except Exception as err:  # a crashing candidate fails the check, with its message
                 results.append(_error("mc_table", f"mc_table|{candidate.name}|{setting.name}", inputs, err))
                 continue

@@ -19,8 +19,8 @@ def decode_speculative(target_context, draft_context, cfg: DecodeConfig, timelin
     g = cfg.gamma
     stats = DecodeStats(gamma=g)
     target, draft = common.contexts(target_context, draft_context)
-    lanes = Timeline() if timeline else None
-    span = spans.recorder(lanes, target.device, draft.device)
+    recorded = Timeline() if timeline else None
+    span = spans.recorder(recorded, target.device, draft.device)
     state = common.Decode.start(target, cfg, g)
     draft.reserve(cfg.max_new_tokens + g + 2)
     draft_valid = 0  # generated tokens whose draft rows agree with seq
@@ -41,4 +41,4 @@ def decode_speculative(target_context, draft_context, cfg: DecodeConfig, timelin
     stats.target_forwards = target.forwards
     stats.draft_forwards = draft.forwards
     stats.decode_s = time.perf_counter() - start
-    return DecodeResult(state.tokens(), stats, lanes)
+    return DecodeResult(state.tokens(), stats, recorded)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hippo.stats import paired_ratio_interval, pooled_speedup
+from hippo.stats import DecodeStats, paired_ratio_interval, pooled_mat, pooled_run_length, pooled_speedup
 
 # The paper's methods as sweep configurations: (decoding, pruning method, implementation).
 # PEARL and HIPPO run draft and target at the same time (the draft in its own process); their serial
@@ -59,21 +59,16 @@ class Summary:
 def summarize(rows: list[dict], resamples: int = 2000, seed: int = 0) -> Summary:
     committed = [sum(r["stats"]["accepted_per_round"]) for r in rows]
     rounds = [len(r["stats"]["accepted_per_round"]) for r in rows]
-    runs = [_runs(r["stats"]["rejected_per_round"]) for r in rows]
+    runs = [DecodeStats(rejected_per_round=r["stats"]["rejected_per_round"]).runs for r in rows]
     return Summary(
         n=len(rows),
         tokens=sum(len(r["tokens"]) for r in rows),
-        mat=sum(committed) / max(sum(rounds), 1),
+        mat=pooled_mat(list(zip(committed, rounds, strict=True))),
         mat_interval=paired_ratio_interval(committed, [max(x, 1) for x in rounds], resamples, seed),
-        run_length=sum(committed) / max(sum(runs), 1),
+        run_length=pooled_run_length(list(zip(committed, runs, strict=True))),
         decode_s=sum(r["stats"]["decode_s"] for r in rows),
         total_s=sum(r["stats"]["total_s"] for r in rows),
     )
-
-
-def _runs(rejected: list[bool]) -> int:
-    """hippo.stats.DecodeStats.runs, from a row's recorded list."""
-    return sum(rejected) + (1 if rejected and not rejected[-1] else 0)
 
 
 def speedup(base: list[dict], method: list[dict], phase: str = "decode_s", resamples: int = 2000,

@@ -40,19 +40,6 @@ def table_setting(name: str):
     return next(s for s in TABLE_MC if s.name == name)
 
 
-def sampled_outputs(candidate, case, setting, samples: int, seed_base: int) -> list[tuple[int, ...]]:
-    """The first `setting.length` tokens of `samples` decodes with seeds seed_base, seed_base + 1, ...:
-    the decodes of the mc_table check."""
-    from hippo_ref.decoding.common import DecodeConfig
-
-    outputs = []
-    for s in range(samples):
-        cfg = DecodeConfig(max_new_tokens=setting.length, gamma=setting.gamma, sampling=setting.target,
-                           draft_sampling=setting.draft, seed=seed_base + s)
-        outputs.append(tuple(candidate.run(case, cfg)[: setting.length]))
-    return outputs
-
-
 def tv_by_sample_count(outputs: list, exact: dict, counts) -> dict[str, float]:
     """Empirical TV to `exact` of each prefix outputs[:n]."""
     from verification.statistics import goodness_of_fit
@@ -70,7 +57,7 @@ def min_detectable_by_sample_count(outputs: list, exact: dict, counts, alpha: fl
 def measure_tv(counts, seed: int, log) -> dict:
     """TV to the exact law vs sample count, for the correct implementations and the planted bugs."""
     from verification.candidates import TableCase, builtin_candidates
-    from verification.checks import table_exact_law
+    from verification.checks import sampled_table_outputs, table_exact_law
     from verification.mutants import catalogue
     from verification.suite import QUICK
     from verification.tables import TablePair
@@ -89,9 +76,9 @@ def measure_tv(counts, seed: int, log) -> dict:
         log(f"figures: verification_tv: {largest} decodes of {name}")
         if name in mutants:
             with mutants[name].active():  # the bug patches hippo_ref: the reference runs it
-                outputs = sampled_outputs(candidates["ref-sd"], case, setting, largest, seed_base)
+                outputs = sampled_table_outputs(candidates["ref-sd"], case, setting, largest, seed_base)
         else:
-            outputs = sampled_outputs(candidates[name], case, setting, largest, seed_base)
+            outputs = sampled_table_outputs(candidates[name], case, setting, largest, seed_base)
         if name == CORRECT[0]:
             reference_outputs = outputs  # the check's cells and power are stated on the reference's samples
         tv[name] = tv_by_sample_count(outputs, exact, counts)
