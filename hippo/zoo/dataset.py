@@ -40,7 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-FRAMES = 8
+FRAMES = 8  # the default clip length (the first zoo pairs'); any multiple of SEGMENTS renders
+SEGMENTS = 4  # the caption's temporal segments: quarters of the clip (at 8 frames: frames 1-2, 3-4, 5-6, 7-8,
+# Qwen2.5-VL's temporal groups)
 SIZE = 112
 SPLITS = {"train": 0, "val": 1, "test": 2}
 SPLIT_SIZES = {"train": 20000, "val": 200, "test": 200}
@@ -200,17 +202,26 @@ def _shape_mask(shape: str, cy: float, cx: float, half: int) -> np.ndarray:
     return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= rel * half)
 
 
-def render(spec: VideoSpec) -> np.ndarray:
-    """(FRAMES, SIZE, SIZE, 3) uint8 RGB frames of `spec`."""
+def check_frames(frames: int) -> int:
+    """A clip length the generator renders: a multiple of the caption's 4 segments, 4..64."""
+    if not isinstance(frames, int) or frames % SEGMENTS or not SEGMENTS <= frames <= 64:
+        raise ValueError(f"zoo videos have a multiple of {SEGMENTS} frames (the caption's segments), "
+                         f"{SEGMENTS}..64, not {frames!r}")
+    return frames
+
+
+def render(spec: VideoSpec, frames: int = FRAMES) -> np.ndarray:
+    """(frames, SIZE, SIZE, 3) uint8 RGB frames of `spec`: the same motion over the same clip, sampled
+    at `frames` evenly spaced instants (the first at the start, the last at the end)."""
     background = _background(spec)
-    frames = np.repeat(background[None], FRAMES, axis=0).copy()
+    out = np.repeat(background[None], check_frames(frames), axis=0).copy()
     color = np.array(COLORS[spec.color], dtype=np.uint8)
     bar = bar_mask(spec)
-    for t, mask in enumerate(object_masks(spec)):
-        frames[t][mask] = color
+    for t, mask in enumerate(object_masks(spec, frames)):
+        out[t][mask] = color
         if bar is not None:
-            frames[t][bar] = (128, 128, 128)
-    return frames
+            out[t][bar] = (128, 128, 128)
+    return out
 
 
 def _bar_span(spec: VideoSpec) -> tuple[str, int, int] | None:
@@ -241,30 +252,31 @@ def bar_mask(spec: VideoSpec) -> np.ndarray | None:
     return bar
 
 
-def present(spec: VideoSpec, t: int) -> bool:
-    """Whether the object is in frame `t` at all (appearing objects come in the second half of the
-    clip, disappearing ones leave after the first)."""
-    return not ((spec.motion == "appears" and t < FRAMES // 2) or
-                (spec.motion == "disappears" and t >= FRAMES // 2))
+def present(spec: VideoSpec, t: int, frames: int = FRAMES) -> bool:
+    """Whether the object is in frame `t` of `frames` at all (appearing objects come in the second half
+    of the clip, disappearing ones leave after the first)."""
+    return not ((spec.motion == "appears" and t < frames // 2) or
+                (spec.motion == "disappears" and t >= frames // 2))
 
 
-def object_centres(spec: VideoSpec) -> list[tuple[float, float]]:
-    """The object's centre (y, x) in pixels in each frame (where it would be, also when not present)."""
+def object_centres(spec: VideoSpec, frames: int = FRAMES) -> list[tuple[float, float]]:
+    """The object's centre (y, x) in pixels in each of `frames` frames (where it would be, also when not
+    present)."""
     travel = SPEEDS[spec.speed] if spec.speed else 0
     dy, dx = _direction(spec.motion)
     out = []
-    for t in range(FRAMES):
-        frac = t / (FRAMES - 1)
+    for t in range(frames):
+        frac = t / (frames - 1)
         out.append((spec.start[0] + dy * travel * frac, spec.start[1] + dx * travel * frac))
     return out
 
 
-def object_masks(spec: VideoSpec) -> np.ndarray:
-    """(FRAMES, SIZE, SIZE) bool: the object's pixels in each frame (before any occluder is drawn)."""
+def object_masks(spec: VideoSpec, frames: int = FRAMES) -> np.ndarray:
+    """(frames, SIZE, SIZE) bool: the object's pixels in each frame (before any occluder is drawn)."""
     half = SIZES[spec.size]
-    masks = np.zeros((FRAMES, SIZE, SIZE), dtype=bool)
-    for t, (cy, cx) in enumerate(object_centres(spec)):
-        if present(spec, t):
+    masks = np.zeros((frames, SIZE, SIZE), dtype=bool)
+    for t, (cy, cx) in enumerate(object_centres(spec, frames)):
+        if present(spec, t, frames):
             masks[t] = _shape_mask(spec.shape, cy, cx, half)
     return masks
 
@@ -297,11 +309,14 @@ def answer_for(spec: VideoSpec, qtype: str) -> tuple[str, dict[str, object]]:
     raise ValueError(f"unknown question type {qtype!r}; choose one of {', '.join(QUESTION_TYPES)}")
 
 
-def example(split: str, index: int, qtype: str | None = None, detail_fraction: float = 0.0) -> Example:
+def example(split: str, index: int, qtype: str | None = None, detail_fraction: float = 0.0,
+            frames: int = FRAMES) -> Example:
     """Video `index` of `split` with one question. Without `qtype`: training draws one (with probability
     `detail_fraction` the detailed caption, else half of them 'describe' and half one of the other four
     short questions, the draw every earlier stage used); val/test cycle through the five short question
-    types by index (ask for "detail" explicitly)."""
+    types by index (ask for "detail" explicitly). `frames`: the clip length the video is rendered at,
+    which the detailed caption's facts and wording follow (caption_facts); short answers do not depend
+    on it."""
     spec = video_spec(split, index)
     if qtype is None:
         if split == "train":
@@ -314,22 +329,22 @@ def example(split: str, index: int, qtype: str | None = None, detail_fraction: f
         else:
             qtype = QUESTION_TYPES[index % len(QUESTION_TYPES)]
     if qtype == DETAIL:
-        return Example(spec, qtype, DETAIL_PROMPT, detail_answer(spec), {}, caption_facts(spec))
+        return Example(spec, qtype, DETAIL_PROMPT, detail_answer(spec, frames), {}, caption_facts(spec, frames))
     answer, asked = answer_for(spec, qtype)
     return Example(spec, qtype, QUESTIONS[qtype], answer, asked)
 
 
-def detail_requests(split: str = "test", count: int | None = None) -> list[tuple[object, str]]:
-    """(VideoClip, DETAIL_PROMPT) for the first `count` videos of `split` (default: all of it): the
-    detailed-caption requests the speed benchmarks run on the zoo (as SpecVLM runs its benchmarks with a
-    captioning prompt). The reference facts are `example(split, i, DETAIL).facts`."""
+def detail_requests(split: str = "test", count: int | None = None, frames: int = FRAMES) -> list[tuple[object, str]]:
+    """(VideoClip, DETAIL_PROMPT) for the first `count` videos of `split` (default: all of it), rendered
+    at `frames` frames: the detailed-caption requests the speed benchmarks run on the zoo (as SpecVLM
+    runs its benchmarks with a captioning prompt). The reference facts are
+    `example(split, i, DETAIL, frames=frames).facts`."""
     count = SPLIT_SIZES[split] if count is None else count
-    return [(as_clip(render(video_spec(split, i)), f"{split}/{i}"), DETAIL_PROMPT) for i in range(count)]
+    return [(as_clip(render(video_spec(split, i), frames), f"{split}/{i}"), DETAIL_PROMPT) for i in range(count)]
 
 
 # ------------------------------------------------------------------------------ the detailed caption
 
-SEGMENTS = 4  # the caption's temporal segments: frames 1-2, 3-4, 5-6, 7-8 (Qwen2.5-VL's temporal groups)
 SEGMENT_FRAMES = FRAMES // SEGMENTS
 # The coarse grid, by the object's centre: the outer ring of 28-pixel cells (the token grid's border row
 # or column for both families: Qwen2.5-VL's merged 4 x 4 and LLaVA-OneVision's pooled 4 x 4) and the
@@ -342,10 +357,23 @@ GRID_EDGES = (28.0, 84.0)  # cell boundaries in pixels, the same on both axes
 # "absent" (an appearing object, not there yet); "gone" (a disappearing one, after it left).
 STATES = ("visible", "hidden", "absent", "gone")
 _NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight")
+# How a caption names its segments. At 8 frames by their frame numbers ("in frames one and two,"), the
+# wording the first zoo pairs were trained on; at any other length by quarters of the clip ("in the
+# first quarter,"), which does not change with the clip's length, so a model trained on short clips
+# says the same words on long ones (the pretrained pair: docs/ZOO.md).
+_QUARTERS = ("first", "second", "third", "last")
 
 
-def _segment_frames(k: int) -> range:
-    return range(k * SEGMENT_FRAMES, (k + 1) * SEGMENT_FRAMES)
+def _segment_frames(k: int, frames: int = FRAMES) -> range:
+    per = check_frames(frames) // SEGMENTS
+    return range(k * per, (k + 1) * per)
+
+
+def segment_lead(k: int, frames: int = FRAMES) -> str:
+    """The opening words of segment k's sentence in a caption of a `frames`-frame clip."""
+    if frames == FRAMES:
+        return f"in frames {_NUMBERS[k * SEGMENT_FRAMES]} and {_NUMBERS[(k + 1) * SEGMENT_FRAMES - 1]},"
+    return f"in the {_QUARTERS[k]} quarter,"
 
 
 def _centre_hidden(spec: VideoSpec, centre: tuple[float, float]) -> bool:
@@ -358,24 +386,25 @@ def _centre_hidden(spec: VideoSpec, centre: tuple[float, float]) -> bool:
     return first <= round(value) < stop
 
 
-def caption_facts(spec: VideoSpec) -> dict[str, str]:
-    """Every fact of the detailed caption of `spec`, from the generator's ground truth, in caption
-    order: colour, shape, size, background; per segment k = 1..4 (frames 2k-1, 2k) its state (STATES),
+def caption_facts(spec: VideoSpec, frames: int = FRAMES) -> dict[str, str]:
+    """Every fact of the detailed caption of `spec` rendered at `frames` frames, from the generator's
+    ground truth, in caption order: colour, shape, size, background; per segment k = 1..4 (the k-th
+    quarter of the frames; at 8 frames frames 2k-1, 2k) its state (STATES),
     and, where the object is there, its position (the GRID_EDGES cell "ROW COLUMN" of its mean
     centre over the segment's frames) and move (a direction or "still"); then the clip's motion and (moving
     objects) speed."""
     facts = {"color": spec.color, "shape": spec.shape, "size": spec.size, "background": spec.background}
-    centres = object_centres(spec)
+    centres = object_centres(spec, frames)
     for k in range(SEGMENTS):
-        frames = _segment_frames(k)
+        segment = _segment_frames(k, frames)
         key = f"segment{k + 1}"
-        if not any(present(spec, t) for t in frames):
+        if not any(present(spec, t, frames) for t in segment):
             facts[f"{key}.state"] = "absent" if spec.motion == "appears" else "gone"
             continue
-        hidden = any(_centre_hidden(spec, centres[t]) for t in frames)
+        hidden = any(_centre_hidden(spec, centres[t]) for t in segment)
         facts[f"{key}.state"] = "hidden" if hidden else "visible"
-        cy = sum(centres[t][0] for t in frames) / len(frames)
-        cx = sum(centres[t][1] for t in frames) / len(frames)
+        cy = sum(centres[t][0] for t in segment) / len(segment)
+        cx = sum(centres[t][1] for t in segment) / len(segment)
         row, col = (sum(c >= edge for edge in GRID_EDGES) for c in (cy, cx))
         facts[f"{key}.position"] = f"{ROWS[row]} {COLUMNS[col]}"
         facts[f"{key}.move"] = spec.motion if spec.motion in MOVING else "still"
@@ -385,15 +414,15 @@ def caption_facts(spec: VideoSpec) -> dict[str, str]:
     return facts
 
 
-def caption_from_facts(facts: dict[str, str]) -> str:
-    """The detailed caption that states `facts` (caption_facts' layout), one sentence per segment."""
+def caption_from_facts(facts: dict[str, str], frames: int = FRAMES) -> str:
+    """The detailed caption that states `facts` (caption_facts' layout), one sentence per segment,
+    worded for a `frames`-frame clip (segment_lead)."""
     parts = [f"the video shows a {facts['size']} {facts['color']} {facts['shape']} on a "
              f"{facts['background']} background."]
     for k in range(SEGMENTS):
         key = f"segment{k + 1}"
-        first, last = _NUMBERS[k * SEGMENT_FRAMES], _NUMBERS[(k + 1) * SEGMENT_FRAMES - 1]
         state = facts[f"{key}.state"]
-        lead = f"in frames {first} and {last},"
+        lead = segment_lead(k, frames)
         if state == "absent":
             parts.append(f"{lead} it is not there yet.")
         elif state == "gone":
@@ -412,12 +441,13 @@ def caption_from_facts(facts: dict[str, str]) -> str:
     return " ".join(parts)
 
 
-def detail_answer(spec: VideoSpec) -> str:
-    """The templated answer to DETAIL_PROMPT: caption_from_facts(caption_facts(spec))."""
-    return caption_from_facts(caption_facts(spec))
+def detail_answer(spec: VideoSpec, frames: int = FRAMES) -> str:
+    """The templated answer to DETAIL_PROMPT at `frames` frames: caption_from_facts(caption_facts(...))."""
+    return caption_from_facts(caption_facts(spec, frames), frames)
 
 
-_SEGMENT = re.compile(r"in frames ([a-z]+) and ([a-z]+),([^.]*)")
+# Either wording of a segment's lead: group 1 the first frame's number word, or group 2 the quarter.
+_SEGMENT = re.compile(r"in (?:frames ([a-z]+) and [a-z]+|the (" + "|".join(_QUARTERS) + r") quarter),([^.]*)")
 _POSITION = re.compile(r"in the (" + "|".join(ROWS) + r") (" + "|".join(COLUMNS) + r")\b")
 _MOVE = re.compile(r"\bmoves (left|right|up|down)\b|\bstays (still)\b")
 
@@ -425,8 +455,9 @@ _MOVE = re.compile(r"\bmoves (left|right|up|down)\b|\bstays (still)\b")
 def stated_facts(text: str) -> dict[str, set[str]]:
     """What a caption states, fact by fact (caption_facts' keys -> the set of values it states; a fact
     stated twice with different values has two). The caption is read in caption_from_facts' layout:
-    a header (everything before the first "in frames X and Y," sentence) that names colour, shape,
-    size and background; one sentence per segment, found by its first frame's number word, that
+    a header (everything before the first segment sentence, "in frames X and Y," or "in the Q quarter,")
+    that names colour, shape, size and background; one sentence per segment, found by its first
+    frame's number word or its quarter, that
     states the segment's state ("not there yet", "gone", "behind", or only a position: visible), its
     position ("in the ROW COLUMN") and its move ("moves DIRECTION" / "stays still"); and a summary
     (everything after the last segment sentence) that names the motion and speed. Text outside those
@@ -440,8 +471,9 @@ def stated_facts(text: str) -> dict[str, set[str]]:
     for attribute in ("color", "shape", "size", "background"):
         out[attribute] = header_words & set(ATTRIBUTE_WORDS[attribute])
     first_frames = {_NUMBERS[k * SEGMENT_FRAMES]: k + 1 for k in range(SEGMENTS)}
+    first_frames.update({q: k + 1 for k, q in enumerate(_QUARTERS)})
     for match in segments:
-        k = first_frames.get(match.group(1))
+        k = first_frames.get(match.group(1) or match.group(2))
         if k is None:
             continue
         body = match.group(3)

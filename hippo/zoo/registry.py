@@ -62,6 +62,10 @@ class ZooModel:
     size: TinySize  # as shipped (the last stage's)
     stages: tuple[Stage, ...]
     target: str | None = None  # drafts: the target whose vision tower initialises theirs
+    frames: int = 8  # the clip length its pair is evaluated and benchmarked at (hippo.zoo.dataset.render)
+    # The shipped folder holds only what the project trained on top of a pretrained LLM that is not
+    # committed; the full checkpoint is materialized into the cache (hippo.zoo.pretrained).
+    materialized: bool = False
 
     @property
     def path(self) -> Path:
@@ -69,6 +73,8 @@ class ZooModel:
 
     @property
     def shipped(self) -> bool:
+        if self.materialized:
+            return (self.path / "config.json").is_file() and (self.path / "trained.safetensors").is_file()
         return (self.path / "config.json").is_file() and any(self.path.glob("*.safetensors"))
 
     def stage_size(self, index: int) -> TinySize:
@@ -125,6 +131,13 @@ LARGE_DRAFT_STAGES = (
     Stage("joint", 1000, 1e-3, detail_fraction=DETAIL_FRACTION),
 )
 
+# The pretrained pair (2026-12-06, docs/ZOO.md "The pretrained pair"): SmolLM2-135M-Instruct as the
+# target's language model (hippo.zoo.pretrained), 16-frame videos of 8 x 8 tokens a frame; trained by
+# one job (hippo.zoo.pretrained_train, `hippo zoo train-pretrained`), not by stages of this registry.
+SMOL_TARGET_SIZE = TinySize(hidden=576, layers=30, heads=9, kv_heads=3, vision_hidden=64, vision_layers=2)
+SMOL_DRAFT_SIZE = TinySize(hidden=256, layers=4, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2)
+SMOL_FRAMES = 16
+
 MODELS: dict[str, ZooModel] = {
     m.name: m
     for m in (
@@ -155,6 +168,10 @@ MODELS: dict[str, ZooModel] = {
                  LARGE_DRAFT_STAGES, target="qwen-target"),
         ZooModel("llava-draft-large", "llava_onevision", "draft", LARGE_DRAFT_SIZE, LARGE_DRAFT_STAGES,
                  target="llava-target"),
+        ZooModel("smol-target", "llava_onevision", "target", SMOL_TARGET_SIZE, (), frames=SMOL_FRAMES,
+                 materialized=True),
+        ZooModel("smol-draft", "llava_onevision", "draft", SMOL_DRAFT_SIZE, (), target="smol-target",
+                 frames=SMOL_FRAMES),
     )
 }
 # pair name -> (target, draft); the first pair is the default of `hippo generate`.
@@ -164,6 +181,8 @@ PAIRS: dict[str, tuple[str, str]] = {
     # the same targets with their second, larger drafts (a fifth of the target's step cost)
     "qwen-large": ("qwen-target", "qwen-draft-large"),
     "llava-large": ("llava-target", "llava-draft-large"),
+    # SmolLM2-135M-Instruct as the target's LLM, 16-frame videos (materialized: `hippo zoo materialize smol`)
+    "smol": ("smol-target", "smol-draft"),
 }
 DEFAULT_PAIR = "qwen"
 
@@ -182,11 +201,24 @@ def resolve_zoo(spec: str) -> Path:
         name = PAIRS[name][0]
     model = zoo_model(name)
     if not model.shipped:
+        how = "hippo zoo train-pretrained" if name.startswith("smol-") else f"hippo zoo train {name}"
         raise CheckpointError(
             f"zoo model {name!r} has no shipped weights in {model.path}: train and export it with "
-            f"`hippo zoo train {name}` (see docs/ZOO.md), or pass a checkpoint folder"
+            f"`{how}` (see docs/ZOO.md), or pass a checkpoint folder"
         )
+    if model.materialized:
+        from hippo.zoo.pretrained import materialize
+
+        return materialize(name, model.path)
     return model.path
+
+
+def pair_frames(pair_or_model: str) -> int:
+    """The clip length a zoo pair (or model) is evaluated at: its target's `frames`."""
+    name = pair_or_model[len(ZOO_PREFIX):] if pair_or_model.startswith(ZOO_PREFIX) else pair_or_model
+    if name in PAIRS:
+        name = PAIRS[name][0]
+    return zoo_model(name).frames
 
 
 def is_zoo_spec(path) -> bool:

