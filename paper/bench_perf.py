@@ -100,7 +100,8 @@ def add_subcommand(sub) -> None:
                      help="zoo inputs: the detailed-caption question (default when the dataset has it) or each "
                           "example's own question")
     src.add_argument("-n", "--examples", type=int, default=20, help="first N test-split examples (zoo)")
-    src.add_argument("--frames", type=int, default=None, help="frames per video (default 8; zoo: at most 8)")
+    src.add_argument("--frames", type=int, default=None, help="frames per video (default 8; zoo: the pair's, 8 or 16 for smol; "
+                     "zoo videos render at any multiple of 4 up to 64, or at most 8 taken from the 8-frame clip)")
     dec = p.add_argument_group("decoding")
     dec.add_argument("--max-new-tokens", type=int, default=128)
     dec.add_argument("--gamma", type=int, default=5, help="draft length (HF assisted: num_assistant_tokens)")
@@ -182,15 +183,24 @@ def load_inputs(args) -> list[Input]:
                           "use --prompt-mode question or --prompt TEXT")
     if not 1 <= args.examples <= dataset.SPLIT_SIZES["test"]:
         raise ConfigError(f"-n must be in 1..{dataset.SPLIT_SIZES['test']} (the test split's size), got {args.examples}")
-    frames = args.frames or dataset.FRAMES
-    if not 1 <= frames <= dataset.FRAMES:
-        raise ConfigError(f"--frames {frames}: zoo videos have {dataset.FRAMES} frames; use 1..{dataset.FRAMES}")
-    keep = list(sample_frame_indices(dataset.FRAMES, frames))
+    from hippo.zoo.registry import pair_frames
+
+    frames = args.frames or (pair_frames(args.pair) if args.target is None else dataset.FRAMES)
+    if frames > dataset.FRAMES:  # a longer clip of the same video (the generator renders any multiple of 4)
+        try:
+            dataset.check_frames(frames)
+        except ValueError as err:
+            raise ConfigError(f"--frames {frames}: {err}") from None
+        length, keep = frames, list(range(frames))
+    elif frames >= 1:  # at most 8: taken from the 8-frame clip, as from a file
+        length, keep = dataset.FRAMES, list(sample_frame_indices(dataset.FRAMES, frames))
+    else:
+        raise ConfigError(f"--frames {frames}: use 1..8 or a multiple of 4 up to 64")
     inputs = []
     for i in range(args.examples):
         ex = dataset.example("test", i)
         prompt = args.prompt or (detail_prompt() if mode == "detail" else ex.question)
-        inputs.append(Input(f"test/{i}", dataset.as_clip(dataset.render(ex.video)[keep], f"test/{i}"), prompt))
+        inputs.append(Input(f"test/{i}", dataset.as_clip(dataset.render(ex.video, length)[keep], f"test/{i}"), prompt))
     args.prompt_mode = "custom" if args.prompt else mode
     return inputs
 

@@ -147,8 +147,9 @@ class Grid:
                                   "question only; drop --prompt-mode (it is for benchmarks)")
             if self.root is not None or self.tasks:
                 raise ConfigError("--root and --tasks are for benchmark datasets; the zoo dataset is rendered in memory")
-            if self.frames > 8:
-                raise ConfigError(f"zoo videos have 8 frames, {self.frames} requested: lower --frames to at most 8")
+            if self.frames > 8 and (self.frames % 4 or self.frames > 64):
+                raise ConfigError(f"--frames {self.frames}: zoo videos have 8 frames, or are rendered longer at a "
+                                  "multiple of 4 up to 64 (the smol pair: 16 or 32)")
         else:
             if self.prompt_mode not in (None, *PROMPT_MODES):
                 raise ConfigError(f"unknown --prompt-mode {self.prompt_mode!r}; choose one of {', '.join(PROMPT_MODES)}")
@@ -317,12 +318,14 @@ class Sample:
 
 
 def load_samples(grid: Grid) -> list[Sample]:
-    return zoo_samples(grid.n) if grid.dataset == ZOO else benchmark_samples(grid)
+    return zoo_samples(grid.n, grid.frames) if grid.dataset == ZOO else benchmark_samples(grid)
 
 
-def zoo_samples(n: int) -> list[Sample]:
-    """The first n test-split videos of the zoo with the detailed-caption question, rendered in memory."""
-    from hippo.zoo.dataset import DETAIL_PROMPT, SPLIT_SIZES
+def zoo_samples(n: int, frames: int = 8) -> list[Sample]:
+    """The first n test-split videos of the zoo with the detailed-caption question, rendered in memory:
+    the 8-frame clips (a row's frames taken from them as from a file), or, for `frames` above 8, the
+    videos rendered at that length (labelled "zoo:test/<i>@<frames>")."""
+    from hippo.zoo.dataset import DETAIL_PROMPT, SPLIT_SIZES, video_label
 
     if n > SPLIT_SIZES[ZOO_SPLIT]:
         raise ConfigError(f"-n {n}: the zoo's {ZOO_SPLIT} split has {SPLIT_SIZES[ZOO_SPLIT]} videos")
@@ -330,9 +333,10 @@ def zoo_samples(n: int) -> list[Sample]:
     prompt = DETAIL_PROMPT
     for i in range(n):
         sample_id = f"{ZOO_SPLIT}/{i}"  # rendered when a row needs its frames
-        record = {"dataset": ZOO, "sample_id": sample_id, "split": ZOO_SPLIT, "index": i, "video": f"zoo:{sample_id}",
+        label = video_label(ZOO_SPLIT, i, frames if frames > 8 else 8)
+        record = {"dataset": ZOO, "sample_id": sample_id, "split": ZOO_SPLIT, "index": i, "video": label,
                   "question_type": "detail", "prompt": prompt}
-        samples.append(Sample(i, sample_id, f"zoo:{sample_id}", prompt, record, _zoo_frames(f"zoo:{sample_id}")))
+        samples.append(Sample(i, sample_id, label, prompt, record, _zoo_frames(label)))
     return samples
 
 
@@ -340,7 +344,7 @@ def _zoo_frames(label: str):
     def frames(n: int):
         from hippo.zoo.dataset import labelled_clip
 
-        return labelled_clip(label, n)  # the formula of hippo.video, over the 8 frames
+        return labelled_clip(label, n)  # the formula of hippo.video, over the label's frames
 
     return frames
 

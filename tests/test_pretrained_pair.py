@@ -208,3 +208,34 @@ def test_low_rank_deltas_merge_into_the_stock_weights():
     model.load_state_dict(merged_state)
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, hooked, atol=1e-5)
+
+
+def test_long_zoo_video_labels_render_at_their_length():
+    from hippo.errors import VideoError
+
+    assert dataset.video_label("test", 3) == "zoo:test/3" and dataset.video_label("test", 3, 16) == "zoo:test/3@16"
+    clip = dataset.labelled_clip("zoo:test/3@16")
+    assert clip.num_frames == 16 and np.array_equal(clip.frames, dataset.render(dataset.video_spec("test", 3), 16))
+    assert dataset.labelled_clip("zoo:test/3@16", 4).frame_indices == (2, 6, 10, 14)  # hippo.video's formula
+    assert dataset.labelled_clip("zoo:test/3").num_frames == 8
+    for bad in ("zoo:test/3@10", "zoo:test/3@x", "zoo:test/3@128"):
+        with pytest.raises(VideoError, match="multiple of 4 up to 64"):
+            dataset.labelled_clip(bad)
+
+
+def test_sweep_and_bench_take_long_zoo_clips():
+    from types import SimpleNamespace
+
+    from hippo.errors import ConfigError
+    from paper.bench_perf import load_inputs
+    from paper.sweep_grid import zoo_samples
+
+    (sample,) = zoo_samples(1, 16)
+    assert sample.video == "zoo:test/0@16" and sample.clip(16).num_frames == 16
+    assert zoo_samples(1)[0].video == "zoo:test/0"
+    args = SimpleNamespace(video=None, prompt=None, prompt_mode=None, examples=1, frames=None, pair="smol", target=None)
+    (inp,) = load_inputs(args)
+    assert inp.clip.num_frames == 16  # the pair's length by default
+    args = SimpleNamespace(video=None, prompt=None, prompt_mode=None, examples=1, frames=10, pair="smol", target=None)
+    with pytest.raises(ConfigError, match="--frames 10"):
+        load_inputs(args)

@@ -64,13 +64,14 @@ def check_auditable(pair: ModelPair, clip) -> None:
 def zoo_pairs(names: tuple[str, ...] | None = None) -> list[ModelPair]:
     """The shipped zoo pairs of `names` (None: every pair whose two checkpoints are shipped)."""
     try:
-        from hippo.zoo.registry import MODELS, PAIRS
+        from hippo.zoo.registry import MODELS, PAIRS, resolve_zoo
     except ImportError:
         return []
     pairs = []
     for name, (target, draft) in PAIRS.items():
         if (names is None or name in names) and MODELS[target].shipped and MODELS[draft].shipped:
-            pairs.append(ModelPair(f"zoo:{name}", str(MODELS[target].path), str(MODELS[draft].path)))
+            # resolve_zoo: the folder a materialized model (built on a pretrained LLM) is written to
+            pairs.append(ModelPair(f"zoo:{name}", str(resolve_zoo(target)), str(resolve_zoo(draft))))
     return pairs
 
 

@@ -64,7 +64,10 @@ QUICK = Profile("quick", exact_step_cases=60, mc_table_samples=3000, mc_video_sa
 FULL = Profile("full", exact_step_cases=400, mc_table_samples=20000, mc_video_samples=2000, greedy_new_tokens=64,
                frames=8, ratios=(0.5, 0.75, 0.9), calibration_runs=200, calibration_samples=2000,
                mutant_mc_samples=4000, stop_mutant_at_first_catch=False, seeded_table_samples=500,
-               seeded_video_samples=16)
+               seeded_video_samples=16,
+               # the first zoo's pairs; the pretrained pair (smol, a 135M target) is audited as an own pair:
+               # hippo verify --target zoo:smol --draft zoo:smol-draft (docs/ZOO.md)
+               zoo_pairs=("qwen", "llava", "qwen-large", "llava-large"))
 PROFILES = {"quick": QUICK, "full": FULL}
 
 

@@ -63,6 +63,7 @@ def add_subcommand(subparsers) -> None:
     acc.add_argument("--from-state", action="store_true",
                      help="use the latest training state (.cache/zoo-train/NAME) instead of the shipped weights")
     acc.add_argument("--work-dir", default=None)
+    acc.add_argument("--frames", type=int, default=None, help="clip length (default: the model's pair's, 8 or 16)")
     acc.add_argument("--detail", action="store_true",
                      help="the detailed captions instead: facts stated right (fact_accuracy), per kind, mean length")
 
@@ -88,6 +89,8 @@ def add_subcommand(subparsers) -> None:
     detail.add_argument("--ratios", nargs="*", type=float, default=None, help="default 0.5 0.75 0.9")
     detail.add_argument("--no-pearl", action="store_true", help="greedy sd only")
     detail.add_argument("--threads", type=int, default=1)
+    detail.add_argument("--frames", type=int, default=None, help="clip length (default: the pair's, 8 or 16)")
+    detail.add_argument("--first", type=int, default=0, help="first test video (to split the split over processes)")
     detail.add_argument("--json", default=None, help="write the raw numbers (per-example counts too) here")
     dtable = sub.add_parser("detail-table", help="the detailed-caption table from `hippo zoo detail --json` files")
     dtable.add_argument("json_files", nargs="+", help="JSON of `hippo zoo detail`; parts of one pair are merged")
@@ -114,6 +117,7 @@ def add_subcommand(subparsers) -> None:
     video.add_argument("out")
     video.add_argument("--split", default="test", choices=["train", "val", "test"])
     video.add_argument("--index", type=int, default=0)
+    video.add_argument("--frames", type=int, default=8, help="clip length, a multiple of 4 (the smol pair's: 16)")
 
 
 def run(args) -> int:
@@ -230,10 +234,11 @@ def _accuracy(args) -> int:
         adapter = make_adapter(model, tokenizer, spec.family, training_layout(spec, tokenizer, model, work_dir))
     else:
         adapter = load_adapter(f"zoo:{args.name}" if args.name in MODELS else args.name)
+    frames = args.frames or (MODELS[args.name].frames if args.name in MODELS else dataset.FRAMES)
     if args.detail:
         from hippo.zoo.evaluate import detail_scores
 
-        scores = detail_scores(adapter, args.split, args.n)
+        scores = detail_scores(adapter, args.split, args.n, frames)
         print(f"{args.name} {args.split} n={args.n}: detailed-caption facts right {scores['fact_accuracy']:.4f}, "
               f"answer length mean {scores['mean_tokens']:.1f} tokens (min {scores['min_tokens']}, "
               f"max {scores['max_tokens']})")
@@ -243,7 +248,7 @@ def _accuracy(args) -> int:
     pairs = []
     for i in range(args.n):
         ex = dataset.example(args.split, i)
-        text = greedy_answer(adapter, dataset.as_clip(dataset.render(ex.video)), ex.question)
+        text = greedy_answer(adapter, dataset.as_clip(dataset.render(ex.video, frames)), ex.question)
         pairs.append((text, ex.asked))
     print(f"{args.name} {args.split} n={args.n}: attribute accuracy {dataset.attribute_accuracy(pairs):.4f}")
     print("per attribute: " + ", ".join(f"{a} {v:.2f}" for a, v in dataset.attribute_breakdown(pairs).items()))
@@ -283,8 +288,10 @@ def _detail(args) -> int:
     torch.set_num_threads(args.threads)
     ratios = tuple(args.ratios) if args.ratios else RATIOS
     report = evaluate_detail(args.pair, args.n, args.methods, ratios, target=args.target, draft=args.draft,
-                             pearl=not args.no_pearl, log=lambda s: print(s, file=sys.stderr, flush=True))
-    print(f"{args.pair} detailed captions, first {args.n} test videos: facts right target "
+                             pearl=not args.no_pearl, log=lambda s: print(s, file=sys.stderr, flush=True),
+                             frames=args.frames, first=args.first)
+    print(f"{args.pair} detailed captions, test videos {args.first}..{args.first + args.n - 1} at {report.frames} "
+          f"frames: facts right target "
           f"{100 * report.target_facts:.1f}% / draft {100 * report.draft_facts:.1f}%; mean answer length "
           f"{report.target_tokens:.1f} / {report.draft_tokens:.1f} tokens")
     print("target per fact: " + ", ".join(f"{k} {v:.2f}" for k, v in report.target_fact_kinds.items()))
@@ -325,7 +332,7 @@ def _video(args) -> int:
     from hippo.video import write_video
     from hippo.zoo import dataset
 
-    ex = dataset.example(args.split, args.index)
-    write_video(args.out, dataset.render(ex.video), fps=4, crf=12)
+    ex = dataset.example(args.split, args.index, frames=args.frames)
+    write_video(args.out, dataset.render(ex.video, args.frames), fps=4, crf=12)
     print(f"{args.out}: {args.split} video {args.index}; ask e.g. {ex.question!r} (answer: {ex.answer!r})")
     return 0

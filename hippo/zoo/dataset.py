@@ -498,7 +498,7 @@ def stated_facts(text: str) -> dict[str, set[str]]:
 
 
 def as_clip(frames: np.ndarray, name: str = "zoo"):
-    """Frames as a hippo.video.VideoClip (8 frames at 4 fps), what `load_video` would return."""
+    """Frames as a hippo.video.VideoClip (at 4 fps, whatever their number), what `load_video` would return."""
     from hippo.video import VideoClip
 
     n = frames.shape[0]
@@ -512,18 +512,28 @@ def is_video_label(video: str) -> bool:
     return str(video).startswith(VIDEO_LABEL_PREFIX)
 
 
+def video_label(split: str, index: int, frames: int = FRAMES) -> str:
+    """The label of a zoo video rendered at `frames` frames: "zoo:test/3" (8 frames) or "zoo:test/3@16"."""
+    return f"{VIDEO_LABEL_PREFIX}{split}/{index}" + ("" if frames == FRAMES else f"@{check_frames(frames)}")
+
+
 def labelled_clip(label: str, num_frames: int | None = None, indices=None):
-    """The zoo video a recorded row names ("zoo:<split>/<index>"), rendered in memory, with the frames
-    hippo.video.load_video would read from a file of it: `indices` when given, else `num_frames` by
-    its uniform formula (all 8 when None). VideoError naming the label when it is not a zoo video."""
+    """The zoo video a recorded row names ("zoo:<split>/<index>", 8 frames, or "zoo:<split>/<index>@<F>",
+    the same video rendered at F frames), in memory, with the frames hippo.video.load_video would read
+    from a file of it: `indices` when given, else `num_frames` by its uniform formula (all of them when
+    None). VideoError naming the label when it is not a zoo video."""
     from hippo.errors import VideoError
     from hippo.video import VideoClip, sample_frame_indices
 
-    split, _, index = str(label)[len(VIDEO_LABEL_PREFIX):].partition("/")
-    if not is_video_label(label) or split not in SPLIT_SIZES or not index.isdigit() or int(index) >= SPLIT_SIZES[split]:
-        raise VideoError(f"{label!r} is not a zoo video: zoo videos are named zoo:<split>/<index> with split one of "
-                         f"{', '.join(f'{k} (0..{v - 1})' for k, v in SPLIT_SIZES.items())}")
-    clip = as_clip(render(video_spec(split, int(index))), f"{split}/{index}")
+    name, _, length = str(label)[len(VIDEO_LABEL_PREFIX):].partition("@")
+    split, _, index = name.partition("/")
+    bad_length = bool(length) and not (length.isdigit() and int(length) % SEGMENTS == 0 and 0 < int(length) <= 64)
+    if (not is_video_label(label) or split not in SPLIT_SIZES or not index.isdigit() or int(index) >= SPLIT_SIZES[split]
+            or bad_length):
+        raise VideoError(f"{label!r} is not a zoo video: zoo videos are named zoo:<split>/<index>[@<frames>] with split "
+                         f"one of {', '.join(f'{k} (0..{v - 1})' for k, v in SPLIT_SIZES.items())} and frames a "
+                         f"multiple of {SEGMENTS} up to 64 (default {FRAMES})")
+    clip = as_clip(render(video_spec(split, int(index)), int(length) if length else FRAMES), f"{split}/{index}")
     picks = tuple(indices) if indices is not None else (
         clip.frame_indices if num_frames in (None, clip.num_frames) else sample_frame_indices(clip.num_frames, num_frames))
     if any(not 0 <= i < clip.num_frames for i in picks):

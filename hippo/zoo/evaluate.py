@@ -31,7 +31,7 @@ import torch
 from hippo.checkpoint import load_adapter
 from hippo.stats import paired_mat_difference, pooled_mat, pooled_run_length
 from hippo.zoo import dataset
-from hippo.zoo.registry import PAIRS
+from hippo.zoo.registry import PAIRS, pair_frames
 
 RATIOS = (0.5, 0.75, 0.9)
 MAX_NEW_TOKENS = 48
@@ -109,13 +109,13 @@ def greedy_answer(adapter, clip, question: str, max_new_tokens: int = MAX_NEW_TO
     return greedy_decode(adapter, clip, question, max_new_tokens)[0]
 
 
-def detail_scores(adapter, split: str = "val", n: int = 100) -> dict:
-    """Greedy detailed captions of the first `n` videos of `split`: fact_accuracy, fact_breakdown and
-    the mean answer_length (with min and max)."""
+def detail_scores(adapter, split: str = "val", n: int = 100, frames: int = dataset.FRAMES) -> dict:
+    """Greedy detailed captions of the first `n` videos of `split` rendered at `frames` frames:
+    fact_accuracy, fact_breakdown and the mean answer_length (with min and max)."""
     pairs, lengths = [], []
     for i in range(n):
-        ex = dataset.example(split, i, dataset.DETAIL)
-        text, length = greedy_decode(adapter, dataset.as_clip(dataset.render(ex.video)), ex.question,
+        ex = dataset.example(split, i, dataset.DETAIL, frames=frames)
+        text, length = greedy_decode(adapter, dataset.as_clip(dataset.render(ex.video, frames)), ex.question,
                                      DETAIL_MAX_NEW_TOKENS)
         pairs.append((text, ex.facts))
         lengths.append(length)
@@ -132,15 +132,18 @@ def prune_configs(methods=None, ratios=RATIOS) -> list[tuple[str, float]]:
     return [("none", 0.0)] + [(m, r) for m in methods for r in ratios]
 
 
-def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: int = 5, log=None) -> PairReport:
-    """Every number of the README table for zoo pair `pair`, on the first `n` test examples."""
+def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: int = 5, log=None,
+                  frames: int | None = None) -> PairReport:
+    """Every number of the README table for zoo pair `pair`, on the first `n` test examples rendered at
+    `frames` frames (default: the pair's, registry.pair_frames)."""
     from hippo.generation import generate, implementation
     from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
 
     target_name, draft_name = PAIRS[pair]
+    frames = frames or pair_frames(pair)
     target, draft = load_adapter(f"zoo:{target_name}"), load_adapter(f"zoo:{draft_name}")
     examples = [dataset.example("test", i) for i in range(n)]
-    clips = [dataset.as_clip(dataset.render(ex.video), f"test/{i}") for i, ex in enumerate(examples)]
+    clips = [dataset.as_clip(dataset.render(ex.video, frames), f"test/{i}") for i, ex in enumerate(examples)]
     target_ms, draft_ms = step_latency_ms([target, draft], clips[0])
     draft_pairs = [(greedy_answer(draft, c, ex.question), ex.asked) for ex, c in zip(examples, clips, strict=True)]
     report = PairReport(pair, target.family, _params(target), _params(draft), target_ms, draft_ms, 0.0,
@@ -151,7 +154,7 @@ def evaluate_pair(pair: str, n: int = 50, methods=None, ratios=RATIOS, gamma: in
         texts = []
         for ex, clip in zip(examples, clips, strict=True):
             request = GenerationRequest(
-                video=clip.path, prompt=ex.question, frames=dataset.FRAMES, decoding="sd",
+                video=clip.path, prompt=ex.question, frames=frames, decoding="sd",
                 prune=PruneSpec(method, ratio, "keep"),
                 config=DecodeConfig(max_new_tokens=MAX_NEW_TOKENS, gamma=gamma),
             )
@@ -196,6 +199,8 @@ class DetailReport:
     per_example_runs: dict[str, list[list[int]]] = field(default_factory=dict)  # pearl: [committed, runs]
     target_fact_kinds: dict[str, float] = field(default_factory=dict)  # dataset.fact_breakdown
     draft_fact_kinds: dict[str, float] = field(default_factory=dict)
+    frames: int = dataset.FRAMES  # the clip length the videos were rendered at
+    first: int = 0  # the first test video's index
 
     def mat_change(self, key: str) -> tuple[float, float, float]:
         """MAT of `key` minus MAT without pruning, with its 95% paired bootstrap interval."""
@@ -203,30 +208,34 @@ class DetailReport:
 
 
 def evaluate_detail(pair: str, n: int = 200, methods=None, ratios=RATIOS, gamma: int = 5, log=None,
-                    target=None, draft=None, pearl: bool = True) -> DetailReport:
-    """The detailed-caption numbers of zoo pair `pair` on the first `n` test videos (DETAIL_PROMPT,
-    up to DETAIL_MAX_NEW_TOKENS). `target` / `draft`: checkpoint folders to measure instead of the
-    shipped pair (e.g. exported from a training state before they replace the shipped ones)."""
+                    target=None, draft=None, pearl: bool = True, frames: int | None = None,
+                    first: int = 0) -> DetailReport:
+    """The detailed-caption numbers of zoo pair `pair` on test videos first..first+n-1 (DETAIL_PROMPT,
+    up to DETAIL_MAX_NEW_TOKENS) rendered at `frames` frames (default: the pair's,
+    registry.pair_frames). `target` / `draft`: checkpoint folders to measure instead of the shipped pair
+    (e.g. exported from a training state before they replace the shipped ones)."""
     from hippo.generation import generate, implementation
     from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
 
     target_name, draft_name = PAIRS[pair]
+    frames = frames or pair_frames(pair)
     target = load_adapter(str(target) if target is not None else f"zoo:{target_name}")
     draft = load_adapter(str(draft) if draft is not None else f"zoo:{draft_name}")
-    examples = [dataset.example("test", i, dataset.DETAIL) for i in range(n)]
-    clips = [dataset.as_clip(dataset.render(ex.video), f"test/{i}") for i, ex in enumerate(examples)]
+    examples = [dataset.example("test", i, dataset.DETAIL, frames=frames) for i in range(first, first + n)]
+    clips = [dataset.as_clip(dataset.render(ex.video, frames), f"test/{i}")
+             for i, ex in zip(range(first, first + n), examples, strict=True)]
     draft_out = [greedy_decode(draft, c, ex.question, DETAIL_MAX_NEW_TOKENS) for ex, c in zip(examples, clips, strict=True)]
     draft_pairs = [(text, ex.facts) for (text, _), ex in zip(draft_out, examples, strict=True)]
     report = DetailReport(pair, n, 0.0, dataset.fact_accuracy(draft_pairs), 0.0,
                           statistics.fmean(length for _, length in draft_out),
-                          draft_fact_kinds=dataset.fact_breakdown(draft_pairs))
+                          draft_fact_kinds=dataset.fact_breakdown(draft_pairs), frames=frames, first=first)
     for method, ratio in prune_configs(methods, ratios):
         key = "none" if method == "none" else f"{method}@{ratio}"
         for decoding in ("sd", "pearl") if pearl else ("sd",):
             counts, texts, lengths = [], [], []
             for ex, clip in zip(examples, clips, strict=True):
                 request = GenerationRequest(
-                    video=clip.path, prompt=ex.question, frames=dataset.FRAMES, decoding=decoding,
+                    video=clip.path, prompt=ex.question, frames=frames, decoding=decoding,
                     prune=PruneSpec(method, ratio, "keep"),
                     config=DecodeConfig(max_new_tokens=DETAIL_MAX_NEW_TOKENS, gamma=gamma),
                 )

@@ -57,7 +57,7 @@ class Recipe:
     vision_steps: int = 400
     vision_batch: int = 16
     vision_lr: float = 2e-3
-    target_steps: int = 600
+    target_steps: int = 450
     target_batch: int = 4
     target_lr: float = 1e-3  # tower, projector, newline
     lora_lr: float = 5e-4
@@ -68,7 +68,7 @@ class Recipe:
     draft_heads: int = 4
     draft_kv_heads: int = 2
     draft_intermediate: int = 768
-    draft_steps: int = 400
+    draft_steps: int = 300
     draft_batch: int = 4
     draft_lr: float = 1.5e-3
     distill: float = 0.5
