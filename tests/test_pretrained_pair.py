@@ -239,3 +239,57 @@ def test_sweep_and_bench_take_long_zoo_clips():
     args = SimpleNamespace(video=None, prompt=None, prompt_mode=None, examples=1, frames=10, pair="smol", target=None)
     with pytest.raises(ConfigError, match="--frames 10"):
         load_inputs(args)
+
+
+# ------------------------------------------------------------------------------ the shipped pair
+
+@pytest.fixture(scope="module")
+def smol_pair():
+    from hippo.checkpoint import load_adapter
+
+    return load_adapter("zoo:smol"), load_adapter("zoo:smol-draft")
+
+
+def _stock_greedy(target, clip, prompt, tokens):
+    inputs = target.prepare(clip, prompt)
+    out = target.model.generate(**target.hf_generate_inputs(inputs), do_sample=False, max_new_tokens=tokens,
+                                eos_token_id=None, pad_token_id=target.tokenizer.pad_token_id)
+    return out[0, inputs.num_tokens:].tolist()
+
+
+SHORT_TOKENS = 24
+
+
+@needs_pair
+@pytest.mark.parametrize("impl,decoding,method", [("ref", "sd", "none"), ("fast", "pearl", "hippo")])
+def test_smol_pair_decodes_are_the_targets_own_greedy_output(smol_pair, impl, decoding, method):
+    """A short case (8 frames, 24 tokens): greedy SD / HIPPO on the pair == the stock generate()."""
+    from hippo.generation import generate, implementation
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
+
+    target, draft = smol_pair
+    clip = dataset.labelled_clip("zoo:test/4")
+    expected = _stock_greedy(target, clip, dataset.DETAIL_PROMPT, SHORT_TOKENS)
+    request = GenerationRequest(clip.path, dataset.DETAIL_PROMPT, clip.num_frames, decoding,
+                                PruneSpec(method, 0.9 if method != "none" else 0.0),
+                                config=DecodeConfig(max_new_tokens=SHORT_TOKENS, gamma=5, eos_token_ids=()))
+    result = generate(implementation(impl), target, draft, request, clip=clip)
+    assert result.tokens == expected
+
+
+@pytest.mark.slow
+@needs_pair
+@pytest.mark.parametrize("decoding", ["sd", "pearl"])
+@pytest.mark.parametrize("method", ["none", "random", "uniform", "attn", "specvlm", "hippo"])
+def test_smol_pair_every_method_at_sixteen_frames(smol_pair, decoding, method):
+    from hippo.generation import generate, implementation
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
+
+    target, draft = smol_pair
+    clip = dataset.labelled_clip("zoo:test/7@16")
+    expected = _stock_greedy(target, clip, dataset.DETAIL_PROMPT, 48)
+    request = GenerationRequest(clip.path, dataset.DETAIL_PROMPT, 16, decoding,
+                                PruneSpec(method, 0.9 if method != "none" else 0.0),
+                                config=DecodeConfig(max_new_tokens=48, gamma=5, eos_token_ids=()))
+    for impl in ("ref", "fast"):
+        assert generate(implementation(impl), target, draft, request, clip=clip).tokens == expected, impl

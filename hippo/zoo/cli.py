@@ -172,7 +172,10 @@ def _list(args) -> int:
     for m in MODELS.values():
         size = sum(f.stat().st_size for f in m.path.glob("*") if f.is_file()) if m.shipped else 0
         total += size
-        where = str(m.path) if m.shipped else "(not shipped: hippo zoo train " + m.name + ")"
+        how = "hippo zoo train-pretrained" if not m.stages else f"hippo zoo train {m.name}"
+        where = str(m.path) if m.shipped else f"(not shipped: {how})"
+        if m.materialized and m.shipped:  # the trained parts only; the LLM comes from its wheel
+            where += " + SmolLM2-135M-Instruct (hippo zoo materialize smol)"
         print(f"{m.name:14} {m.family:16} {m.role:7} {f'{m.size.hidden}/{m.size.layers}':14} "
               f"{size / 2**20:8.2f}M  {where}")
     print(f"total on disk: {total / 2**20:.2f} MiB")
