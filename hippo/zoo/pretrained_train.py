@@ -443,8 +443,8 @@ def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, don
 
 def export_pair(job: Job, out_root: Path | None = None, base: tuple | None = None) -> dict:
     """Write the shipped folders from the finished job: `smol-target` (config, tokenizer, template,
-    processor, trained.safetensors = tower + projector + newline + LoRA deltas, lora.json) and
-    `smol-draft` (a whole checkpoint, weights in bf16)."""
+    processor, trained.safetensors = tower + projector + newline + LoRA deltas in bf16, lora.json) and
+    `smol-draft` (a whole checkpoint, weights in bf16; both upcast to fp32 at load)."""
     from safetensors.torch import save_file
 
     from hippo.zoo.registry import CHECKPOINT_ROOT
@@ -458,8 +458,9 @@ def export_pair(job: Job, out_root: Path | None = None, base: tuple | None = Non
     _restore(params, job.state["target_final"])
     target_dir = out_root / "smol-target"
     target_dir.mkdir(parents=True, exist_ok=True)
-    trained = {n: p.detach().float().contiguous() for n, p in target.named_parameters() if not _llm_param(n)}
-    trained.update({f"lora.{k}": v.contiguous() for k, v in deltas.state().items()})
+    # bf16 on disk (upcast when the checkpoint is materialized): the pair's weights in git stay under 35 MB
+    trained = {n: p.detach().to(torch.bfloat16).contiguous() for n, p in target.named_parameters() if not _llm_param(n)}
+    trained.update({f"lora.{k}": v.to(torch.bfloat16).contiguous() for k, v in deltas.state().items()})
     save_file(trained, target_dir / pretrained.TRAINED_FILE)
     (target_dir / pretrained.LORA_FILE).write_text(json.dumps(
         {"rank": recipe.lora_rank, "scale": recipe.lora_scale, "modules": list(recipe.lora_modules)}, indent=2))
