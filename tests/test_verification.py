@@ -44,9 +44,9 @@ def test_table_model_context_behaves_like_a_cache():
 
 
 def test_exact_step_passes_on_reference_and_fails_on_wrong_residual():
-    assert checks.check_exact_step(10, seed=3)[0].verdict == "pass"
+    assert [r.verdict for r in checks.check_exact_step(10, seed=3)] == ["pass", "pass"]  # hippo_ref, hippo_fast
     with MUTANTS["residual_from_p"].active():
-        assert checks.check_exact_step(10, seed=3)[0].verdict == "fail"
+        assert [r.verdict for r in checks.check_exact_step(10, seed=3)] == ["fail", "pass"]
 
 
 @pytest.mark.parametrize("name", ["accept_q_over_p", "eos_in_block_ignored", "stale_draft_kv",
@@ -239,3 +239,16 @@ def test_progress_line_counts_the_settled_monte_carlo_verdicts(monkeypatch):
     results = suite.run_checks(run, [], [], 0, lines.append)
     assert [r.verdict for r in results] == ["fail", "pass"]
     assert any(line.startswith("  mc: 1 failed of 2") for line in lines), lines
+
+
+def test_a_candidate_without_round_stats_is_not_applicable_to_round_level_checks():
+    """A decode function that returns bare tokens passes greedy_table on its tokens, but the round
+    comparison and the self-draft rejection count say "not applicable", with the reason."""
+    from verification.candidates import Candidate
+
+    bare = Candidate("bare", "sd", lambda t, d, cfg: builtin_candidates()["ref-sd"].decode(t, d, cfg).tokens)
+    greedy = checks.check_greedy_table([bare], checks.TABLE_MC, 1)
+    assert [r.verdict for r in greedy] == ["pass", "not applicable"]
+    assert "no round stats" in greedy[1].numbers["reason"]
+    (selfdraft,) = checks.check_self_draft_table([bare], checks.TABLE_MC, 1)
+    assert selfdraft.verdict == "not applicable" and "no round stats" in selfdraft.numbers["reason"]
