@@ -59,15 +59,17 @@ def _audit(tmp_path, recorded_pair, lines, name="rows.jsonl"):
 
 def test_correct_greedy_rows_pass(tmp_path, recorded_pair, greedy_rows):
     results = _audit(tmp_path, recorded_pair, greedy_rows)
-    assert [r.check for r in results] == ["recorded_greedy", "recorded_greedy"]
-    assert all(r.verdict == "pass" and r.numbers["first_mismatch"] is None for r in results)
-    assert all(r.numbers["reported_mat"] >= 1.0 for r in results)  # the row's own stats are carried
+    assert [r.check for r in results] == ["recorded_greedy"] * 2 + ["recorded_metrics"] * 2
+    assert all(r.verdict == "pass" for r in results)
+    assert all(r.numbers["first_mismatch"] is None and r.numbers["reported_mat"] >= 1.0  # the row's stats are carried
+               for r in results if r.check == "recorded_greedy")
 
 
 def test_one_changed_token_fails_and_names_the_row_and_step(tmp_path, recorded_pair, greedy_rows):
     row = json.loads(greedy_rows[1])
     row["tokens"][6] = (row["tokens"][6] + 1) % 100
-    results = _audit(tmp_path, recorded_pair, [greedy_rows[0], json.dumps(row)])
+    results = [r for r in _audit(tmp_path, recorded_pair, [greedy_rows[0], json.dumps(row)])
+               if r.check == "recorded_greedy"]
     assert [r.verdict for r in results] == ["pass", "fail"]
     bad = results[1]
     assert bad.name == "recorded_greedy|line 2" and bad.numbers["first_mismatch"] == 6
@@ -87,7 +89,8 @@ def test_a_malformed_line_is_reported_by_number_and_the_rest_is_audited(tmp_path
 
 def test_sampled_rows_pool_against_the_exact_law(tmp_path, recorded_pair, synthetic_video):
     results = _audit(tmp_path, recorded_pair, sampled_rows(recorded_pair, synthetic_video))
-    (pooled,) = results
+    (pooled,) = [r for r in results if r.check == "recorded_sampled"]
+    assert all(r.verdict == "pass" for r in results if r.check == "recorded_metrics")
     assert pooled.check == "recorded_sampled" and pooled.inputs["rows"] == SAMPLED
     assert pooled.inputs["tokens_compared"] == 2
     assert pooled.verdict == "pass", pooled.numbers
@@ -98,8 +101,41 @@ def test_rows_from_a_lossy_decoder_fail_the_pooled_test(tmp_path, recorded_pair,
     mutant = next(m for m in catalogue() if m.name == "accept_q_over_p")
     with mutant.active():
         lines = sampled_rows(recorded_pair, synthetic_video)
-    (pooled,) = _audit(tmp_path, recorded_pair, lines)
+    (pooled,) = [r for r in _audit(tmp_path, recorded_pair, lines) if r.check == "recorded_sampled"]
     assert pooled.verdict == "fail", pooled.numbers
+
+
+def test_stated_metrics_are_recomputed_from_the_rounds(tmp_path, recorded_pair, greedy_rows):
+    """A row whose stated MAT or run length is not hippo.stats' value of its own per-round counts, or whose
+    rounds do not commit its tokens, is a metric finding; its tokens still pass the greedy check."""
+    row = json.loads(greedy_rows[0])
+    row["stats"]["mat"] += 0.5
+    inflated = dict(json.loads(greedy_rows[1]))
+    inflated["stats"] = dict(inflated["stats"], accepted_per_round=[c + 1 for c in inflated["stats"]["accepted_per_round"]])
+    results = _audit(tmp_path, recorded_pair, [json.dumps(row), json.dumps(inflated)])
+    assert all(r.verdict == "pass" for r in results if r.check == "recorded_greedy")
+    metrics = {r.name: r for r in results if r.check == "recorded_metrics"}
+    assert [m.verdict for m in metrics.values()] == ["fail", "fail"]
+    assert "stated mat" in metrics["recorded_metrics|line 1"].numbers["message"]
+    assert "its rounds commit" in metrics["recorded_metrics|line 2"].numbers["message"]
+    assert metrics["recorded_metrics|line 2"].inputs["kind"] == "metric"
+
+
+def test_the_negative_controls_recorded_stage_writes_rows_the_audit_reads(tmp_path, recorded_pair, synthetic_video):
+    """verification.recorded.record_rows (the suite's recorded stage) writes `hippo generate --json`-shaped
+    rows from a candidate; correct rows pass both recorded checks."""
+    from hippo.video import load_video
+    from verification import recorded
+    from verification.candidates import VideoCase, builtin_candidates
+
+    _, _, target, draft = recorded_pair
+    case = VideoCase("tiny", target, draft, synthetic_video, load_video(synthetic_video, 4), "what moves")
+    path = recorded.record_rows(builtin_candidates()["ref-pearl"], case, SamplingParams(1.0, top_k=3), 60, 5,
+                                tmp_path / "rows.jsonl")
+    rows, problems = recorded.read_rows(path)
+    assert len(rows) == 60 and not problems and all(r.rounds is not None for r in rows)
+    results = recorded.check_recorded_sampled(target, rows, 2, 0.01) + recorded.check_recorded_metrics(rows)
+    assert all(r.verdict == "pass" for r in results), [r.numbers for r in results if r.verdict != "pass"]
 
 
 def test_exact_law_cells_keep_the_whole_mass_and_stop_at_eos():

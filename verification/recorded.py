@@ -5,7 +5,7 @@ engine) writes one JSON object per line: what it was asked and what it produced.
 documented in docs/VERIFICATION.md ("Recorded outputs"); `hippo generate --json` writes such rows
 (GenerationRequest.as_record + GenerationResult.as_json), and so will `hippo bench sweep`.
 
-Two checks, against the STOCK target loaded from DIR:
+Three checks; the first two against the STOCK target loaded from DIR:
   recorded_greedy   a greedy row (temperature 0) must be the target's own greedy tokens, token for
                     token; a mismatch passes only if the near-tie diagnosis (float64 logits at the
                     first divergent step, checks.diagnose_divergence) calls it a numerical near-tie
@@ -15,6 +15,10 @@ Two checks, against the STOCK target loaded from DIR:
                     law over its first k tokens (chi-square, cells fixed before looking at the rows,
                     see `exact_law_cells`), Holm-corrected as one family, with the minimal detectable
                     TV stated. An output the target cannot produce (probability 0) fails at once.
+  recorded_metrics  a row that carries its per-round counts (stats.accepted_per_round) must state the MAT
+                    and mean run length that hippo.stats' definitions give from them, and its rounds must
+                    commit exactly its tokens after the first (the prefill commits token 0; DecodeStats).
+                    A disagreement is a metric finding (an inflated speedup), not a losslessness failure.
 A line that is not a valid row is reported with its line number (verdict "error"); the rest of the
 file is still audited.
 """
@@ -52,6 +56,9 @@ class RecordedRow:
     eos_token_ids: tuple[int, ...] | None = None  # None: the target's own (generation_config)
     dtype: str | None = None  # the precision it ran in (for the near-tie diagnosis)
     mat: float | None = None  # what the implementation reported, shown beside the verdict
+    mean_run_length: float | None = None  # PEARL's measure as reported (stats.mean_run_length)
+    rounds: tuple[int, ...] | None = None  # stats.accepted_per_round: tokens committed by each round
+    rejections: tuple[bool, ...] | None = None  # stats.rejected_per_round: did each round end in a rejection
 
     @property
     def input_key(self) -> tuple:
@@ -115,11 +122,22 @@ def parse_row(obj, line: int, base: Path) -> RecordedRow:
         raise ConfigError("eos_token_ids must be a list of integers")
     stats = obj.get("stats") if isinstance(obj.get("stats"), dict) else {}
     mat = obj.get("mat", stats.get("mat"))
+    run_length = obj.get("mean_run_length", stats.get("mean_run_length"))
+    rounds, rejections = stats.get("accepted_per_round"), stats.get("rejected_per_round")
+    if rounds is not None and (not isinstance(rounds, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in rounds)):
+        raise ConfigError("stats.accepted_per_round must be a list of non-negative integers (tokens per round)")
+    if rejections is not None and (not isinstance(rejections, list) or not all(
+            isinstance(r, bool) or r in (0, 1) for r in rejections)):
+        raise ConfigError("stats.rejected_per_round must be a list of booleans (one per round)")
     return RecordedRow(
         line=line, video=_resolve_video(str(obj["video"]), base), prompt=str(obj["prompt"]), tokens=tuple(tokens),
         frames=None if indices is not None else frames, frame_indices=indices, sampling=params,
         seed=obj.get("seed"), eos_token_ids=None if eos is None else tuple(eos), dtype=obj.get("dtype"),
         mat=float(mat) if isinstance(mat, (int, float)) else None,
+        mean_run_length=float(run_length) if isinstance(run_length, (int, float)) else None,
+        rounds=None if rounds is None else tuple(rounds),
+        rejections=None if rejections is None else tuple(bool(r) for r in rejections),
     )
 
 
@@ -344,6 +362,69 @@ def check_recorded_sampled(target, rows: list[RecordedRow], k: int, alpha: float
     return results
 
 
+# ---- metrics: what a row says it measured --------------------------------------------------------------
+METRIC_TOLERANCE = 1e-9  # relative: a stated MAT / run length is a ratio of integers, written as a float
+
+
+def check_recorded_metrics(rows: list[RecordedRow]) -> list[CheckResult]:
+    """Each row carrying its per-round counts: the rounds commit exactly its tokens after the first (the
+    prefill commits token 0 and is no round: hippo.stats.DecodeStats), and its stated MAT and mean run
+    length are DecodeStats.mat / .mean_run_length of those counts. A disagreement is a metric finding:
+    the tokens may be right while the reported speedup is inflated (verdict "fail", kind "metric")."""
+    from hippo.stats import DecodeStats
+
+    results = []
+    for row in rows:
+        if row.rounds is None:
+            continue
+        name = f"recorded_metrics|{row.label}"
+        facts = {"line": row.line, "rounds": len(row.rounds), "tokens": len(row.tokens), "kind": "metric"}
+        stats = DecodeStats(accepted_per_round=list(row.rounds),
+                            rejected_per_round=list(row.rejections) if row.rejections is not None
+                            else [False] * len(row.rounds))
+        findings = []
+        if sum(row.rounds) != len(row.tokens) - 1:
+            findings.append(f"its rounds commit {sum(row.rounds)} tokens, the row has {len(row.tokens) - 1} after "
+                            "the first (which the prefill commits)")
+        if row.rejections is not None and len(row.rejections) != len(row.rounds):
+            findings.append(f"{len(row.rejections)} rejection flags for {len(row.rounds)} rounds")
+        stated = {"mat": row.mat, "mean_run_length": row.mean_run_length if row.rejections is not None else None}
+        recomputed = {"mat": stats.mat, "mean_run_length": stats.mean_run_length}
+        for metric, value in stated.items():
+            if value is not None and abs(value - recomputed[metric]) > METRIC_TOLERANCE * max(1.0, abs(value)):
+                findings.append(f"stated {metric} {value:.6g}, its rounds give {recomputed[metric]:.6g}")
+        numbers = {"stated": stated, "recomputed": recomputed, "committed_by_rounds": sum(row.rounds),
+                   "findings": findings}
+        if findings:
+            numbers["message"] = f"line {row.line}: " + "; ".join(findings)
+        results.append(CheckResult("recorded_metrics", name, "fail" if findings else "pass", facts, numbers))
+    return results
+
+
+def record_rows(candidate, case, params: SamplingParams, count: int, seed_base: int, path: Path,
+                max_new_tokens: int = 2, gamma: int = 2) -> Path:
+    """`count` seeded decodes (seeds seed_base, seed_base + 1, ...) of `candidate` on a video case, written
+    as the rows `hippo generate --json` writes (the request's fields, the frames read, the tokens and the
+    decode's stats): what the negative controls feed to the recorded checks."""
+    from dataclasses import asdict as fields_of
+
+    from hippo.request import DecodeConfig
+
+    path = Path(path)
+    with open(path, "w", encoding="utf-8") as f:
+        for seed in range(seed_base, seed_base + count):
+            cfg = DecodeConfig(max_new_tokens=max_new_tokens, gamma=gamma, sampling=params, seed=seed)
+            result = candidate.run_with_stats(case, cfg)
+            row = {"video": case.video, "frame_indices": list(case.clip.frame_indices), "prompt": case.prompt,
+                   "sampling": fields_of(params), "seed": seed, "eos_token_ids": [], "tokens": result.tokens}
+            if result.stats is not None:
+                s = result.stats
+                row["stats"] = {"accepted_per_round": s.accepted_per_round, "rejected_per_round": s.rejected_per_round,
+                                "mat": s.mat, "mean_run_length": s.mean_run_length}
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
 def audit_recorded(path: Path, target, target_path: str, k: int = 2, alpha: float = 0.01,
                    dtype: torch.dtype = torch.float32, log=print) -> list[CheckResult]:
     """Every check of a recorded file: malformed lines, greedy rows, pooled sampled rows."""
@@ -357,6 +438,7 @@ def audit_recorded(path: Path, target, target_path: str, k: int = 2, alpha: floa
     results = list(problems)
     results += check_recorded_greedy(target, target_path, greedy, dtype)
     results += check_recorded_sampled(target, sampled, k, alpha)
+    results += check_recorded_metrics(rows)
     failed = [r for r in results if r.failed]
     log(f"  recorded: {len(failed)} failed of {len(results)}")
     for r in failed[:20]:
