@@ -11,6 +11,7 @@ import socket
 import time
 
 import pytest
+import torch
 
 from hippo.cli import main
 from hippo.generation import generate, implementation
@@ -47,13 +48,33 @@ def test_two_processes_commit_the_one_process_tokens(pair, synthetic_video, samp
     assert sum(span[0] == "draft" for span in two.timeline.spans) == rounds
 
 
+NEEDS_CUDA = ("not run: needs CUDA. Without it the two lanes are no-ops (hippo_fast/overlap/lanes.py) and the "
+              "streams path is fast-pearl's very calls, so its tokens equal the serial loop's by construction")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NEEDS_CUDA)
 @pytest.mark.parametrize("sampling", SAMPLINGS, ids=["greedy", "sampled"])
 def test_streams_commit_the_serial_tokens(pair, synthetic_video, sampling):
+    """Both models on the GPU, target forward and draft block on two CUDA streams: the serial tokens."""
+    from hippo.checkpoint import load_adapter
+
+    target, draft = (load_adapter(d, torch.float32, "cuda") for d in (pair.target_dir, pair.draft_dir))
     req = request(synthetic_video, sampling, PruneSpec("uniform", 0.5))
-    off = generate(implementation("fast"), pair.target, pair.draft, req)
-    streams = generate(implementation("fast", overlap="streams"), pair.target, pair.draft, req)
+    off = generate(implementation("fast"), target, draft, req)
+    streams = generate(implementation("fast", overlap="streams"), target, draft, req)
     assert streams.tokens == off.tokens
     assert streams.stats.decode.accepted_per_round == off.stats.decode.accepted_per_round
+
+
+def test_streams_path_runs_on_a_cpu_as_the_serial_calls(pair, synthetic_video):
+    """Not an audit of two streams (that one needs CUDA, above): on a CPU the lanes are no-ops, so this only
+    shows the streams path runs and is the serial loop, equal by construction."""
+    from hippo_fast.overlap.lanes import Lanes
+
+    assert not Lanes(torch.device("cpu"), torch.device("cpu")).cuda
+    req = request(synthetic_video, SAMPLINGS[1], PruneSpec("uniform", 0.5))
+    off = generate(implementation("fast"), pair.target, pair.draft, req)
+    assert generate(implementation("fast", overlap="streams"), pair.target, pair.draft, req).tokens == off.tokens
 
 
 def test_two_processes_on_table_models_equal_the_serial_loop():
