@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from hippo.errors import ConfigError, HippoError
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    gen.add_argument("--verbose", action="store_true",
+                     help="say on stderr where each process runs (its cores, its torch threads), once")
 
     tiny = sub.add_parser("tiny", help="write a random tiny target/draft pair (for tests and demos, offline)")
     tiny.add_argument("out_dir")
@@ -182,28 +185,35 @@ def run_generate(args) -> int:
         raise ConfigError(f"--decoding {args.decoding} needs a draft model: pass --draft DIR (or use --decoding ar)")
     # Cheap checks first: a bad video must fail before minutes of model loading, not after.
     clip = load_video(args.video, args.frames)
-    target = load_adapter(args.target, args.dtype, args.device)
-    if args.overlap == "processes":  # the worker loads the draft; this process never does
-        from hippo_fast.overlap.processes import RemoteDraft, close_session
+    follow_cores(args)
+    if args.overlap == "processes":  # the worker loads the draft (this process never does), while the target loads
+        from hippo_fast.overlap.processes import RemoteDraft, close_session, start_session
 
         draft = RemoteDraft(resolve_checkpoint(args.draft), args.dtype, args.draft_device or args.device)
-    else:
+        start_session(draft.device, target_device=args.device, preload=draft)
+    target = load_adapter(args.target, args.dtype, args.device)
+    if args.overlap != "processes":
         draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
     options = {"compile": True} if args.compile else {}
     if args.overlap != "off":
         options["overlap"] = args.overlap
     impl = implementation(args.impl, **options)
-    try:
+
+    def run_one(request, clip):
         result = generate(impl, target, draft, request, gamma_auto=gamma_auto, clip=clip)
-    finally:
-        if args.overlap == "processes":
-            close_session()
-    if args.json:
         row = result.as_json()  # a recorded-output row: `hippo verify --recorded` reads these as they are
         row.update(implementation=args.impl, overlap=args.overlap, target=str(args.target),
                    draft=args.draft and str(args.draft), dtype=args.dtype)
         if result.timeline is not None:
             row["timeline"] = result.timeline.as_json()
+        return row, result
+
+    try:
+        row, result = run_one(request, clip)
+    finally:
+        if args.overlap == "processes":
+            close_session()
+    if args.json:
         print(json.dumps(row))
     else:
         s = result.stats
@@ -212,10 +222,33 @@ def run_generate(args) -> int:
             f"[{args.decoding} prune={args.prune}@{args.ratio}] {len(result.tokens)} tokens, "
             f"MAT {s.decode.mat:.2f}, target forwards {s.decode.target_forwards}, "
             f"draft forwards {s.decode.draft_forwards}, visual tokens {s.kept_visual_tokens}/{s.visual_tokens}, "
-            f"decode {s.decode.decode_s:.3f} s, total {s.total_s:.3f} s",
+            f"decode {s.decode.decode_s:.3f} s, total {s.total_s:.3f} s"
+            + (f", draft worker start-up {s.worker_start_s:.3f} s (not in total)" if s.worker_start_s else ""),
             file=sys.stderr,
         )
     return 0
+
+
+def follow_cores(args) -> None:
+    """This process's torch threads follow its cores (hippo/placement.py), whatever OMP_NUM_THREADS says:
+    all of them for one process; with --overlap processes the inter-op pool, sized once, takes the cores
+    it keeps while a request uses the worker (the worker takes the last); under torchrun the ranks of
+    the machine share them."""
+    from hippo import placement
+
+    cores = placement.allowed_cores()
+    if _torchrun_rank() is not None:
+        share = placement.torchrun_share(cores)
+        placement.follow_cores(threads=share)
+        placement.log_once(f"placement: rank 0 on core(s) {placement.core_list(cores)} with {share} torch thread(s), "
+                           "shared with the other ranks of the machine")
+    elif args.overlap == "processes":
+        own, _ = placement.split_cores(cores)
+        placement.follow_cores(interop_cores=len(own))
+    else:
+        placement.follow_cores()
+        placement.log_once(f"placement: one process on core(s) {placement.core_list(cores)} with {len(cores)} torch "
+                           "thread(s)")
 
 
 def _torchrun_rank() -> int | None:
@@ -235,11 +268,29 @@ def run_tiny(args) -> int:
     return 0
 
 
+class _StderrLog(logging.Handler):
+    """hippo's log lines on the stderr of the moment (not the one at set-up: tests replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"hippo: {record.getMessage()}", file=sys.stderr)
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    """hippo's log (e.g. the placement decision, hippo/placement.py) on stderr: warnings, and with
+    --verbose the INFO lines too."""
+    log = logging.getLogger("hippo")
+    if not any(isinstance(h, _StderrLog) for h in log.handlers):
+        log.addHandler(_StderrLog())
+        log.propagate = False
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     args = build_parser().parse_args(argv)
+    _log_to_stderr(getattr(args, "verbose", False))
     try:
         commands = {"generate": run_generate, "tiny": run_tiny}
         commands.update({m.COMMAND: m.run for m in _extension_modules()})

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from hippo import placement
 from hippo.errors import ConfigError
 from hippo.request import GenerationRequest, GenerationResult
 from hippo.stats import RequestStats
@@ -44,6 +45,12 @@ class PreparedContexts:
     target_context: object  # the full video, the target's own prefill
     draft_context: object | None  # the pruned draft context (None for AR)
     kept: torch.Tensor | None  # the kept grid indices (None: every visual token)
+    # hippo.placement.describe() of each process of the request (None: this process alone, described by generate)
+    placement: list | None = None
+    # The draft worker's start-up met by this request, not request time: {"worker_start_s": its start-up
+    # (launch to draft loaded) or a new draft's load, reported by the first request to use it (0.0 after);
+    # "worker_start_waited_s": how long preparing the contexts waited for it}. None: no worker.
+    startup: dict | None = None
 
 
 def generate(impl, target, draft, request: GenerationRequest, gamma_auto: bool = False,
@@ -63,18 +70,23 @@ def generate(impl, target, draft, request: GenerationRequest, gamma_auto: bool =
         clip = load_video(request.video, request.frames)
     prepared = impl.prepare_contexts(target, draft, request, clip)
     target_context, draft_context, kept = prepared.target_context, prepared.draft_context, prepared.kept
+    startup = prepared.startup or {}
+    excluded = startup.get("worker_start_waited_s") or 0.0  # start-up is not request time
     if gamma_auto and draft_context is not None:
         probe = int(torch.argmax(target_context.last_logits))
         config = replace(config, gamma=impl.measured_gamma(target_context, draft_context, probe))
-    prefill_s = time.perf_counter() - start
+    prefill_s = time.perf_counter() - start - excluded
     result = impl.decode(request.decoding, target_context, draft_context, config)
     grid = prepared.target_inputs.grid
     stats = RequestStats(
         decode=result.stats,
-        total_s=time.perf_counter() - start,
+        total_s=time.perf_counter() - start - excluded,
         prefill_s=prefill_s,
         visual_tokens=grid.total_tokens,
         kept_visual_tokens=grid.total_tokens if kept is None else int(kept.numel()) + grid.extra_tokens,
+        placement=prepared.placement or [placement.describe("target" if draft_context is None else "target+draft")],
+        worker_start_s=startup.get("worker_start_s"),
+        worker_start_waited_s=startup.get("worker_start_waited_s"),
     )
     text = target.tokenizer.decode(result.tokens, skip_special_tokens=True)
     return GenerationResult(result.tokens, text, stats, kept, request=replace(request, config=config),

@@ -53,6 +53,16 @@ class RequestStats:
     prefill_s: float = 0.0  # video encoders, scoring, pruning and both prefills
     visual_tokens: int = 0  # visual tokens of the full video (what the target reads)
     kept_visual_tokens: int = 0  # visual tokens in the draft's context (after pruning)
+    # Where the request ran: one hippo.placement.describe() per process (role, pid, cores, threads,
+    # interop_threads), as measured in that process while it served the request.
+    placement: list | None = None
+    # The draft worker's start-up (spawn, imports, the draft's load, the process group; or a new draft's
+    # load), counted in neither prefill_s nor total_s, like model loading on the serial path: the seconds
+    # of it that no earlier request reported (the first request of a worker: all of it; later: 0.0), and
+    # how many of them this process waited for (the rest ran while it did other work, e.g. loaded the
+    # target). None: no worker.
+    worker_start_s: float | None = None
+    worker_start_waited_s: float | None = None
 
     def as_json(self) -> dict:
         d = asdict(self.decode)
@@ -63,6 +73,9 @@ class RequestStats:
             prefill_s=self.prefill_s,
             visual_tokens=self.visual_tokens,
             kept_visual_tokens=self.kept_visual_tokens,
+            placement=self.placement,
+            worker_start_s=self.worker_start_s,
+            worker_start_waited_s=self.worker_start_waited_s,
         )
         return d
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hippo import placement
 from hippo.errors import ConfigError
 from hippo.generation import PreparedContexts
 from hippo.pairing import check_grids, check_vocabulary
@@ -96,39 +97,49 @@ class FastImplementation:
         return compiled_forward(adapter.model) if self.compile else None
 
     def prepare_contexts(self, target, draft, request: GenerationRequest, clip) -> PreparedContexts:
-        """Video -> both models' inputs -> the target's static-cache prefill (observed by the scores when
-        the method needs them) -> kept indices -> the draft's static-cache prefill."""
-        from hippo_fast.pruning.methods import kept_indices
-        from hippo_fast.pruning.scores import scored_prefill
-
+        """Video -> both models' inputs -> the target's static-cache prefill (observed by the scores when the
+        method needs them) -> kept indices -> the draft's static-cache prefill (in the worker's process
+        for overlap "processes", whose start or draft load, if this request meets it, is reported apart)."""
         if request.decoding != "ar" and draft is None:
             raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
         capacity = request_capacity(request.config, request.decoding)
-        job = None
-        if self.remote(request.decoding):  # first, so the worker encodes the video while the target prefills
+        worker = startup = None
+        if self.remote(request.decoding):
             from hippo_fast.overlap import processes
 
-            worker = processes.session(processes.RemoteDraft.of(draft).device, target_device=str(target.device))
-            job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity,
-                                            self.compile)
+            remote = processes.RemoteDraft.of(draft)
+            started = time.perf_counter()
+            worker = processes.session(remote.device, target_device=str(target.device), preload=remote)
+            startup = {"worker_start_s": worker.take_startup(), "worker_start_waited_s": time.perf_counter() - started}
         target_inputs = target.prepare(clip, request.prompt)
+        if worker is None:
+            return self._prepare_here(target, draft, request, clip, target_inputs, capacity)
+        try:
+            prepared = self._prepare_remote(worker, target, draft, request, clip, target_inputs, capacity)
+        except BaseException:
+            worker.widen()
+            raise
+        prepared.startup = startup
+        return prepared
+
+    def _prefill_target(self, target, request, target_inputs, capacity):
+        """The target's context, and the pruning scores when the method needs them."""
+        from hippo_fast.pruning.scores import scored_prefill
 
         def prefill(inputs, video_embeds=None, observe=None):
             return static_prefill(target, inputs, capacity, video_embeds=video_embeds, observe=observe,
                                   forward_fn=self.forward_fn(target))
 
-        scores = None
         if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:
-            target_context, scores = scored_prefill(target, target_inputs, request.prune.params, prefill=prefill)
-        else:
-            target_context = prefill(target_inputs)  # full video, stock positions: the target's own prefill
+            return scored_prefill(target, target_inputs, request.prune.params, prefill=prefill)
+        return prefill(target_inputs), None  # full video, stock positions: the target's own prefill
+
+    def _prepare_here(self, target, draft, request, clip, target_inputs, capacity) -> PreparedContexts:
+        from hippo_fast.pruning.methods import kept_indices
+
+        target_context, scores = self._prefill_target(target, request, target_inputs, capacity)
         if request.decoding == "ar":
-            return PreparedContexts(target_inputs, target_context, None, None)
-        if job is not None:
-            kept = kept_indices(request.prune, target_inputs.grid, scores)
-            kept = None if kept is None else kept.cpu()
-            remote = processes.finish_video_job(worker, job, kept, target, target_inputs)
-            return PreparedContexts(target_inputs, target_context, remote, kept)
+            return PreparedContexts(target_inputs, target_context, None, None, placement=[placement.describe("target")])
         check_vocabulary(target, draft)
         draft_inputs = draft.prepare(clip, request.prompt)
         check_grids(target_inputs, draft_inputs, target.name, draft.name)
@@ -136,7 +147,24 @@ class FastImplementation:
         kept = None if kept is None else kept.cpu()
         draft_context = static_prefill(draft, draft_inputs, capacity, kept_grid_indices=kept,
                                        positions=request.prune.positions, forward_fn=self.forward_fn(draft))
-        return PreparedContexts(target_inputs, target_context, draft_context, kept)
+        return PreparedContexts(target_inputs, target_context, draft_context, kept,
+                                placement=[placement.describe("target+draft")])
+
+    def _prepare_remote(self, worker, target, draft, request, clip, target_inputs, capacity) -> PreparedContexts:
+        """The draft's job goes first, so that the worker encodes the video while the target prefills and
+        scores; start_video_job narrows this process to its own cores until the decode ends."""
+        from hippo_fast.overlap import processes
+        from hippo_fast.pruning.methods import kept_indices
+
+        job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity,
+                                        self.compile)
+        here = placement.describe("target")
+        target_context, scores = self._prefill_target(target, request, target_inputs, capacity)
+        kept = kept_indices(request.prune, target_inputs.grid, scores)
+        kept = None if kept is None else kept.cpu()
+        remote = processes.finish_video_job(worker, job, kept, target, target_inputs)
+        return PreparedContexts(target_inputs, target_context, remote, kept,
+                                placement=[here, remote.facts.get("placement") or worker.placement])
 
     def measured_gamma(self, target_context: StaticContext, draft_context: StaticContext, probe_token: int,
                        repeats: int = 3) -> int:

@@ -3,11 +3,18 @@ a worker holds the draft (rank 1, hippo_fast/overlap/worker.py). NCCL between tw
 (CPU processes, or both on one GPU, where the small per-round messages go through host memory).
 
 Started two ways:
-  * `hippo generate --overlap processes` alone: DraftWorker.spawn() starts the worker with
-    torch.multiprocessing (spawn), on its own core (the last of this process's cores; this process
-    keeps the others while the worker lives) or its own device, and joins it at a free local port.
+  * `hippo generate --overlap processes` alone: DraftWorker.launch() starts the worker (a fresh
+    interpreter) on its own core (the last of this process's cores) or its own device, and it loads
+    the draft at once; `join()` then joins it at a free local port. The CLI launches it before it loads
+    the target, so the two loads overlap; `session()` launches and joins in one call.
   * under torchrun (one machine or several, WORLD_SIZE=2): rank 1 serves (`hippo generate` on rank 1
     never returns to the CLI until rank 0 is done), rank 0 attaches to the group torchrun set up.
+
+Placement (hippo/placement.py): the worker's torch threads follow its core(s); while a request uses the
+worker (`narrow()`, from its video job to the end of its decode) this process runs on the other cores
+with its threads following them, and gets its cores and threads back after (`widen()`), so serial work
+between requests (the benchmark's other rows) has the whole machine. The worker's start-up (spawn,
+imports, the draft's load, the process group) is measured apart (`take_startup`): it is not request time.
 
 Failures: the worker checks its device before joining and reports through a pipe; a taken port, a
 missing device or a worker that dies before joining is a WorkerError naming the cause. A worker
@@ -26,6 +33,7 @@ import time
 
 import torch
 
+from hippo import placement
 from hippo.errors import HippoError
 
 START_TIMEOUT_S = 120.0
@@ -63,36 +71,42 @@ def backend_for(target_device: str, draft_device: str) -> str:
     return "gloo"
 
 
-def split_cores(allowed: set[int]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
-    """(this process's cores, the worker's): the worker takes the last allowed core when there are two
-    or more; on one core both share it (None: no pinning)."""
-    cores = sorted(allowed)
-    if len(cores) < 2:
-        return tuple(cores), None
-    return tuple(cores[:-1]), (cores[-1],)
+split_cores = placement.split_cores  # (this process's cores, the worker's)
+torchrun_share = placement.torchrun_share  # threads of one rank under torchrun
 
 
 class DraftWorker:
     """This process's side of the pair: the link, the worker's process (when spawned), its jobs."""
 
-    def __init__(self, link, process=None, pipe=None, restore_cores=None):
+    def __init__(self, link, process=None, pipe=None, theirs=None):
         self.link = link
         self.process = process
         self.pipe = pipe
-        self.restore_cores = restore_cores
+        self.theirs = theirs  # the worker's cores (None: not pinned, or not ours to know)
         self._ids = itertools.count()
         self.closed = False
+        self.drafts: dict = {}  # (path, dtype, device) -> what the worker said when it loaded that draft
+        self.placement: dict | None = None  # the worker's, as it reported it
+        self._start: dict | None = None  # launch(): what join() needs
+        self._startup_s = 0.0  # start-up (and draft loads) not yet reported by a request (take_startup)
+        self._widened = None  # (cores, threads) of this process before narrow()
 
     # ---- start ----------------------------------------------------------------------------------------
     @classmethod
-    def spawn(cls, device: str = "cpu", threads: int = 1, port: int | None = None,
-              timeout_s: float = DEFAULT_TIMEOUT_S, pin_cores: bool = True, target_device: str = "cpu") -> DraftWorker:
+    def spawn(cls, device: str = "cpu", port: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+              pin_cores: bool = True, target_device: str = "cpu", preload: RemoteDraft | None = None) -> DraftWorker:
+        """launch() then join(): a worker ready to serve."""
+        return cls.launch(device, port, timeout_s, pin_cores, target_device, preload).join()
+
+    @classmethod
+    def launch(cls, device: str = "cpu", port: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+               pin_cores: bool = True, target_device: str = "cpu", preload: RemoteDraft | None = None) -> DraftWorker:
+        """Start the worker's process and return at once: it imports torch, checks its device, loads
+        `preload` (a draft) and then waits for this process's join()."""
         import subprocess
         import sys
 
         import torch.distributed as dist
-
-        from hippo_fast.overlap.link import Link
 
         if dist.is_initialized():
             raise WorkerError("a torch.distributed process group is already running in this process: under "
@@ -110,35 +124,66 @@ class DraftWorker:
                 raise WorkerError(f"cannot start the draft worker: port {port} is taken ({hint})") from None
             raise WorkerError(f"cannot start the draft worker: no rendezvous store on 127.0.0.1:{port or 0} "
                               f"({type(err).__name__}: {str(err)[:300]})") from None
-        own, theirs = split_cores(os.sched_getaffinity(0)) if pin_cores else (None, None)
+        own, theirs = split_cores(placement.allowed_cores()) if pin_cores else (None, None)
         init_method = f"tcp://127.0.0.1:{store.port}"
+        backend = backend_for(target_device, device)
         read_end, write_end = os.pipe()
         command = [sys.executable, "-m", "hippo_fast.overlap.worker", "--init-method", init_method,
-                   "--status-fd", str(write_end), "--threads", str(threads),
-                   "--cores", ",".join(map(str, theirs or ())), "--device", device,
-                   "--timeout", str(WORKER_IDLE_TIMEOUT_S)]
-        backend = backend_for(target_device, device)
-        command += ["--backend", backend]
+                   "--status-fd", str(write_end), "--cores", ",".join(map(str, theirs or ())), "--device", device,
+                   "--timeout", str(WORKER_IDLE_TIMEOUT_S), "--backend", backend]
+        if preload is not None:
+            command += ["--preload", preload.path, "--preload-dtype", preload.dtype]
+        launched = time.perf_counter()
         process = subprocess.Popen(command, pass_fds=(write_end,))
         os.close(write_end)
-        status = StatusReader(read_end)
-        _wait_alive(process, status)
-        restore = None
         if theirs:
-            restore = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, set(own))
+            placement.log_once(f"placement: the draft worker (pid {process.pid}) on core {placement.core_list(theirs)} "
+                               f"with 1 torch thread; this process on core(s) {placement.core_list(own)} with "
+                               f"{len(own)} thread(s) while a request uses the worker")
+        worker = cls(None, process, StatusReader(read_end), theirs)
+        worker._start = {"store": store, "backend": backend, "init_method": init_method, "timeout_s": timeout_s,
+                         "target_device": target_device, "launched": launched, "preload": preload}
+        return worker
+
+    @property
+    def pending(self) -> bool:
+        """Launched and not joined yet."""
+        return self._start is not None
+
+    def join(self) -> DraftWorker:
+        """Wait for the launched worker (its start-up word, its draft's load) and join it in the process
+        group. Its start-up, from the launch to its draft loaded, is kept for take_startup()."""
+        import torch.distributed as dist
+
+        from hippo_fast.overlap.link import Link
+
+        start, self._start = self._start, None
+        if start is None:
+            return self
         try:
-            dist.init_process_group(backend, store=store, rank=0, world_size=2,
-                                    timeout=datetime.timedelta(seconds=timeout_s))
+            _wait_alive(self.process, self.pipe)
+            dist.init_process_group(start["backend"], store=start["store"], rank=0, world_size=2,
+                                    timeout=datetime.timedelta(seconds=start["timeout_s"]))
+        except WorkerError:
+            self.closed = True
+            raise
         except Exception as err:
-            process.kill()
+            self.process.kill()
+            self.closed = True
             _forget_failed_group()
-            if restore:
-                os.sched_setaffinity(0, restore)
-            raise WorkerError(f"cannot start the draft worker: joining the process group at {init_method} failed "
-                              f"({type(err).__name__}: {str(err)[:300]})") from None
-        comm = torch.device(target_device) if backend == "nccl" else torch.device("cpu")
-        return cls(Link(1, comm, torch.device(target_device)), process, status, restore)
+            raise WorkerError(f"cannot start the draft worker: joining the process group at {start['init_method']} "
+                              f"failed ({type(err).__name__}: {str(err)[:300]})") from None
+        ready = next((w for w in self.pipe.words(timeout_s=5.0) if w[0] == "ready"), None)  # sent before it joined
+        facts = ready[1] if ready else {}
+        self.placement = facts.get("placement")
+        preload = start["preload"]
+        if preload is not None and "loaded" in facts:
+            self.drafts[preload.key] = facts["loaded"]
+        ready_at = facts.get("ready_at", time.perf_counter())  # time.perf_counter: one clock for the machine
+        self._startup_s += max(0.0, ready_at - start["launched"])
+        comm = torch.device(start["target_device"]) if start["backend"] == "nccl" else torch.device("cpu")
+        self.link = Link(1, comm, torch.device(start["target_device"]))
+        return self
 
     @classmethod
     def attach(cls, timeout_s: float = DEFAULT_TIMEOUT_S) -> DraftWorker:
@@ -150,6 +195,46 @@ class DraftWorker:
         if not dist.is_initialized():
             dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
         return cls(Link(1, torch.device("cpu")))
+
+    def load(self, draft: RemoteDraft) -> None:
+        """Have the worker load `draft` now (a no-op when it has), so that a request does not pay for it."""
+        if draft.key in self.drafts:
+            return
+        started = time.perf_counter()
+        job_id = self.new_id()
+        self.send(("load", job_id, draft.key))
+        self.drafts[draft.key] = self.reply(job_id, "loaded")
+        self.placement = self.drafts[draft.key].get("placement", self.placement)
+        self._startup_s += time.perf_counter() - started
+
+    def take_startup(self) -> float | None:
+        """Seconds of this worker's start-up (launch to draft loaded) and of draft loads that no request has
+        reported yet (then 0.0); None for a worker this process did not start (torchrun)."""
+        if self.process is None and not self._startup_s:
+            return None
+        seconds, self._startup_s = self._startup_s, 0.0
+        return seconds
+
+    # ---- placement while a request runs -------------------------------------------------------------
+    def narrow(self) -> None:
+        """While a request uses the worker: this process off the worker's core (when the worker has one of
+        its own), its torch threads following the cores it keeps (idempotent; widen() undoes it)."""
+        if self._widened is not None or self.process is None:  # under torchrun the ranks share the cores as set
+            return
+        allowed = placement.allowed_cores()
+        own = tuple(c for c in allowed if c not in (self.theirs or ())) or allowed
+        self._widened = (set(allowed), torch.get_num_threads())
+        if own != allowed:
+            os.sched_setaffinity(0, set(own))
+        placement.follow_cores(own)
+
+    def widen(self) -> None:
+        """This process's cores and thread count as they were before narrow()."""
+        if self._widened is not None:
+            cores, threads = self._widened
+            self._widened = None
+            os.sched_setaffinity(0, cores)
+            torch.set_num_threads(threads)
 
     # ---- jobs -----------------------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -218,7 +303,9 @@ class DraftWorker:
         give this process its cores back."""
         import torch.distributed as dist
 
-        if stop and not self.closed:
+        if self.pending:  # launched, never joined: nothing to say to it
+            self._start, stop = None, False
+        if stop and not self.closed and self.link is not None:
             try:
                 self.link.send_object(("stop",))
             except Exception:  # noqa: BLE001 - a worker already gone is what close wants
@@ -232,9 +319,7 @@ class DraftWorker:
                 self.process.wait()
         if dist.is_initialized():
             dist.destroy_process_group()
-        if self.restore_cores:
-            os.sched_setaffinity(0, self.restore_cores)
-            self.restore_cores = None
+        self.widen()
 
 
 def _lost_peer(err: BaseException) -> bool:
@@ -294,21 +379,49 @@ def _wait_alive(process, status: StatusReader, timeout_s: float = START_TIMEOUT_
 _SESSION: dict = {}
 
 
-def session(device: str = "cpu", target_device: str = "cpu", **options) -> DraftWorker:
-    """This process's draft worker for `device` (spawned once, or attached under torchrun), kept for the
-    requests that follow; a worker lost by a failed request is replaced by the next call."""
+def session(device: str = "cpu", target_device: str = "cpu", preload: RemoteDraft | None = None,
+            **options) -> DraftWorker:
+    """This process's draft worker for `device` (joined when start_session launched it, else spawned now,
+    or attached under torchrun), kept for the requests that follow, with `preload` loaded; a worker lost
+    by a failed request is replaced by the next call."""
     current = _SESSION.get("worker")
-    placement = (device, target_device)
-    alive = current is not None and not current.closed and (current.process is None or current.process.poll() is None)
-    if alive and _SESSION.get("placement") == placement:
-        return current
-    if current is not None:
-        current.close()
-    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) == 2 and "RANK" in os.environ
-    worker = (DraftWorker.attach() if under_torchrun
-              else DraftWorker.spawn(device, target_device=target_device, **options))
-    _SESSION.update(worker=worker, placement=placement)
+    placement_key = (device, target_device)
+    if current is not None and current.pending and _SESSION.get("placement") == placement_key:
+        try:
+            current.join()
+        except WorkerError:
+            _SESSION.pop("worker", None)
+            raise
+    alive = current is not None and not current.closed and not current.pending and (
+        current.process is None or current.process.poll() is None)
+    if alive and _SESSION.get("placement") == placement_key:
+        worker = current
+    else:
+        if current is not None:
+            current.close()
+        _SESSION.pop("worker", None)
+        worker = (DraftWorker.attach() if _under_torchrun()
+                  else DraftWorker.spawn(device, target_device=target_device, preload=preload, **options))
+        _SESSION.update(worker=worker, placement=placement_key)
+    if preload is not None:
+        worker.load(preload)
     return worker
+
+
+def start_session(device: str = "cpu", target_device: str = "cpu", preload: RemoteDraft | None = None,
+                  **options) -> None:
+    """Launch this process's draft worker now, without waiting for it (it imports torch and loads
+    `preload` while this process goes on, e.g. loading the target); the next session() joins it.
+    Nothing under torchrun (rank 0 attaches to its group)."""
+    if _under_torchrun():
+        return
+    close_session()
+    worker = DraftWorker.launch(device, target_device=target_device, preload=preload, **options)
+    _SESSION.update(worker=worker, placement=(device, target_device))
+
+
+def _under_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) == 2 and "RANK" in os.environ
 
 
 def close_session() -> None:
@@ -326,6 +439,11 @@ class RemoteDraft:
 
     def __init__(self, path: str, dtype: str = "float32", device: str = "cpu"):
         self.path, self.dtype, self.device = str(path), dtype, device
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What the worker loads it by (its cache of drafts)."""
+        return (self.path, self.dtype, self.device)
 
     @classmethod
     def of(cls, draft) -> RemoteDraft:
@@ -355,6 +473,7 @@ def start_video_job(worker: DraftWorker, draft: RemoteDraft, request, clip, capa
     """Send the draft's job; the worker loads and encodes the video while this process prefills."""
     from hippo_fast.overlap.worker import DraftJob
 
+    worker.narrow()  # from here to the end of the decode this process keeps off the worker's core
     job_id = worker.new_id()
     job = DraftJob(draft.path, draft.dtype, draft.device, clip, request.prompt, request.prune.positions, capacity,
                    compile)
@@ -393,6 +512,7 @@ def decode_remote(target_context, remote: RemoteDraftContext, cfg):
 
     worker = remote.worker
     vocab = as_fast_context(target_context).vocab_size
+    worker.narrow()
     worker.send(("decode", remote.job_id, cfg, vocab))
     try:
         return worker.guard(lambda: decode_parallel_target(target_context, worker.link, cfg,
@@ -404,3 +524,5 @@ def decode_remote(target_context, remote: RemoteDraftContext, cfg):
         # message would be read as one of them. End it; the next request starts a fresh worker.
         worker.abandon()
         raise
+    finally:
+        worker.widen()

@@ -1,6 +1,11 @@
 """The draft's process: it serves jobs from the target's process (rank 0) until told to stop.
 
+Started with `--preload PATH`, it loads that draft before it joins the process group (its start-up,
+which overlaps the target's load in `hippo generate`). Its torch threads follow its core(s)
+(hippo/placement.py); its placement is in every "ready" and "loaded" reply.
+
 Jobs (pickled objects over the Link):
+  ("load", id, (path, dtype, device))   load that draft now (cached). Replies ("loaded", id, facts).
   ("video", id, DraftJob)   load the draft (cached per folder, dtype, device), prepare its inputs from the
                             decoded frames the job carries, and run its vision encoder at once (it does not need the kept indices: this is the
                             prefill overlap); then wait for ("kept", id, indices) and prefill the pruned
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hippo import placement
 from hippo_fast.overlap.processes import WORKER_IDLE_TIMEOUT_S
 
 KEEP_CONTEXTS = 64  # prepared draft contexts kept for reuse (the audit decodes each case many times)
@@ -52,12 +58,19 @@ class Server:
         self.contexts: OrderedDict = OrderedDict()
 
     def adapter(self, job: DraftJob):
+        return self.load((job.path, job.dtype, job.device))
+
+    def load(self, key: tuple[str, str, str]):
+        """The draft (path, dtype, device), loaded once."""
         from hippo.checkpoint import load_adapter
 
-        key = (job.path, job.dtype, job.device)
         if key not in self.adapters:
-            self.adapters[key] = load_adapter(job.path, job.dtype, job.device)
+            self.adapters[key] = load_adapter(*key)
         return self.adapters[key]
+
+    def loaded_facts(self, key: tuple[str, str, str], load_s: float) -> dict:
+        """What the target's process learns of a loaded draft: how long it took, this process's placement."""
+        return {"load_s": load_s, "placement": placement.describe("draft")}
 
     def keep(self, job_id, context) -> None:
         self.contexts[job_id] = context
@@ -92,7 +105,8 @@ class Server:
         self.keep(job_id, context)
         self.link.send_object(("ready", job_id, {
             "grid": inputs.grid, "vocab": draft.tokenizer.get_vocab(), "name": draft.name,
-            "encode_s": encoded - started, "prefill_s": time.perf_counter() - encoded, "pid": os.getpid()}))
+            "encode_s": encoded - started, "prefill_s": time.perf_counter() - encoded, "pid": os.getpid(),
+            "placement": placement.describe("draft")}))
 
     def step_time(self, job_id, token: int, repeats: int = 3) -> float:
         context = self.contexts[job_id]
@@ -119,7 +133,11 @@ class Server:
                 self.link.send_object(draft_parallel(self.contexts[job_id], self.link, cfg, vocab))
                 continue
             try:
-                if kind == "video":
+                if kind == "load":
+                    started = time.perf_counter()
+                    self.load(message[2])
+                    self.link.send_object(("loaded", job_id, self.loaded_facts(message[2], time.perf_counter() - started)))
+                elif kind == "video":
                     self.prepare_video(job_id, message[2])
                 elif kind == "table":
                     self.keep(job_id, message[2])
@@ -137,11 +155,11 @@ class Server:
                 self.link.send_object(("error", job_id, detail))
 
 
-def pin(threads: int, cores: tuple[int, ...] | None) -> None:
-    """One process's share of the machine: its cores (if given) and its torch threads."""
+def pin(cores: tuple[int, ...] | None) -> dict:
+    """One process's share of the machine: its cores (if given), its torch threads following them."""
     if cores:
         os.sched_setaffinity(0, set(cores))
-    torch.set_num_threads(threads)
+    return placement.follow_cores()
 
 
 class StatusPipe:
@@ -158,10 +176,11 @@ class StatusPipe:
         self.file.flush()
 
 
-def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, device: str, timeout_s: float,
-                 backend: str = "gloo") -> None:
-    """Entry of a worker started by processes.DraftWorker.spawn: check the device, join the process group
-    (rank 1 of 2), serve. Start-up failures and crashes go to `status` as text before the exit."""
+def spawned_main(init_method: str, status: StatusPipe, cores, device: str, timeout_s: float,
+                 backend: str = "gloo", preload: tuple[str, str, str] | None = None) -> None:
+    """Entry of a worker started by processes.DraftWorker.launch: check the device, load `preload`, join
+    the process group (rank 1 of 2), serve. Start-up failures and crashes go to `status` as text before
+    the exit; a draft that cannot be loaded is not one (the job that asks for it is answered with why)."""
     import datetime
 
     import torch.distributed as dist
@@ -169,18 +188,29 @@ def spawned_main(init_method: str, status: StatusPipe, threads: int, cores, devi
     from hippo_fast.overlap.link import Link
 
     try:
-        pin(threads, cores)
+        pin(cores)
         from hippo.devices import check_device
 
         dev = check_device(device)
         status.send(["alive", os.getpid()])
-        # The spawning process hosts the store (processes.DraftWorker.spawn); both sides pass it explicitly,
+        server = Server(None)
+        facts = {"placement": placement.describe("draft")}
+        if preload is not None:
+            started = time.perf_counter()
+            try:
+                server.load(preload)
+                facts["loaded"] = server.loaded_facts(preload, time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - answered when a job asks for this draft
+                pass
+        status.send(["ready", {**facts, "ready_at": time.perf_counter()}])
+        # The spawning process hosts the store (processes.DraftWorker.launch); both sides pass it explicitly,
         # so that their group's keys agree (torch prefixes a store it builds from init_method, not a given one).
         host, port = init_method.removeprefix("tcp://").rsplit(":", 1)
         timeout = datetime.timedelta(seconds=timeout_s)
         store = dist.TCPStore(host, int(port), world_size=2, is_master=False, timeout=timeout)
         dist.init_process_group(backend, store=store, rank=1, world_size=2, timeout=timeout)
-        Server(Link(0, dev if backend == "nccl" else torch.device("cpu"), dev)).serve()
+        server.link = Link(0, dev if backend == "nccl" else torch.device("cpu"), dev)
+        server.serve()
         dist.destroy_process_group()
     except Exception as err:
         from hippo.errors import HippoError
@@ -201,16 +231,18 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="hippo's draft worker (started by hippo, not by hand)")
     parser.add_argument("--init-method", required=True)
     parser.add_argument("--status-fd", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cores", default="", help="comma-separated core numbers, empty: no pinning")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--timeout", type=float, default=WORKER_IDLE_TIMEOUT_S,
                         help="seconds to wait for the next job (the process group's timeout)")
     parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
+    parser.add_argument("--preload", default=None, help="a draft folder to load before joining")
+    parser.add_argument("--preload-dtype", default="float32")
     args = parser.parse_args(argv)
     cores = tuple(int(c) for c in args.cores.split(",") if c) or None
-    spawned_main(args.init_method, StatusPipe(args.status_fd), args.threads, cores, args.device, args.timeout,
-                 args.backend)
+    preload = None if args.preload is None else (args.preload, args.preload_dtype, args.device)
+    spawned_main(args.init_method, StatusPipe(args.status_fd), cores, args.device, args.timeout, args.backend,
+                 preload)
 
 
 def serve_under_torchrun(timeout_s: float = WORKER_IDLE_TIMEOUT_S) -> None:
@@ -221,6 +253,7 @@ def serve_under_torchrun(timeout_s: float = WORKER_IDLE_TIMEOUT_S) -> None:
 
     from hippo_fast.overlap.link import Link
 
+    placement.follow_cores(threads=placement.torchrun_share(placement.allowed_cores()))  # the ranks share the cores
     if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
     Server(Link(0, torch.device("cpu"))).serve()
