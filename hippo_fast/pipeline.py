@@ -60,10 +60,37 @@ def step_sizes(decoding: str, gamma: int) -> tuple[tuple[int, ...], tuple[int, .
 
 
 def request_capacity(config: DecodeConfig, decoding: str) -> int:
-    """Generated tokens a request's caches need rows for: max_new_tokens + gamma + 1 (PEARL drafts up to
-    gamma tokens past its pending ones: + 2 gamma)."""
+    """Generated tokens a request's caches may need rows for (their bound; they start smaller and grow:
+    hippo_fast/cache.py): max_new_tokens + gamma + 2 (PEARL drafts up to gamma tokens past its pending
+    ones: + 2 gamma)."""
     gamma = 0 if decoding == "ar" else config.gamma * (2 if decoding == "pearl" else 1)
     return config.max_new_tokens + gamma + 2
+
+
+def check_request(target, draft, worker, target_inputs, request: GenerationRequest, capacity: int) -> None:
+    """hippo_fast.cache.check_fits for this request's caches (the target's; the draft's, here or in the
+    `worker`), before any is allocated: ConfigError when its positions or its memory do not fit."""
+    from hippo_fast.cache import CacheNeed, check_fits, kv_row_bytes, max_positions
+
+    rows = target_inputs.num_tokens  # the draft's (pruned) prompt has at most as many rows
+
+    def here(adapter) -> CacheNeed:
+        dtype = next(adapter.model.parameters()).dtype
+        return CacheNeed(adapter.name, str(adapter.device), rows, kv_row_bytes(adapter.model.config, dtype),
+                         max_positions(adapter.model.config))
+
+    needs = [here(target)]
+    if request.decoding != "ar" and worker is not None:
+        from hippo_fast.overlap.processes import RemoteDraft
+
+        remote = RemoteDraft.of(draft)
+        facts = worker.drafts.get(remote.key, {})
+        if "kv_row_bytes" in facts:
+            needs.append(CacheNeed(remote.path, remote.device, rows, facts["kv_row_bytes"], facts.get("max_positions")))
+    elif request.decoding != "ar":
+        needs.append(here(draft))
+    next_position = int(target.prompt_positions(target_inputs).max()) + 1
+    check_fits(needs, next_position, request.config.max_new_tokens, capacity)
 
 
 OVERLAPS = ("off", "streams", "processes")
@@ -97,7 +124,8 @@ class FastImplementation:
         return compiled_forward(adapter.model) if self.compile else None
 
     def prepare_contexts(self, target, draft, request: GenerationRequest, clip) -> PreparedContexts:
-        """Video -> both models' inputs -> the target's static-cache prefill (observed by the scores when the
+        """Video -> both models' inputs -> the request checked against the models' positions and the memory
+        (before any cache exists) -> the target's static-cache prefill (observed by the scores when the
         method needs them) -> kept indices -> the draft's static-cache prefill (in the worker's process
         for overlap "processes", whose start or draft load, if this request meets it, is reported apart)."""
         if request.decoding != "ar" and draft is None:
@@ -112,6 +140,7 @@ class FastImplementation:
             worker = processes.session(remote.device, target_device=str(target.device), preload=remote)
             startup = {"worker_start_s": worker.take_startup(), "worker_start_waited_s": time.perf_counter() - started}
         target_inputs = target.prepare(clip, request.prompt)
+        check_request(target, draft, worker, target_inputs, request, capacity)
         if worker is None:
             return self._prepare_here(target, draft, request, clip, target_inputs, capacity)
         try:

@@ -69,8 +69,14 @@ class Server:
         return self.adapters[key]
 
     def loaded_facts(self, key: tuple[str, str, str], load_s: float) -> dict:
-        """What the target's process learns of a loaded draft: how long it took, this process's placement."""
-        return {"load_s": load_s, "placement": placement.describe("draft")}
+        """What the target's process needs to know of a loaded draft before a request: its cache's row size
+        and maximum position (hippo_fast.cache.check_fits), this process's placement."""
+        from hippo_fast.cache import kv_row_bytes, max_positions
+
+        draft = self.adapters[key]
+        dtype = next(draft.model.parameters()).dtype
+        return {"load_s": load_s, "kv_row_bytes": kv_row_bytes(draft.model.config, dtype),
+                "max_positions": max_positions(draft.model.config), "placement": placement.describe("draft")}
 
     def keep(self, job_id, context) -> None:
         self.contexts[job_id] = context
