@@ -2,6 +2,7 @@
 
     hippo generate [--target DIR|zoo:NAME] [--draft DIR|zoo:NAME] --video FILE --prompt TEXT [--decoding ar|sd|pearl] ...
                                        (default: the shipped zoo pair `qwen`)
+    hippo generate ... --requests FILE.jsonl   (one request per line, one recorded-output row per line)
     hippo tiny OUT_DIR [--family qwen2_5_vl|qwen2_vl|llava_onevision|llava_next_video]   (random tiny pair, offline)
     hippo inspect position-bias|kept|mat ...   (pruning diagnostics, PNG + JSON; hippo_ref/pruning/diagnostics.py)
 
@@ -83,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--draft", default=None,
                      help="draft checkpoint folder or zoo:NAME; default: the zoo pair's draft when --target "
                           "is a zoo pair or not given; required for --decoding sd|pearl")
-    gen.add_argument("--video", required=True, help="video file (anything decord reads)")
-    gen.add_argument("--prompt", required=True, help="the question / instruction about the video")
+    gen.add_argument("--video", default=None, help="video file (anything decord reads)")
+    gen.add_argument("--prompt", default=None, help="the question / instruction about the video")
+    gen.add_argument("--requests", default=None, metavar="FILE.jsonl",
+                     help="many requests in one call: one JSON object per line (a recorded-output row's request "
+                          "fields, each optional: these flags give the rest); prints one recorded-output row per "
+                          "line, with its line number; the models load and the draft's worker starts once")
     gen.add_argument("--decoding", default="pearl", choices=["ar", "sd", "pearl"])
     gen.add_argument("--prune", default="none",
                      help="draft pruning method: none, random, uniform, attn (FastV-like), specvlm, hippo")
@@ -142,6 +147,8 @@ def run_generate(args) -> int:
     from hippo.request import DecodeConfig, GenerationRequest, PruneSpec, SamplingParams
     from hippo.video import load_video
 
+    if args.requests is None and (args.video is None or args.prompt is None):
+        raise ConfigError("--video FILE and --prompt TEXT are required (or --requests FILE.jsonl, one request a line)")
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p)
     gamma_auto = args.gamma == "auto"
     config = DecodeConfig(
@@ -151,8 +158,8 @@ def run_generate(args) -> int:
         seed=args.seed,
     )
     request = GenerationRequest(
-        video=args.video,
-        prompt=args.prompt,
+        video=args.video or "",
+        prompt=args.prompt or "",
         frames=args.frames,
         decoding=args.decoding,
         prune=PruneSpec(args.prune, args.ratio, args.positions, prune_params_from_args(args)),
@@ -184,7 +191,12 @@ def run_generate(args) -> int:
     if args.decoding != "ar" and not args.draft:
         raise ConfigError(f"--decoding {args.decoding} needs a draft model: pass --draft DIR (or use --decoding ar)")
     # Cheap checks first: a bad video must fail before minutes of model loading, not after.
-    clip = load_video(args.video, args.frames)
+    if args.requests is not None:
+        from hippo.requests_file import read_requests
+
+        lines, clip = read_requests(args.requests, request), None
+    else:
+        lines, clip = None, load_video(args.video, args.frames)
     follow_cores(args)
     if args.overlap == "processes":  # the worker loads the draft (this process never does), while the target loads
         from hippo_fast.overlap.processes import RemoteDraft, close_session, start_session
@@ -209,6 +221,10 @@ def run_generate(args) -> int:
         return row, result
 
     try:
+        if lines is not None:
+            from hippo.requests_file import run_requests
+
+            return run_requests(lines, lambda request, clip: run_one(request, clip)[0])
         row, result = run_one(request, clip)
     finally:
         if args.overlap == "processes":

@@ -166,6 +166,51 @@ class GenerationRequest:
             raise ConfigError(f"unknown decoding {self.decoding!r}; choose one of {', '.join(DECODINGS)}")
 
 
+    @classmethod
+    def from_record(cls, obj, defaults: GenerationRequest) -> GenerationRequest:
+        """The request of one line of a requests file (`hippo generate --requests`): the request fields of
+        a recorded-output row (as_record's), each optional, `defaults` (the command line's) for the rest;
+        the fields a row's result carries (tokens, text, stats, ...) are ignored, so that an output row is
+        also a request. ConfigError naming the field that is wrong."""
+        if not isinstance(obj, dict):
+            raise ConfigError(f"a request is a JSON object, got {type(obj).__name__}")
+        unknown = sorted(set(obj) - set(REQUEST_FIELDS) - set(RESULT_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown field(s) {', '.join(unknown)}; a request's fields are {', '.join(REQUEST_FIELDS)}")
+        c, prune = defaults.config, defaults.prune
+        values = {"video": defaults.video, "prompt": defaults.prompt, "frames": defaults.frames,
+                  "decoding": defaults.decoding}
+        for name, kind in (("video", str), ("prompt", str), ("frames", int), ("decoding", str)):
+            if name in obj:
+                values[name] = _typed(obj, name, kind)
+        for name in ("video", "prompt"):
+            if not values[name]:
+                raise ConfigError(f"no {name}: give \"{name}\" in the line (or --{name} for every line)")
+        prune_fields = obj.get("prune", {})
+        if not isinstance(prune_fields, dict):
+            raise ConfigError("prune must be an object {method, ratio, positions, params}")
+        unknown = sorted(set(prune_fields) - {"method", "ratio", "positions", "params"})
+        if unknown:
+            raise ConfigError(f"unknown prune field(s) {', '.join(unknown)}; known: method, ratio, positions, params")
+        params = prune_fields.get("params", None)
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError("prune.params must be an object of pruning parameters")
+        spec = PruneSpec(_typed(prune_fields, "method", str, prune.method), _typed(prune_fields, "ratio", float, prune.ratio),
+                         _typed(prune_fields, "positions", str, prune.positions),
+                         prune.params if params is None else PruneParams.from_dict(params))
+        eos = obj.get("eos_token_ids", list(c.eos_token_ids))
+        if not isinstance(eos, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in eos):
+            raise ConfigError("eos_token_ids must be a list of integer token ids (empty: the target's own)")
+        config = DecodeConfig(
+            max_new_tokens=_typed(obj, "max_new_tokens", int, c.max_new_tokens),
+            gamma=_typed(obj, "gamma", int, c.gamma),
+            sampling=_sampling(obj, "sampling", c.sampling),
+            draft_sampling=_sampling(obj, "draft_sampling", c.draft_sampling),
+            seed=_typed(obj, "seed", int, c.seed),
+            eos_token_ids=tuple(eos),
+        )
+        return cls(values["video"], values["prompt"], values["frames"], values["decoding"], spec, config)
+
     def as_record(self) -> dict:
         """The request's fields of a recorded-output row (docs/VERIFICATION.md, "Recorded outputs"):
         what `hippo verify --recorded` needs to rebuild the target's input and its law."""
@@ -185,6 +230,41 @@ class GenerationRequest:
             "max_new_tokens": c.max_new_tokens,
             "eos_token_ids": list(c.eos_token_ids),
         }
+
+
+# A recorded-output row's fields: the request's (GenerationRequest.as_record), and those of its result and
+# run (GenerationResult.as_json, `hippo generate --json`), which a requests file may carry and are ignored.
+REQUEST_FIELDS = ("video", "frames", "prompt", "decoding", "prune", "sampling", "draft_sampling", "seed", "gamma",
+                  "max_new_tokens", "eos_token_ids")
+RESULT_FIELDS = ("frame_indices", "tokens", "text", "stats", "timeline", "implementation", "overlap", "target", "draft",
+                 "dtype", "line", "error")
+
+
+def _typed(obj: dict, name: str, kind: type, default=None, nullable: bool = False):
+    """obj[name] (default when absent) as `kind`: an int is a float too; a bool is neither; null only
+    where `nullable`."""
+    if name not in obj:
+        return default
+    value = obj[name]
+    if value is None and nullable:
+        return None
+    ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+    if not ok or isinstance(value, bool):
+        raise ConfigError(f"{name} must be {'a string' if kind is str else 'a number' if kind is float else 'an integer'}, "
+                          f"got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _sampling(obj: dict, name: str, default: SamplingParams | None) -> SamplingParams | None:
+    if name not in obj:
+        return default
+    if obj[name] is None:
+        return None if name == "draft_sampling" else SamplingParams()
+    fields_ = obj[name]
+    if not isinstance(fields_, dict) or set(fields_) - {"temperature", "top_k", "top_p"}:
+        raise ConfigError(f"{name} must be an object with temperature, top_k, top_p, got {fields_!r}")
+    return SamplingParams(_typed(fields_, "temperature", float, 0.0), _typed(fields_, "top_k", int, nullable=True),
+                          _typed(fields_, "top_p", float, nullable=True))
 
 
 @dataclass
