@@ -112,7 +112,9 @@ def add_subcommand(sub) -> None:
     run_ = p.add_argument_group("measurement")
     run_.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     run_.add_argument("--device", default="cpu")
-    run_.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    run_.add_argument("--threads", type=int, default=None,
+                      help="torch threads of the one-process rows (default: one per core this process may run on, "
+                           "as `hippo generate`; hippo/placement.py); a two-process row's processes follow their cores")
     run_.add_argument("--compile", default="both", choices=["off", "on", "both"],
                       help="fast rows eager (off), compiled (on) or both (default)")
     run_.add_argument("--repeats", type=int, default=1, help="timed passes over the inputs")
@@ -211,7 +213,7 @@ def check_args(args):
 
     for flag, value in (("--threads", args.threads), ("--repeats", args.repeats), ("--gamma", args.gamma),
                         ("--max-new-tokens", args.max_new_tokens)):
-        if value < 1:
+        if value is not None and value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}")
     SamplingParams(args.temperature)
     PruneSpec(args.prune, args.ratio)
@@ -282,8 +284,6 @@ def run(args) -> int:
         from paper import sweep
 
         return sweep.run(args)
-    import torch
-
     from paper import perf_measure, perf_report, perf_rows
 
     if args.render:
@@ -292,10 +292,10 @@ def run(args) -> int:
     _ORIGINAL.update(vars(args))
     _ENV.clear()  # as the user set them: torch.compile sets TORCHINDUCTOR_CACHE_DIR itself once it runs
     _ENV.update({k: os.environ[k] for k in ENV_VARS if k in os.environ})
-    if hasattr(os, "sched_getaffinity"):  # as started: a two-process row narrows it while its worker runs
+    if hasattr(os, "sched_getaffinity"):  # as started: a two-process row narrows it while its request runs
         _ENV["affinity"] = sorted(os.sched_getaffinity(0))
     device, specs, profile_rows = check_args(args)
-    torch.set_num_threads(args.threads)
+    follow_cores(args.threads, any(r.overlap == "processes" for r in specs))
     target_path, draft_path = resolve_models(args, specs)
     inputs = load_inputs(args)
     from hippo.checkpoint import load_adapter
@@ -427,6 +427,7 @@ def run(args) -> int:
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
     env = environment(device, load_start, load_end)
     env["other_load_share"] = other_load_share
+    env["placement"] = placement_record(active)
 
     report = perf_report.build_report(
         args=args, rows=rows, inputs=inputs, costs=costs, bandwidth=bandwidth, bandwidth_at_size=bandwidth_at_size,
@@ -513,6 +514,31 @@ def profile_row(spec, target, draft, first: Input, settings) -> dict:
     return perf_measure.profile_decode(
         lambda: impl.decode(spec.decoding, prepared.target_context, prepared.draft_context, request.config),
         settings.device)
+
+
+# ---- placement: what `hippo generate` does by default -------------------------------------------------
+def follow_cores(threads: int | None, two_process_rows: bool) -> None:
+    """The benchmark process's torch threads follow its cores as `hippo generate`'s do (hippo/placement.py):
+    one per core (or `threads`, at most that), whatever OMP_NUM_THREADS says; with two-process rows the
+    inter-op pool (sized once) takes the cores this process keeps while their worker is in use."""
+    from hippo import placement
+
+    own = placement.split_cores(placement.allowed_cores())[0]
+    placement.follow_cores(threads=threads, interop_cores=len(own) if two_process_rows else None)
+
+
+def placement_record(active) -> dict:
+    """The placement the rows ran in, recorded once: the one-process rows' (this process, as now), and
+    the two-process rows' (both processes, as the last run of such a row measured them)."""
+    from hippo import placement
+
+    record = {"one_process": placement.describe("benchmark")}
+    for row in active:
+        runs = [run_ for _, _, run_ in row.runs if run_.extra.get("placement")]
+        if row.spec.overlap == "processes" and runs:
+            record["two_processes"] = runs[-1].extra["placement"]
+            break
+    return record
 
 
 # ---- environment -------------------------------------------------------------------------------------

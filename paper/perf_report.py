@@ -187,6 +187,22 @@ def _mib(x):
     return "-" if x is None else f"{x / MIB:.0f}"
 
 
+def _placement(env: dict) -> str:
+    """Where the rows ran: torch threads and cores of each process (older reports: the thread count)."""
+    record = env.get("placement")
+    if not record:
+        return f"{env['threads']} torch thread(s)"
+
+    def one(entry: dict) -> str:
+        return (f"{entry['role']} on core(s) {','.join(map(str, entry['cores']))} with {entry['threads']} torch "
+                f"thread(s) ({entry['interop_threads']} inter-op)")
+
+    text = "one-process rows: " + one(record["one_process"])
+    if record.get("two_processes"):
+        text += "; two-process rows: " + ", ".join(one(e) for e in record["two_processes"])
+    return text
+
+
 def render_markdown(report: dict) -> str:
     env, cfg = report["environment"], report["config"]
     lines = [f"# hippo bench perf: {cfg['pair'] or cfg['target']}", "", "```", report["command"], "```", ""]
@@ -199,7 +215,7 @@ def render_markdown(report: dict) -> str:
         f"{' ...' if len(cfg['prompts']) > 3 else ''}), max {cfg['max_new_tokens']} new tokens, gamma {cfg['gamma']}, "
         f"pruning ratio {cfg['ratio']} (SpecVLM row: specvlm; HIPPO row: {cfg['prune']}), "
         f"{sampling}, "
-        f"{cfg['dtype']} on {env['device']} ({env['device_name']}), {env['threads']} torch thread(s), "
+        f"{cfg['dtype']} on {env['device']} ({env['device_name']}), {_placement(env)}, "
         f"{cfg['repeats']} timed pass(es). Generated tokens per request: mean {gen['mean']:.1f} "
         f"(min {gen['min']}, max {gen['max']}).{_visual(report)}",
         "",

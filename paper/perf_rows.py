@@ -161,7 +161,7 @@ def _run_impl(row, target, draft, clip, prompt, settings) -> Run:
     request = settings.request(row, clip, prompt, target.eos_token_ids)
     result = generate(_implementation(row), target, draft if row.decoding != "ar" else None, request, clip=clip)
     s = result.stats
-    extra = {} if result.timeline is None else {"timeline": result.timeline}
+    extra = {"placement": s.placement} if result.timeline is None else {"timeline": result.timeline, "placement": s.placement}
     return Run(result.tokens, s.total_s, s.decode.decode_s, s.prefill_s, s.decode, s.kept_visual_tokens,
                s.visual_tokens, extra=extra)
 

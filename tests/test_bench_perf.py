@@ -182,3 +182,25 @@ def test_zoo_inputs(tmp_path, capsys):
     assert report["config"]["pair"] == "qwen" and report["inputs"][0]["name"] == "test/0"
     expected = getattr(dataset, "DETAIL_PROMPT", None) or dataset.example("test", 0).question
     assert report["inputs"][0]["prompt"] == expected
+
+
+def test_default_placement_is_the_one_hippo_generate_uses(tiny, synthetic_video, tmp_path):
+    """No --threads, no environment variable: the one-process rows run with one torch thread per core of
+    this process (whatever it held before), the two-process rows with each process's threads within its
+    cores; the placement is recorded once in the report's environment and said in its Markdown."""
+    from hippo import placement
+
+    torch.set_num_threads(len(placement.allowed_cores()) + 3)  # what a default torch may hold: more than the cores
+    try:
+        assert bench(tiny, synthetic_video, tmp_path, "--rows", "fast-pearl,fast-pearl-processes", "--profile",
+                     "none") == 0
+        report = json.loads((tmp_path / "b.json").read_text())
+        record = report["environment"]["placement"]
+        one = record["one_process"]
+        assert one["threads"] == len(one["cores"]) == len(placement.allowed_cores())
+        assert [e["role"] for e in record["two_processes"]] == ["target", "draft"]
+        for entry in record["two_processes"]:
+            assert 1 <= entry["threads"] <= len(entry["cores"])
+        assert "one-process rows: benchmark on core(s)" in (tmp_path / "b.md").read_text()
+    finally:
+        torch.set_num_threads(1)
