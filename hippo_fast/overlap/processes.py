@@ -140,6 +140,9 @@ class DraftWorker:
             placement.log_once(f"placement: the draft worker (pid {process.pid}) on core {placement.core_list(theirs)} "
                                f"with 1 torch thread; this process on core(s) {placement.core_list(own)} with "
                                f"{len(own)} thread(s) while a request uses the worker")
+        elif own:
+            placement.log_once(f"placement: one core ({placement.core_list(own)}): the draft worker (pid {process.pid}) "
+                               "and this process share it, with 1 torch thread each")
         worker = cls(None, process, StatusReader(read_end), theirs)
         worker._start = {"store": store, "backend": backend, "init_method": init_method, "timeout_s": timeout_s,
                          "target_device": target_device, "launched": launched, "preload": preload}
