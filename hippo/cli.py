@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=0, help="seed of the keyed random numbers (sampling only)")
     gen.add_argument("--max-new-tokens", type=int, default=64)
-    gen.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the video")
+    gen.add_argument("--frames", type=int, default=None,
+                     help="frames sampled uniformly from the video (default 8; a zoo target: its pair's, 16 for smol)")
     gen.add_argument("--impl", default="ref", choices=["ref", "fast"],
                      help="hippo_ref (the readable specification) or hippo_fast (static caches, on-device sampling)")
     gen.add_argument("--compile", action="store_true",
@@ -149,6 +150,8 @@ def run_generate(args) -> int:
 
     if args.requests is None and (args.video is None or args.prompt is None):
         raise ConfigError("--video FILE and --prompt TEXT are required (or --requests FILE.jsonl, one request a line)")
+    from hippo.zoo.registry import default_draft, default_target
+
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p)
     gamma_auto = args.gamma == "auto"
     config = DecodeConfig(
@@ -157,6 +160,11 @@ def run_generate(args) -> int:
         sampling=sampling,
         seed=args.seed,
     )
+    if args.frames is None:
+        from hippo.zoo.registry import is_zoo_spec, pair_frames
+
+        target = args.target or default_target()
+        args.frames = pair_frames(target) if is_zoo_spec(target) else 8
     request = GenerationRequest(
         video=args.video or "",
         prompt=args.prompt or "",
@@ -166,7 +174,6 @@ def run_generate(args) -> int:
         config=config,
     )
     from hippo.checkpoint import check_device, resolve_checkpoint
-    from hippo.zoo.registry import default_draft, default_target
 
     if args.compile and args.impl != "fast":
         raise ConfigError("--compile applies to --impl fast only")
