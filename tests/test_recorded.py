@@ -105,6 +105,17 @@ def test_rows_from_a_lossy_decoder_fail_the_pooled_test(tmp_path, recorded_pair,
     assert pooled.verdict == "fail", pooled.numbers
 
 
+def test_rows_with_one_shared_seed_fail_the_pooled_test(tmp_path, recorded_pair, synthetic_video):
+    """vLLM #6038 / #9441 planted: every request draws the engine's one stream, so rows with different
+    seeds repeat one sample; the recorded-output check sees it, though each row alone is a possible output."""
+    mutant = next(m for m in catalogue() if m.name == "seed_shared_across_requests")
+    with mutant.active():
+        lines = sampled_rows(recorded_pair, synthetic_video, count=60)
+    assert len({tuple(json.loads(line)["tokens"]) for line in lines}) == 1
+    (pooled,) = [r for r in _audit(tmp_path, recorded_pair, lines) if r.check == "recorded_sampled"]
+    assert pooled.verdict == "fail" and pooled.numbers["impossible"] == 0, pooled.numbers
+
+
 def test_stated_metrics_are_recomputed_from_the_rounds(tmp_path, recorded_pair, greedy_rows):
     """A row whose stated MAT or run length is not hippo.stats' value of its own per-round counts, or whose
     rounds do not commit its tokens, is a metric finding; its tokens still pass the greedy check."""
@@ -119,6 +130,19 @@ def test_stated_metrics_are_recomputed_from_the_rounds(tmp_path, recorded_pair, 
     assert "stated mat" in metrics["recorded_metrics|line 1"].numbers["message"]
     assert "its rounds commit" in metrics["recorded_metrics|line 2"].numbers["message"]
     assert metrics["recorded_metrics|line 2"].inputs["kind"] == "metric"
+
+
+def test_rows_of_a_decoder_that_counts_the_bonus_twice_fail_the_metric_audit_only(tmp_path, recorded_pair,
+                                                                                  synthetic_video):
+    """DART #2 planted in hippo_ref's SD: the tokens are the target's, the reported MAT is inflated (the
+    target drafts for itself, so every round ends with a bonus)."""
+    mutant = next(m for m in catalogue() if m.name == "bonus_counted_twice")
+    target = recorded_pair[2]
+    request = GenerationRequest(synthetic_video, "what moves", 4, "sd", config=DecodeConfig(max_new_tokens=16, gamma=3))
+    with mutant.active():
+        row = json.dumps(generate("ref", target, target, request).as_json())
+    results = _audit(tmp_path, recorded_pair, [row])
+    assert {r.check: r.verdict for r in results} == {"recorded_greedy": "pass", "recorded_metrics": "fail"}
 
 
 def test_the_negative_controls_recorded_stage_writes_rows_the_audit_reads(tmp_path, recorded_pair, synthetic_video):

@@ -241,6 +241,77 @@ def test_progress_line_counts_the_settled_monte_carlo_verdicts(monkeypatch):
     assert any(line.startswith("  mc: 1 failed of 2") for line in lines), lines
 
 
+# ---- the catalogue of planted bugs --------------------------------------------------------------------
+PUBLIC_BUGS = ("transformers PR #28508", "vLLM PR #41493", "vllm-ascend PR #2881", "DeepSpec #31", "vLLM PR #9730",
+               "vmlx PR #150", "vLLM #6038", "DART #2", "vLLM #56101", "transformers #47912")
+
+
+def test_catalogue_names_its_public_sources_in_every_implementation():
+    mutants = catalogue()
+    assert len(mutants) >= 30 and len({m.name for m in mutants}) == len(mutants)
+    assert {m.implementation for m in mutants} == {"ref", "fast", "processes"}
+    for m in mutants:
+        assert m.source is None or (m.source.strip() and "\n" not in m.source), m.name
+    for bug in PUBLIC_BUGS:
+        where = {m.implementation for m in mutants if m.source and m.source.startswith(bug)}
+        assert "ref" in where, (bug, where)
+        if bug != "transformers #47912":  # the existing EOS mutant: hippo_ref only
+            assert "fast" in where, (bug, where)
+    assert {m.name for m in mutants if m.implementation == "processes" and m.source} == {
+        "processes_always_accept", "processes_verify_seed_stale"}
+
+
+FAST_ALL = [builtin_candidates()["fast-sd"], builtin_candidates()["fast-pearl"]]
+
+# The cheap check that must fail on each planted bug (the audit may catch it with others too).
+CAUGHT_BY = {
+    "always_accept": "greedy_table", "fast_always_accept": "greedy_table",
+    "target_probs_changed_in_place": "exact_step", "fast_target_probs_changed_in_place": "exact_step",
+    "draft_sampled_in_bfloat16": "exact_step", "fast_draft_sampled_in_bfloat16": "exact_step",
+    "bonus_kv_row_not_written": "self_draft_table", "fast_bonus_kv_row_not_written": "self_draft_table",
+    "verify_seed_stale": "greedy_table", "fast_verify_seed_stale": "greedy_table",
+    "draft_eos_stops_decoding": "greedy_table", "fast_draft_eos_stops_decoding": "greedy_table",
+    "bonus_counted_twice": "greedy_table", "fast_bonus_counted_twice": "greedy_table",
+    "tokens_after_eos_counted": "greedy_table", "fast_tokens_after_eos_counted": "greedy_table",
+    "seed_shared_across_requests": "mc_table", "fast_seed_shared_across_requests": "mc_table",
+    "fast_verify_mask_not_prefix": "greedy_table", "fast_commit_past_rejection": "greedy_table",
+    "fast_draft_q_buffer_reused": "self_draft_table",
+}
+
+
+def _run_check(check: str, mutant) -> list:
+    candidates = REF if mutant.implementation == "ref" else FAST_ALL
+    if check == "greedy_table":
+        return checks.check_greedy_table(candidates, checks.TABLE_MC, 2)
+    if check == "self_draft_table":
+        return checks.check_self_draft_table(candidates, checks.TABLE_MC, 1)
+    if check == "exact_step":
+        return checks.check_exact_step(10, 3, implementations=(mutant.implementation,))
+    results = checks.check_mc_table(candidates, checks.TABLE_MC[:1], 200, 1, 0.01)
+    checks.settle_statistical(results, 0.01)
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(CAUGHT_BY))
+def test_each_planted_bug_fails_its_check_and_the_correct_code_passes_it(name):
+    mutant = MUTANTS[name]
+    with mutant.active():
+        assert any(r.verdict == "fail" for r in _run_check(CAUGHT_BY[name], mutant)), name
+    assert not any(r.failed for r in _run_check(CAUGHT_BY[name], mutant))
+
+
+def test_the_reduced_precision_draft_is_below_the_monte_carlo_power_and_caught_exactly():
+    """DeepSpec #31's bug moves the output law by far less than mc_table can see; exact_step's bisection
+    of the draw's law sees it (error ~1e-4 against a 1e-9 tolerance)."""
+    from verification.suite import QUICK
+
+    measured = MUTANTS["draft_sampled_in_bfloat16"].measure(QUICK)
+    assert 0 < measured["induced_tv"] < measured["min_detectable_tv"] and measured["below_detectability"]
+    with MUTANTS["draft_sampled_in_bfloat16"].active():
+        (step,) = checks.check_exact_step(10, 3, implementations=("ref",))
+    assert step.verdict == "fail" and step.numbers["max_abs_error"] > 1e-6
+
+
 def test_a_candidate_without_round_stats_is_not_applicable_to_round_level_checks():
     """A decode function that returns bare tokens passes greedy_table on its tokens, but the round
     comparison and the self-draft rejection count say "not applicable", with the reason."""
@@ -252,3 +323,59 @@ def test_a_candidate_without_round_stats_is_not_applicable_to_round_level_checks
     assert "no round stats" in greedy[1].numbers["reason"]
     (selfdraft,) = checks.check_self_draft_table([bare], checks.TABLE_MC, 1)
     assert selfdraft.verdict == "not applicable" and "no round stats" in selfdraft.numbers["reason"]
+
+
+def test_mutation_scoring_counts_failing_checks_only(monkeypatch):
+    """A mutant is caught only by a check that FAILS; a crash is listed apart with its exception; a check
+    that ran nothing is not applicable; a mutant whose measured effect is below detectability is reported
+    as such; a required check that does not fail leaves the mutant uncaught."""
+    from verification import suite
+    from verification.checks import CheckResult
+    from verification.mutants import Mutant
+
+    def fail():
+        return [CheckResult("x", "x", "fail")]
+
+    def crash():
+        raise RuntimeError("boom")
+
+    def skipped():
+        return [CheckResult("y", "y", "not applicable", numbers={"reason": "no stats"})]
+
+    def error():
+        return [CheckResult("z", "z", "error", numbers={"error": "ValueError: bad"})]
+
+    plans = {"caught": [("a", crash), ("b", fail)], "crash_only": [("a", crash), ("b", error)],
+             "vacuous": [("a", skipped)], "faint": [("a", skipped)], "missed": [("a", fail), ("b", skipped)]}
+    mutants = [Mutant(name, name, ()) for name in ("caught", "crash_only", "vacuous")]
+    mutants.append(Mutant("faint", "faint", (), measure=lambda p: {"below_detectability": True, "induced_tv": 0.001,
+                                                                   "min_detectable_tv": 0.05}))
+    mutants.append(Mutant("missed", "missed", (), required=("b",)))
+    monkeypatch.setattr(suite, "catalogue", lambda: mutants)
+    monkeypatch.setattr(suite, "mutant_stages", lambda mutant, *a: plans[mutant.name])
+    monkeypatch.setattr(suite, "builtin_candidates", lambda: {n: None for names in suite.MUTATED_CANDIDATES.values()
+                                                              for n in names})
+    lines = []
+    out = {m["mutant"]: m for m in suite.run_mutants(suite.SuiteRun(suite.QUICK), [], lines.append)}
+    assert out["caught"]["status"] == "caught" and out["caught"]["caught_by"] == ["b"]
+    assert out["caught"]["crashed"] == [{"check": "a", "error": "RuntimeError: boom"}]
+    assert out["crash_only"]["status"] == "not caught" and out["crash_only"]["caught_by"] == []
+    assert [c["check"] for c in out["crash_only"]["crashed"]] == ["a", "b"]
+    assert out["vacuous"]["status"] == "not caught"
+    assert out["vacuous"]["not_applicable"] == [{"check": "a", "reason": "no stats"}]
+    assert out["faint"]["status"] == "below detectability"
+    assert out["missed"]["status"] == "not caught" and out["missed"]["missed_required"] == ["b"]
+    score = suite.mutation_score(list(out.values()))
+    assert score == {"caught": 1, "planted": 5, "crashed": 2, "below_detectability": 1, "not_caught": 3,
+                     "modelled_on_public_bugs": 0}
+    run = suite.SuiteRun(suite.QUICK, mutants=list(out.values()))
+    assert not run.passed
+    assert any("CRASH" not in line and "crashed: a (RuntimeError: boom)" in line for line in lines)
+
+
+@pytest.mark.parametrize("name", ["processes_always_accept", "processes_verify_seed_stale"])
+def test_two_process_planted_bugs_fail_greedy_table(name):
+    """Patched in the target's process (the worker is another, unpatched, process)."""
+    two = [builtin_candidates()["fast-pearl-processes"]]
+    with MUTANTS[name].active():
+        assert any(r.verdict == "fail" for r in checks.check_greedy_table(two, checks.TABLE_MC, 2))

@@ -153,11 +153,7 @@ def summary_markdown(run, cert: dict, command: str) -> str:
                      f"{count['not available'] + count['not applicable']} | {_headline(check, results)} |")
     lines[3:3] = _scope_lines(run)
     if run.mutants:
-        caught = sum(bool(m["caught_by"]) for m in run.mutants)
-        lines += ["", f"## Negative controls: mutation score {caught}/{len(run.mutants)}", "",
-                  "| mutant | what it breaks | caught by |", "|---|---|---|"]
-        lines += [f"| {m['mutant']} | {m['description']} | {', '.join(m['caught_by']) or '**NOT CAUGHT**'} |"
-                  for m in run.mutants]
+        lines += _mutant_lines(run.mutants)
     c = run.calibration
     if c:
         lines += ["", "## Calibration", "",
@@ -168,7 +164,8 @@ def summary_markdown(run, cert: dict, command: str) -> str:
     lines += _notes_lines(run)
     failed = [r for r in run.results if r.failed]
     if failed:
-        lines += ["", "## Failures", ""] + [f"- `{r.name}`: {json.dumps(r.numbers)[:300]}" for r in failed]
+        lines += ["", "## Failures", ""] + [f"- `{r.name}`{' (metric finding)' if r.check == 'recorded_metrics' else ''}: "
+                                            f"{json.dumps(r.numbers)[:300]}" for r in failed]
     skipped = sorted({(r.name.split("|")[1], r.numbers.get("reason")) for r in run.results
                       if r.verdict in ("not available", "not applicable")})
     if skipped:
@@ -176,6 +173,36 @@ def summary_markdown(run, cert: dict, command: str) -> str:
     lines += ["", "Every check with its inputs, seeds and numbers: `report.json`; what was verified: "
               "`certificate.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _mutant_lines(mutants: list[dict]) -> list[str]:
+    """The negative controls: the score (a mutant is caught only by a check that FAILS on it), crashes
+    and mutants below the audit's detectability apart, then one row per planted bug with its source."""
+    from verification.suite import mutation_score
+
+    score = mutation_score(mutants)
+    lines = ["", f"## Negative controls: mutation score {score['caught']}/{score['planted']}", "",
+             f"{score['caught']} of {score['planted']} planted bugs caught by a check that failed on them "
+             f"({score['modelled_on_public_bugs']} modelled on public bugs, source named); {score['crashed']} "
+             f"with a check that crashed (listed, never counted as a catch); {score['below_detectability']} below "
+             f"the audit's minimal detectable TV; {score['not_caught']} not caught.", "",
+             "| mutant | impl | source | what it breaks | caught by | crashed / not applicable |",
+             "|---|---|---|---|---|---|"]
+    for m in mutants:
+        status = m.get("status", "caught" if m["caught_by"] else "not caught")
+        caught = ", ".join(m["caught_by"]) if status == "caught" else f"**{status.upper()}**"
+        if m.get("missed_required"):
+            caught += f" (required {', '.join(m['missed_required'])} did not fail)"
+        measured = m.get("measured") or {}
+        if "induced_tv" in measured:
+            caught += (f"; induced TV {measured['induced_tv']:.2g} vs minimal detectable TV "
+                       f"{measured['min_detectable_tv']:.2g} (Monte Carlo"
+                       f"{' cannot' if measured['below_detectability'] else ' can'} see it)")
+        aside = [f"crashed in {c['check']}: {c['error'][:100]}" for c in m.get("crashed", [])]
+        aside += [f"{n['check']} not applicable: {n['reason']}" for n in m.get("not_applicable", [])]
+        lines.append(f"| {m['mutant']} | {m.get('implementation', 'ref')} | {m.get('source') or '-'} | "
+                     f"{m['description']} | {caught} | {'; '.join(aside) or '-'} |")
+    return lines
 
 
 def _headline(check: str, results) -> str:
@@ -197,12 +224,21 @@ def _headline(check: str, results) -> str:
     if check == "recorded_greedy":
         diag = sum(bool(n.get("diagnosis")) for n in nums)
         return f"{sum(n['first_mismatch'] is None for n in nums)}/{len(nums)} token-identical, {diag} diagnosed"
+    if check == "recorded_metrics":
+        return (f"{sum(not n['findings'] for n in nums)}/{len(nums)} rows' stated MAT / run length / round counts "
+                "agree with hippo.stats (a disagreement is a metric finding, not a losslessness failure)")
     if check in ("greedy_video", "greedy_target_vs_generate"):
         return f"{sum(n['first_mismatch'] is None for n in nums)}/{len(nums)} token-identical"
     if check == "seeded_equivalence":
         return (f"{sum(n['decodes'] - n['mismatches'] for n in nums)}/{sum(n['decodes'] for n in nums)} seeded decodes "
                 "== the reference's tokens")
     return ""
+
+
+def _score(mutants: list[dict]) -> dict | None:
+    from verification.suite import mutation_score
+
+    return mutation_score(mutants) if mutants else None
 
 
 def write_report(run, out_dir: Path, command: str) -> dict:
@@ -213,6 +249,7 @@ def write_report(run, out_dir: Path, command: str) -> dict:
         "profile": run.profile.__dict__,
         "checks": [r.as_json() for r in run.results],
         "mutants": run.mutants,
+        "mutation_score": _score(run.mutants),
         "calibration": run.calibration,
         "notes": run.notes,
         "timings_s": {k: round(v, 2) for k, v in run.timings.items()},

@@ -51,6 +51,7 @@ class Profile:
     calibration_samples: int
     mutant_mc_samples: int
     stop_mutant_at_first_catch: bool
+    mutant_recorded_rows: int = 60  # sampled rows each mutated candidate writes for the recorded checks
     seeded_table_samples: int = 100
     seeded_video_samples: int = 4
     alpha: float = 0.01
@@ -63,7 +64,8 @@ QUICK = Profile("quick", exact_step_cases=60, mc_table_samples=3000, mc_video_sa
                 stop_mutant_at_first_catch=True, zoo_pairs=("qwen", "llava"))
 FULL = Profile("full", exact_step_cases=400, mc_table_samples=20000, mc_video_samples=2000, greedy_new_tokens=64,
                frames=8, ratios=(0.5, 0.75, 0.9), calibration_runs=200, calibration_samples=2000,
-               mutant_mc_samples=4000, stop_mutant_at_first_catch=False, seeded_table_samples=500,
+               mutant_mc_samples=4000, stop_mutant_at_first_catch=False, mutant_recorded_rows=200,
+               seeded_table_samples=500,
                seeded_video_samples=16,
                # the first zoo's pairs; the pretrained pair (smol, a 135M target) is audited as an own pair:
                # hippo verify --target zoo:smol --draft zoo:smol-draft (docs/ZOO.md)
@@ -141,7 +143,7 @@ class SuiteRun:
 
     @property
     def passed(self) -> bool:
-        mutants_ok = all(m["caught_by"] for m in self.mutants)
+        mutants_ok = mutation_score(self.mutants)["not_caught"] == 0
         return not any(r.failed for r in self.results) and mutants_ok and self.calibration.get("verdict") != "fail"
 
 
@@ -238,47 +240,143 @@ def run_checks(run: SuiteRun, candidates: list[Candidate], pairs, seed: int, log
 # The candidates a mutant of each implementation is run on (the code it patches runs in them).
 MUTATED_CANDIDATES = {"ref": ("ref-sd", "ref-pearl"), "fast": ("fast-sd", "fast-pearl"),
                       "processes": ("fast-pearl-processes",)}
+# Whose sampling primitives exact_step bisects for a mutant of each implementation.
+EXACT_STEP_OF = {"ref": "ref", "fast": "fast", "processes": "fast"}
+# The recorded stage's rows: 2 tokens, top-k 3, at temperature 4, where the zoo target's first two tokens
+# are spread (on the qwen pair its likeliest outcome has 0.59; at temperature 1, 0.986: rows repeating one
+# output would be what the target gives anyway, and no pooled test could tell).
+RECORDED_PARAMS = SamplingParams(temperature=4.0, top_k=3)
+
+
+def mutant_stages(mutant, candidates, pairs, p: Profile, workdir: Path) -> list[tuple[str, object]]:
+    """The checks run on one mutant, cheapest first: (name, () -> CheckResults). `recorded` runs the
+    recorded-output checks (recorded_sampled, recorded_metrics) on rows the candidates write under the
+    mutant, as `hippo generate --json` writes them."""
+    clip_video = videos()[0]
+    clip = load_video(clip_video, p.frames)
+    stages = [
+        ("greedy_table", lambda: checks.check_greedy_table(candidates, checks.TABLE_MC, 2)),
+        ("self_draft_table", lambda: checks.check_self_draft_table(candidates, checks.TABLE_MC, 1)),
+        ("exact_step", lambda: checks.check_exact_step(20, p.seed, implementations=(EXACT_STEP_OF[mutant.implementation],))),
+    ]
+    if mutant.implementation != "ref":  # the reference is the yardstick: unpatched for these
+        stages.append(("seeded_equivalence", lambda: checks.check_seeded_equivalence(
+            candidates, checks.TABLE_MC, sampled_video_cases(pairs, p)[:1], 20, 2, p.seed + 5)))
+    stages += [
+        ("greedy_video", lambda: checks.check_greedy_video(
+            candidates, [VideoCase(pair.name, pair.target, pair.draft, clip_video, clip, PROMPT, spec)
+                         for pair in pairs for spec in (PruneSpec("none"), PruneSpec("uniform", 0.5))], 4, 16)),
+        ("mc_table", lambda: _settled(checks.check_mc_table(candidates, checks.TABLE_MC, p.mutant_mc_samples,
+                                                            p.seed + 99, p.alpha), p.alpha)),
+        ("recorded", lambda: recorded_stage(candidates, sampled_video_cases(pairs, p)[0], p, workdir)),
+    ]
+    return stages
+
+
+def recorded_stage(candidates, case: VideoCase, p: Profile, workdir: Path) -> list:
+    """Each candidate writes p.mutant_recorded_rows sampled rows (8 tokens, RECORDED_PARAMS, one seed per
+    row) on `case`; the rows are audited as `hippo verify --recorded` audits them: their first 2 tokens
+    pooled against the target's exact law, every row's stated metrics against its round counts (the
+    qwen pair's first round always ends in a rejection: later rounds are where a bonus is drawn)."""
+    from verification import recorded
+
+    results = []
+    for candidate in candidates:
+        if candidate.supports(case) is not None:
+            continue
+        path = recorded.record_rows(candidate, case, RECORDED_PARAMS, p.mutant_recorded_rows, p.seed + 31,
+                                    Path(workdir) / f"{candidate.name}.jsonl", max_new_tokens=8)
+        rows, problems = recorded.read_rows(path)
+        results += problems + recorded.check_recorded_sampled(case.target, rows, 2, p.alpha)
+        results += recorded.check_recorded_metrics(rows)
+    return results
+
+
+def _stage_checks(stage: str, results) -> dict[str, list]:
+    """The results of one stage by check name (the recorded stage holds two checks)."""
+    by_check: dict[str, list] = {}
+    for r in results:
+        by_check.setdefault(r.check if stage == "recorded" else stage, []).append(r)
+    return by_check or {stage: []}
 
 
 def run_mutants(run: SuiteRun, pairs, log) -> list[dict]:
-    """Every mutant against the implementation it patches: which checks catch it."""
+    """Every mutant against the implementation it patches. A mutant is caught only by a check that FAILS
+    on it; a check that crashes (an exception, or an "error" verdict) is listed apart with the exception;
+    a check that can run nothing on it (every result not applicable) is "not applicable" with the reason.
+    The quick profile stops at the first catch, but always runs the mutant's required checks."""
+    import tempfile
+
     p = run.profile
     builtins = builtin_candidates()
-    clip_video = videos()[0]
-    clip = load_video(clip_video, p.frames)
     outcome = []
     for mutant in catalogue():
         t0 = time.perf_counter()
-        caught = []
-        ref = [builtins[name] for name in MUTATED_CANDIDATES[mutant.implementation]]
-        stages = [
-            ("greedy_table", lambda ref=ref: checks.check_greedy_table(ref, checks.TABLE_MC, 2)),
-            ("self_draft_table", lambda ref=ref: checks.check_self_draft_table(ref, checks.TABLE_MC, 1)),
-            ("exact_step", lambda ref=ref: checks.check_exact_step(20, p.seed)),
-            ("greedy_video", lambda ref=ref: checks.check_greedy_video(
-                ref, [VideoCase(pair.name, pair.target, pair.draft, clip_video, clip, PROMPT, spec)
-                      for pair in pairs for spec in (PruneSpec("none"), PruneSpec("uniform", 0.5))],
-                4, 16)),
-            ("mc_table", lambda ref=ref: _settled(checks.check_mc_table(ref, checks.TABLE_MC, p.mutant_mc_samples,
-                                                                p.seed + 99, p.alpha), p.alpha)),
-        ]
-        if mutant.implementation != "ref":  # the reference is the yardstick: unpatched for these
-            stages.append(("seeded_equivalence", lambda ref=ref: checks.check_seeded_equivalence(
-                ref, checks.TABLE_MC, sampled_video_cases(pairs, p)[:1], 20, 2, p.seed + 5)))
-        with mutant.active():
-            for name, stage in stages:
+        caught, crashed, not_applicable, ran = [], [], [], []
+        candidates = [builtins[name] for name in MUTATED_CANDIDATES[mutant.implementation]]
+        with tempfile.TemporaryDirectory(prefix="hippo-mutant-") as workdir, mutant.active():
+            for stage, run_stage in mutant_stages(mutant, candidates, pairs, p, Path(workdir)):
+                names = ("recorded_sampled", "recorded_metrics") if stage == "recorded" else (stage,)
+                required_here = [n for n in names if n in mutant.required]
+                if caught and p.stop_mutant_at_first_catch and not required_here:
+                    continue
                 try:
-                    failed = any(r.failed for r in stage())
-                except Exception:  # a crash under a mutant is a catch: the suite noticed
-                    failed = True
-                if failed:
-                    caught.append(name)
-                    if p.stop_mutant_at_first_catch:
-                        break
-        outcome.append({"mutant": mutant.name, "description": mutant.description, "caught_by": caught,
-                        "seconds": round(time.perf_counter() - t0, 1)})
-        log(f"  mutant {mutant.name}: {'caught by ' + ', '.join(caught) if caught else 'NOT CAUGHT'}")
+                    results = run_stage()
+                except Exception as err:  # a crash is not a catch: the check did not judge the output
+                    crashed.append({"check": stage, "error": f"{type(err).__name__}: {err}"})
+                    continue
+                for check, rs in _stage_checks(stage, results).items():
+                    ran.append(check)
+                    errors = [r for r in rs if r.verdict == "error"]
+                    if any(r.verdict == "fail" for r in rs):
+                        caught.append(check)
+                    if errors:
+                        crashed.append({"check": check, "error": errors[0].numbers.get("error", "error")})
+                    if rs and all(r.verdict in ("not applicable", "not available") for r in rs):
+                        not_applicable.append({"check": check, "reason": rs[0].numbers.get("reason", "")})
+        entry = mutant.as_json()
+        missed = [c for c in mutant.required if c not in caught]
+        entry.update(caught_by=caught, crashed=crashed, not_applicable=not_applicable, checks_run=ran,
+                     missed_required=missed)
+        if mutant.measure is not None:
+            entry["measured"] = mutant.measure(p)
+        entry["status"] = mutant_status(entry)
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        outcome.append(entry)
+        log(f"  mutant {mutant.name}: {_status_line(entry)}")
     return outcome
+
+
+def mutant_status(entry: dict) -> str:
+    """caught: a check failed, every required one among them. below detectability: no check failed and
+    its measured effect is below what the audit can detect (reported as such, never counted as caught).
+    Otherwise not caught (a crash alone is not a catch)."""
+    if entry["caught_by"] and not entry["missed_required"]:
+        return "caught"
+    if not entry["caught_by"] and (entry.get("measured") or {}).get("below_detectability"):
+        return "below detectability"
+    return "not caught"
+
+
+def _status_line(entry: dict) -> str:
+    line = "caught by " + ", ".join(entry["caught_by"]) if entry["status"] == "caught" else entry["status"].upper()
+    if entry["missed_required"]:
+        line += f" (required {', '.join(entry['missed_required'])} did not fail)"
+    if entry["crashed"]:
+        line += "; crashed: " + "; ".join(f"{c['check']} ({c['error'][:80]})" for c in entry["crashed"])
+    measured = entry.get("measured")
+    if measured and "induced_tv" in measured:
+        line += f"; induced TV {measured['induced_tv']:.2g} vs minimal detectable TV {measured['min_detectable_tv']:.2g}"
+    return line
+
+
+def mutation_score(mutants: list[dict]) -> dict:
+    """Caught (a check failed) of planted; crashed and below-detectability mutants counted apart."""
+    status = [m.get("status") or ("caught" if m["caught_by"] else "not caught") for m in mutants]
+    return {"caught": status.count("caught"), "planted": len(mutants),
+            "crashed": sum(bool(m.get("crashed")) for m in mutants),
+            "below_detectability": status.count("below detectability"), "not_caught": status.count("not caught"),
+            "modelled_on_public_bugs": sum(bool(m.get("source")) for m in mutants)}
 
 
 def _settled(results, alpha):
