@@ -145,8 +145,10 @@ def _materialize(args) -> int:
             from hippo.zoo.registry import resolve_zoo
 
             print(f"zoo:{name} -> {resolve_zoo(name)}")
-        else:
+        elif model.shipped:
             print(f"zoo:{name} -> {model.path} (shipped whole)")
+        else:
+            print(f"zoo:{name}: not shipped yet (hippo zoo train-pretrained; docs/ZOO.md)")
     return 0
 
 

@@ -435,7 +435,6 @@ def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, don
         return loss.item()
 
     draft.train()
-    job._draft = draft  # what export_pair writes
     return _loop(job, "draft", recipe.draft_steps, first, prefixed, optim, step_fn, done, out_of_time)
 
 

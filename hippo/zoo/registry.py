@@ -207,9 +207,11 @@ def resolve_zoo(spec: str) -> Path:
             f"`{how}` (see docs/ZOO.md), or pass a checkpoint folder"
         )
     if model.materialized:
+        import sys
+
         from hippo.zoo.pretrained import materialize
 
-        return materialize(name, model.path)
+        return materialize(name, model.path, progress=lambda message: print(message, file=sys.stderr))
     return model.path
 
 
