@@ -179,6 +179,26 @@ def test_training_job_is_deterministic_resumes_exactly_and_exports(tmp_path):
     assert '"eta_min"' in log and '"val_aux_accuracy"' in log
 
 
+def test_training_job_continues_from_shipped_parts(tmp_path):
+    """A fresh job started from an exported target folder holds exactly its parts: with no steps to
+    train, it exports them again bit for bit (bf16 -> fp32 -> bf16 is exact)."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from hippo.zoo import pretrained_train as T
+
+    T.run(tmp_path / "a", _tiny_recipe(), base=_tiny_base(), out_root=tmp_path / "out-a")
+    shipped = tmp_path / "out-a" / "smol-target"
+    again = replace(_tiny_recipe(), vision_steps=0, target_steps=0)
+    T.run(tmp_path / "b", again, base=_tiny_base(), out_root=tmp_path / "out-b", start_from=shipped)
+    a = load_file(shipped / "trained.safetensors")
+    b = load_file(tmp_path / "out-b" / "smol-target" / "trained.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="started from"):
+        T.run(tmp_path / "b", again, base=_tiny_base(), export=False)  # resumed without its starting folder
+
+
 def test_training_job_refuses_another_recipe_in_the_same_folder(tmp_path):
     from dataclasses import replace
 

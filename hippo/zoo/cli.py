@@ -112,6 +112,9 @@ def add_subcommand(subparsers) -> None:
     pre.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     pre.add_argument("--no-export", action="store_true")
     pre.add_argument("--export-only", action="store_true", help="export the finished state, train nothing")
+    pre.add_argument("--start-from-shipped", action="store_true",
+                     help="a fresh job's target starts from the shipped smol-target's trained parts (continue "
+                          "what is committed; the recipe then usually sets vision_steps=0)")
 
     video = sub.add_parser("video", help="write one dataset video as an mp4 (needs PyAV, a test dependency)")
     video.add_argument("out")
@@ -161,8 +164,11 @@ def _train_pretrained(args) -> int:
     if args.export_only:
         print(pretrained_train.export_pair(pretrained_train.Job(work_dir, pretrained_train.Recipe())))
         return 0
+    from hippo.zoo.registry import zoo_model
+
+    start = zoo_model("smol-target").path if args.start_from_shipped else None
     print(pretrained_train.run(work_dir, threads=args.threads, export=not args.no_export,
-                               max_minutes=args.max_minutes))
+                               max_minutes=args.max_minutes, start_from=start))
     return 0
 
 

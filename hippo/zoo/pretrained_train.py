@@ -237,6 +237,7 @@ class Job:
         self.recipe = recipe
         self.log_every, self.save_every = log_every, save_every
         self.state_file = self.work_dir / "state.pt"
+        self.fresh = not self.state_file.is_file()
         self.state = torch.load(self.state_file, weights_only=False) if self.state_file.is_file() else {
             "recipe": asdict(recipe), "phase": PHASES[0], "step": 0, "params": {}, "optim": None, "done": []}
         if self.state["recipe"] != asdict(recipe):
@@ -274,9 +275,12 @@ def base_model() -> tuple:
 
 def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int = 1, export: bool = True,
         max_minutes: float | None = None, base: tuple | None = None, out_root: Path | None = None,
-        save_every: int = 20) -> dict:
+        save_every: int = 20, start_from: Path | None = None) -> dict:
     """Run (or resume) the whole job; export the shipped folders (into `out_root`, default the package's
-    checkpoints) when every phase is done. `base`: (tokenizer, llm) instead of SmolLM2 (tests)."""
+    checkpoints) when every phase is done. `base`: (tokenizer, llm) instead of SmolLM2 (tests).
+    `start_from`: a shipped smol-target folder whose trained parts (tower, projector, newline, deltas)
+    initialise a fresh job's target, so that a run continues what is committed (background jobs do not
+    outlive a working day here); a resumed job must name the same folder contents."""
     torch.set_num_threads(threads)
     recipe = recipe or Recipe()
     job = Job(work_dir or default_work_dir(), recipe, save_every=save_every)
@@ -288,6 +292,14 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
     aux = AuxHead(llm.config.hidden_size, ALL_POOLS)
     target_params = {**_trainable(target.named_parameters()), **{f"deltas.{n}": p for n, p in deltas.named_parameters()},
                      **{f"aux.{n}": p for n, p in aux.named_parameters()}}
+    origin = pretrained.shipped_hash(Path(start_from)) if start_from is not None else None
+    if job.fresh:
+        job.state["start_from"] = origin
+        if start_from is not None:
+            _restore(target_params, shipped_parts(Path(start_from), deltas))
+    elif job.state.get("start_from") != origin:
+        raise ValueError(f"{job.state_file} started from {job.state.get('start_from')}, not {origin}: "
+                         "use another --work-dir or the same starting folder")
     saved = job.state["params"]
     done = list(job.state["done"])
     _restore(target_params, {k: v for k, v in saved.items() if not k.startswith("draft.")})
@@ -322,6 +334,19 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
     if export:
         return export_pair(job, out_root, base=(tokenizer, llm))
     return {"done": done}
+
+
+def shipped_parts(folder: Path, deltas: LowRankDeltas) -> dict[str, torch.Tensor]:
+    """A shipped target folder's trained parts under the job's parameter names (fp32): the tower,
+    projector and newline as they are, each delta's A / B as `deltas.a.K` / `deltas.b.K`."""
+    from safetensors.torch import load_file
+
+    trained = load_file(folder / pretrained.TRAINED_FILE)
+    out = {k: v.float() for k, v in trained.items() if not k.startswith("lora.")}
+    for k, name in enumerate(deltas.names):
+        out[f"deltas.a.{k}"] = trained[f"lora.{name}.lora_A"].float()
+        out[f"deltas.b.{k}"] = trained[f"lora.{name}.lora_B"].float()
+    return out
 
 
 def _loop(job: Job, phase: str, steps: int, first: int, params: dict, optim, step_fn, done, out_of_time,
