@@ -124,7 +124,7 @@ def test_materialized_target_without_deltas_is_smollm2_exactly(tmp_path, monkeyp
     from transformers import AutoModelForImageTextToText
 
     shipped = MODELS["smol-target"].path
-    plain = pretrained.build_target(shipped, with_deltas=False)
+    plain = pretrained.shipped_target(shipped, with_deltas=False)
     merged = AutoModelForImageTextToText.from_pretrained(resolve_zoo("zoo:smol"), dtype=torch.float32)
     llm = pretrained.load_base_llm()
     tokenizer = pretrained.base_tokenizer()

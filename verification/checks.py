@@ -100,22 +100,29 @@ def exact_step_law(p_logits, q_logits, p_params: SamplingParams, q_params: Sampl
 
     with controlled_uniforms({sampling.DRAFT: 0.5}):
         _, q = sampling.draw(q_logits, q_params, 0, sampling.DRAFT, 0)
+
+    def step(x, u_accept, u_residual):
+        values = {sampling.ACCEPT: u_accept, sampling.RESIDUAL: u_residual, sampling.DRAFT: 0.5,
+                  sampling.TARGET: 0.5}
+        with controlled_uniforms(values):
+            return sampling.speculative_step(p, q, x, 0, 0)
+
+    return _committed_law(vocab, draft_at, step), p
+
+
+def _committed_law(vocab: int, draft_at, step) -> torch.Tensor:
+    """The law of the committed token of one verification: the draft's draw `draft_at(u)` bisected into
+    its law; per drafted x, `step(x, u_accept, u_residual) -> (token, accepted)` bisected over the accept
+    uniform (the acceptance probability), then, past it, over the residual uniform (the residual's law)."""
     law = torch.zeros(vocab, dtype=torch.float64)
     for x, mass in law_of_draw(draft_at).items():
-
-        def step(u_accept, u_residual, x=x):
-            values = {sampling.ACCEPT: u_accept, sampling.RESIDUAL: u_residual, sampling.DRAFT: 0.5,
-                      sampling.TARGET: 0.5}
-            with controlled_uniforms(values):
-                return sampling.speculative_step(p, q, x, 0, 0)
-
-        accept = _bisect_threshold(lambda u: step(u, 0.5)[1])
+        accept = _bisect_threshold(lambda u, x=x: step(x, u, 0.5)[1])
         law[x] += mass * accept
         if accept < 1:
             u_reject = min(1 - 2**-53, (accept + 1) / 2)
-            for y, m in law_of_draw(lambda u, r=u_reject: step(r, u)[0]).items():
+            for y, m in law_of_draw(lambda u, r=u_reject, x=x: step(x, r, u)[0]).items():
                 law[y] += mass * (1 - accept) * m
-    return law, p
+    return law
 
 
 class _FixedUniforms:
@@ -141,23 +148,14 @@ def exact_step_law_fast(p_logits, q_logits, p_params: SamplingParams, q_params: 
         return int(fast.draw(q_logits, q_params, _FixedUniforms({fast.DRAFT: u}), fast.DRAFT, 0)[0])
 
     _, q = fast.draw(q_logits, q_params, _FixedUniforms({fast.DRAFT: 0.5}), fast.DRAFT, 0)
-    law = torch.zeros(vocab, dtype=torch.float64)
-    for x, mass in law_of_draw(draft_at).items():
 
-        def step(u_accept, u_residual, x=x):
-            table = _FixedUniforms({fast.TARGET: 0.5, fast.DRAFT: 0.5, fast.ACCEPT: u_accept,
-                                    fast.RESIDUAL: u_residual})
-            accepted, after = fast.verify(p_logits[None], torch.tensor([x]), None if q is None else q[None],
-                                          p_params, table, 0, bonus=False)
-            return (x, True) if int(accepted) == 1 else (int(after), False)
+    def step(x, u_accept, u_residual):
+        table = _FixedUniforms({fast.TARGET: 0.5, fast.DRAFT: 0.5, fast.ACCEPT: u_accept, fast.RESIDUAL: u_residual})
+        accepted, after = fast.verify(p_logits[None], torch.tensor([x]), None if q is None else q[None],
+                                      p_params, table, 0, bonus=False)
+        return (x, True) if int(accepted) == 1 else (int(after), False)
 
-        accept = _bisect_threshold(lambda u: step(u, 0.5)[1])
-        law[x] += mass * accept
-        if accept < 1:
-            u_reject = min(1 - 2**-53, (accept + 1) / 2)
-            for y, m in law_of_draw(lambda u, r=u_reject: step(r, u)[0]).items():
-                law[y] += mass * (1 - accept) * m
-    return law, p
+    return _committed_law(vocab, draft_at, step), p
 
 
 def check_exact_step(cases: int, seed: int, tolerance: float = 1e-9,

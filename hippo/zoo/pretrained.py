@@ -194,7 +194,7 @@ def materialized_dir(name: str, shipped: Path) -> Path:
     return cache_dir() / "zoo" / f"{name}-{shipped_hash(shipped)}"
 
 
-def build_target(shipped: Path, with_deltas: bool = True):
+def shipped_target(shipped: Path, with_deltas: bool = True):
     """The stock LLaVA-OneVision target of a shipped folder on SmolLM2's weights (deltas merged unless
     `with_deltas` is False), in fp32."""
     from safetensors.torch import load_file
@@ -226,7 +226,7 @@ def materialize(name: str, shipped: Path, fetch: bool = False, progress=None) ->
     gguf_file(fetch=fetch)
     if progress:
         progress(f"materializing zoo:{name} into {out} (dequantizing SmolLM2: about 20 s)")
-    model = build_target(shipped)
+    model = shipped_target(shipped)
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

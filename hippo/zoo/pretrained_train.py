@@ -415,24 +415,37 @@ def _answer_loss(model, batch: dict, teacher=None, distill: float = 0.0):
     return (1 - distill) * ce + distill * kl
 
 
+def _answer_step(recipe, phase: str, steps: int, batch_size: int, adapter, optim, loss_fn):
+    """One optimizer step on the answers of `phase`'s batch `step` (each param group at its own "base" LR
+    on the warm-up + cosine schedule); `loss_fn(batch, examples)` -> loss. Returns the step function."""
+
+    def step_fn(step):
+        examples, frames = _examples(recipe, phase, step, batch_size)
+        batch = collate(adapter, _encode(adapter, examples, frames))
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, steps, group["base"], warmup=30)
+        loss = loss_fn(batch, examples)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        return loss.item()
+
+    return step_fn
+
+
 def _target_phase(job, recipe, target, adapter, aux, deltas, params, captured, first, done, out_of_time) -> str:
     lora = [p for n, p in params.items() if n.startswith("deltas.")]
     rest = [p for n, p in params.items() if not n.startswith("deltas.")]
     optim = torch.optim.AdamW([{"params": rest, "lr": recipe.target_lr, "base": recipe.target_lr},
                                {"params": lora, "lr": recipe.lora_lr, "base": recipe.lora_lr}], weight_decay=0.0)
 
-    def step_fn(step):
-        examples, frames = _examples(recipe, "target", step, recipe.target_batch)
-        batch = collate(adapter, _encode(adapter, examples, frames))
-        for group in optim.param_groups:
-            group["lr"] = lr_at(step, recipe.target_steps, group["base"], warmup=30)
+    def loss_fn(batch, examples):
         loss = _answer_loss(target, batch)
         if recipe.aux_weight:
             loss = loss + recipe.aux_weight * aux.loss(captured.pop("video").float(), [ex.video for ex in examples])
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        return loss.item()
+        return loss
+
+    step_fn = _answer_step(recipe, "target", recipe.target_steps, recipe.target_batch, adapter, optim, loss_fn)
 
     target.train()
     return _loop(job, "target", recipe.target_steps, first, params, optim, step_fn, done, out_of_time)
@@ -445,19 +458,11 @@ def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, don
     _restore(prefixed, job.state["params"])
     folder = layout_folder(job.work_dir, "draft", draft, tokenizer, recipe)
     adapter = make_adapter(draft, tokenizer, folder)
-    optim = torch.optim.AdamW(list(params.values()), lr=recipe.draft_lr, weight_decay=0.01)
+    optim = torch.optim.AdamW([{"params": list(params.values()), "lr": recipe.draft_lr, "base": recipe.draft_lr}],
+                              weight_decay=0.01)
     target.eval()
-
-    def step_fn(step):
-        examples, frames = _examples(recipe, "draft", step, recipe.draft_batch)
-        batch = collate(adapter, _encode(adapter, examples, frames))
-        for group in optim.param_groups:
-            group["lr"] = lr_at(step, recipe.draft_steps, recipe.draft_lr, warmup=30)
-        loss = _answer_loss(draft, batch, teacher=target, distill=recipe.distill)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        return loss.item()
+    step_fn = _answer_step(recipe, "draft", recipe.draft_steps, recipe.draft_batch, adapter, optim,
+                           lambda batch, _: _answer_loss(draft, batch, teacher=target, distill=recipe.distill))
 
     draft.train()
     return _loop(job, "draft", recipe.draft_steps, first, prefixed, optim, step_fn, done, out_of_time)
