@@ -154,7 +154,7 @@ def _tiny_recipe():
 
     return Recipe(vision_steps=2, vision_batch=2, target_steps=3, target_batch=1, draft_steps=2, draft_batch=1,
                   draft_hidden=32, draft_layers=1, draft_heads=2, draft_kv_heads=1, draft_intermediate=64,
-                  vision_hidden=32, long_every=2, long_frames=8, lora_rank=2)
+                  vision_hidden=32, long_every=2, long_frames=8, lora_rank=2, llm_aux_layer=1)
 
 
 def test_training_job_is_deterministic_resumes_exactly_and_exports(tmp_path):

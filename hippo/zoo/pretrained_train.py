@@ -41,7 +41,9 @@ ALL_POOLS = (("color", "size"), ("shape",), ("background",), ("occlusion",), ("m
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that determines the pretrained pair's training (recorded in the state and the log)."""
+    """Everything that determines the pretrained pair's training (recorded in the state and the log).
+    The defaults are the second run's, which continues the first run's shipped target
+    (`hippo zoo train-pretrained --start-from-shipped`); FIRST_RUN is the first run's."""
 
     seed: int = 0
     train_frames: int = 4  # most steps' clip length
@@ -53,15 +55,22 @@ class Recipe:
     vision_layers: int = 2
     lora_rank: int = 8
     lora_alpha: float = 16.0
-    lora_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    vision_steps: int = 400
+    lora_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # the auxiliary heads: per-frame pools whose temporal attributes read the late frames against the early
+    # ones (TemporalAux) rather than one pool over the whole clip (AuxHead, blind to the order of frames)
+    temporal_aux: bool = True
+    vision_steps: int = 300
     vision_batch: int = 16
     vision_lr: float = 2e-3
-    target_steps: int = 450
+    target_steps: int = 420
     target_batch: int = 4
     target_lr: float = 1e-3  # tower, projector, newline
-    lora_lr: float = 5e-4
+    lora_lr: float = 1e-3
     aux_weight: float = 0.5
+    # deep supervision of the LLM: from the hidden states of the last frame's tokens after layer
+    # `llm_aux_layer`, predict how the object moves, which only attention to the earlier frames can tell
+    llm_aux_layer: int = 16
+    llm_aux_weight: float = 0.5
     detail_fraction: float = 0.5
     draft_hidden: int = 256
     draft_layers: int = 4
@@ -77,6 +86,15 @@ class Recipe:
     def lora_scale(self) -> float:
         return self.lora_alpha / self.lora_rank
 
+    @property
+    def tokens_per_frame(self) -> int:
+        """Visual tokens a frame gives the LLM: the patch grid after LLaVA-OneVision's 2x2 pooling."""
+        return (self.image_size // self.patch_size // 2) ** 2
+
+
+# The first run (2026-12-06, from SmolLM2 and a random tower): its shipped target is the second's start.
+FIRST_RUN = Recipe(lora_modules=("q_proj", "k_proj", "v_proj", "o_proj"), temporal_aux=False, vision_steps=400,
+                   target_steps=450, lora_lr=5e-4, llm_aux_weight=0.0)
 
 PHASES = ("vision", "target", "draft")
 
@@ -124,6 +142,73 @@ class LowRankDeltas(torch.nn.Module):
             out[f"{name}.lora_A"] = a.detach().clone()
             out[f"{name}.lora_B"] = b.detach().clone()
         return out
+
+
+class TemporalAux(torch.nn.Module):
+    """Training-only, like hippo.zoo.train.AuxHead (learnt attention pools over the video tokens the LLM
+    receives, one per group of `pools`), but pooled frame by frame so the order of frames survives:
+    static attributes read the frames' mean, the temporal ones (TEMPORAL) also the late half's mean
+    minus the early half's. Its gradient makes each frame's tokens say where the object is in a form a
+    comparison of frames can read, which a pool over the whole clip cannot ask for."""
+
+    TEMPORAL = ("motion", "speed", "occlusion")
+
+    def __init__(self, hidden: int, pools):
+        super().__init__()
+        from hippo.zoo.train import AUX_CLASSES
+
+        self.pools = tuple(tuple(group) for group in pools)
+        self.attributes = tuple(a for group in self.pools for a in group)
+        self._pool_of = {a: k for k, group in enumerate(self.pools) for a in group}
+        self.score = torch.nn.Linear(hidden, len(self.pools))
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden * (2 if a in self.TEMPORAL else 1), len(AUX_CLASSES[a]))
+                                          for a in self.attributes})
+
+    def logits(self, features: torch.Tensor, videos: int) -> dict[str, torch.Tensor]:
+        per_frame = features.reshape(videos, -1, *features.shape[-2:])  # (videos, frames, tokens, hidden)
+        weights = self.score(per_frame).softmax(dim=2)  # (videos, frames, tokens, pools)
+        pooled = torch.einsum("vftp,vfth->vfph", weights, per_frame)
+        half = pooled.shape[1] // 2
+        out = {}
+        for a in self.attributes:
+            frames = pooled[:, :, self._pool_of[a]]
+            x = frames.mean(1)
+            if a in self.TEMPORAL:
+                x = torch.cat([x, frames[:, half:].mean(1) - frames[:, :half].mean(1)], dim=-1)
+            out[a] = self.heads[a](x)
+        return out
+
+    def loss(self, features: torch.Tensor, specs) -> torch.Tensor:
+        from hippo.zoo.train import aux_label
+
+        total = features.new_zeros(())
+        for attribute, logits in self.logits(features, len(specs)).items():
+            total = total + torch.nn.functional.cross_entropy(logits, torch.tensor([aux_label(s, attribute) for s in specs]))
+        return total / len(self.attributes)
+
+    def accuracy(self, features: torch.Tensor, specs) -> dict[str, float]:
+        from hippo.zoo.train import aux_label
+
+        return {a: round((logits.argmax(-1) == torch.tensor([aux_label(s, a) for s in specs])).float().mean().item(), 3)
+                for a, logits in self.logits(features, len(specs)).items()}
+
+
+def make_aux(recipe: Recipe, hidden: int):
+    """The tower's auxiliary head of `recipe` over every attribute (ALL_POOLS)."""
+    return TemporalAux(hidden, ALL_POOLS) if recipe.temporal_aux else AuxHead(hidden, ALL_POOLS)
+
+
+LLM_AUX_POOLS = (("motion", "speed", "occlusion"),)
+
+
+def last_frame_states(hidden: torch.Tensor, input_ids: torch.Tensor, video_token_id: int, tokens: int) -> torch.Tensor:
+    """(batch * tokens, hidden): each example's last `tokens` video positions of `hidden` (batch, seq,
+    hidden), i.e. its last frame's tokens and the newline after them."""
+    rows = []
+    for i in range(hidden.shape[0]):
+        positions = (input_ids[i] == video_token_id).nonzero().flatten()
+        rows.append(hidden[i, positions[-tokens:]])
+    return torch.cat(rows)
 
 
 # ------------------------------------------------------------------------------------ models
@@ -289,9 +374,11 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
     target = build_target(recipe, tokenizer, llm)
     deltas = LowRankDeltas(target, recipe.lora_modules, recipe.lora_rank, recipe.lora_scale,
                            torch.Generator().manual_seed(recipe.seed + 7))
-    aux = AuxHead(llm.config.hidden_size, ALL_POOLS)
+    aux = make_aux(recipe, llm.config.hidden_size)
+    llm_aux = AuxHead(llm.config.hidden_size, LLM_AUX_POOLS) if recipe.llm_aux_weight else None
     target_params = {**_trainable(target.named_parameters()), **{f"deltas.{n}": p for n, p in deltas.named_parameters()},
-                     **{f"aux.{n}": p for n, p in aux.named_parameters()}}
+                     **{f"aux.{n}": p for n, p in aux.named_parameters()},
+                     **({f"llm_aux.{n}": p for n, p in llm_aux.named_parameters()} if llm_aux else {})}
     origin = pretrained.shipped_hash(Path(start_from)) if start_from is not None else None
     if job.fresh:
         job.state["start_from"] = origin
@@ -310,6 +397,9 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
     captured = {}
     projector = target.model.multi_modal_projector
     projector.register_forward_hook(lambda m, a, out: captured.__setitem__("video", out))
+    if llm_aux is not None:
+        layer = target.model.language_model.layers[recipe.llm_aux_layer - 1]
+        layer.register_forward_hook(lambda m, a, out: captured.__setitem__("llm", out[0] if isinstance(out, tuple) else out))
 
     def out_of_time() -> bool:
         return max_minutes is not None and time.time() - started > 60 * max_minutes
@@ -321,7 +411,7 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
         if phase == "vision":
             status = _vision_phase(job, recipe, target, adapter, aux, target_params, captured, first, done, out_of_time)
         elif phase == "target":
-            status = _target_phase(job, recipe, target, adapter, aux, deltas, target_params, captured, first, done,
+            status = _target_phase(job, recipe, target, adapter, aux, llm_aux, target_params, captured, first, done,
                                    out_of_time)
         else:
             status = _draft_phase(job, recipe, tokenizer, llm, target, adapter, first, done, out_of_time)
@@ -344,8 +434,9 @@ def shipped_parts(folder: Path, deltas: LowRankDeltas) -> dict[str, torch.Tensor
     trained = load_file(folder / pretrained.TRAINED_FILE)
     out = {k: v.float() for k, v in trained.items() if not k.startswith("lora.")}
     for k, name in enumerate(deltas.names):
-        out[f"deltas.a.{k}"] = trained[f"lora.{name}.lora_A"].float()
-        out[f"deltas.b.{k}"] = trained[f"lora.{name}.lora_B"].float()
+        if f"lora.{name}.lora_A" in trained:  # a module the shipped run had no delta on starts at zero
+            out[f"deltas.a.{k}"] = trained[f"lora.{name}.lora_A"].float()
+            out[f"deltas.b.{k}"] = trained[f"lora.{name}.lora_B"].float()
     return out
 
 
@@ -433,16 +524,33 @@ def _answer_step(recipe, phase: str, steps: int, batch_size: int, adapter, optim
     return step_fn
 
 
-def _target_phase(job, recipe, target, adapter, aux, deltas, params, captured, first, done, out_of_time) -> str:
+def _target_phase(job, recipe, target, adapter, aux, llm_aux, params, captured, first, done, out_of_time) -> str:
     lora = [p for n, p in params.items() if n.startswith("deltas.")]
     rest = [p for n, p in params.items() if not n.startswith("deltas.")]
     optim = torch.optim.AdamW([{"params": rest, "lr": recipe.target_lr, "base": recipe.target_lr},
                                {"params": lora, "lr": recipe.lora_lr, "base": recipe.lora_lr}], weight_decay=0.0)
 
+    video_token = target.config.video_token_id
+    parts: list[list[float]] = []  # per step: answer CE, tower aux, LLM aux (logged every 20 steps)
+
     def loss_fn(batch, examples):
         loss = _answer_loss(target, batch)
+        specs = [ex.video for ex in examples]
+        row = [loss.item(), 0.0, 0.0]
         if recipe.aux_weight:
-            loss = loss + recipe.aux_weight * aux.loss(captured.pop("video").float(), [ex.video for ex in examples])
+            tower = aux.loss(captured.pop("video").float(), specs)
+            loss, row[1] = loss + recipe.aux_weight * tower, tower.item()
+        if llm_aux is not None:
+            states = last_frame_states(captured.pop("llm").float(), batch["input_ids"], video_token,
+                                       recipe.tokens_per_frame + 1)
+            deep = llm_aux.loss(states, specs)
+            loss, row[2] = loss + recipe.llm_aux_weight * deep, deep.item()
+        parts.append(row)
+        if len(parts) == 20:
+            job.log({"phase": "target", "answer_ce": round(float(np.mean([r[0] for r in parts])), 4),
+                     "tower_aux": round(float(np.mean([r[1] for r in parts])), 4),
+                     "llm_aux": round(float(np.mean([r[2] for r in parts])), 4)})
+            parts.clear()
         return loss
 
     step_fn = _answer_step(recipe, "target", recipe.target_steps, recipe.target_batch, adapter, optim, loss_fn)
