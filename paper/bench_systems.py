@@ -835,13 +835,16 @@ def run(args, argv: list[str]) -> int:
 
 
 def build_report(args, argv, preset, acceptance, device, video, memory_method, env, cases) -> dict:
+    from verification.report import source_hash
+
     return {"command": command_line(argv), "description": preset.description, "video": video,
             "config": {"preset": preset.name, "acceptance": acceptance.label, "frames": args.frames,
                        "dtype": args.dtype, "device": str(device), "gamma": args.gamma,
                        "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "compile": args.compile,
                        "seed": args.seed, "prompt": PROMPT},
             "gate": "every row's tokens, warm-up and timed runs, equal the target's greedy tokens (hippo_fast AR)",
-            "memory_method": memory_method, "environment": env, "cases": cases}
+            "memory_method": memory_method, "environment": env, "cases": cases,
+            "source_sha256": source_hash()}  # the code that made it: paper/plots/systems.py draws only the current code's
 
 
 def write_outputs(report: dict, json_path: str | None, markdown_path: str | None) -> None:

@@ -40,6 +40,10 @@ One row (a JSON object per line):
     warmup_s     the untimed warm-up run before this row (null: none ran)
     environment  python, torch, transformers, cpu, gpu, threads, hostname, OMP_NUM_THREADS
     source_sha256, revision   verification.report.source_hash() and git_revision(), once per run
+    sweep        {id, file, run}: `id` names the sweep the row belongs to (sweep_id: its output file's
+                 name and every row key of its grid, so resumed runs and shards of one grid share it);
+                 `run` names the invocation that wrote the row. Figures divide only rows of one id
+                 (paper/plots/same_run.py)
     shard        [rank, world size] under torchrun, else null
     time_utc     when the row was written
 
@@ -304,10 +308,48 @@ def row_order(grid: Grid, configs: list[Config], samples: list[Sample]) -> list[
     return [(c, s, c.key(s.sample_id)) for pair in grid.pair_names for s in samples for c in configs if c.pair == pair]
 
 
+def sweep_id(out: Path, keys: list[str]) -> str:
+    """The identity of one sweep: its output file's name and its grid's row keys in order (12 hex digits).
+    Rows with the same id ran interleaved, sample by sample, in one grid: the only rows a speedup or a
+    paired difference may divide (paper/plots/same_run.py)."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(out).name.encode())
+    for key in keys:
+        digest.update(b"\n" + key.encode())
+    return digest.hexdigest()[:12]
+
+
+def grid_sweep_id(grid: Grid, out: str | Path, also: tuple[Grid, ...] = ()) -> str:
+    """The sweep_id run_sweep(grid, out, also=also) gives its rows, without running anything."""
+    rows = row_order(grid, planned_configs(grid, tuple(also), []), load_samples(grid))
+    return sweep_id(Path(out), [key for _, _, key in rows])
+
+
+def run_id() -> str:
+    """One invocation of run_sweep: UTC start time, host and process id."""
+    start = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{start}-{socket.gethostname()}-{os.getpid()}"
+
+
+def planned_configs(grid: Grid, also: tuple[Grid, ...], notes: list[str]) -> list[Config]:
+    """plan(grid) then each of `also`'s configurations not yet planned: one sweep of several grids, its rows
+    interleaved sample by sample. The grids must read the same samples."""
+    configs = dict.fromkeys(plan(grid, notes))
+    for other in also:
+        for name in ("dataset", "root", "prompt_mode", "tasks", "n", "device", "dtype"):
+            if getattr(other, name) != getattr(grid, name):
+                raise ConfigError(f"the grids of one sweep must read the same samples on one device: {name} is "
+                                  f"{getattr(grid, name)!r} in the first and {getattr(other, name)!r} in another; "
+                                  "run them as separate sweeps")
+        configs.update(dict.fromkeys(plan(other, notes)))
+    return list(configs)
+
+
 def run_sweep(grid: Grid, out: str | Path | None = None, *, allow_mixed_code: bool = False, warmup: bool = True,
-              progress: bool = True) -> Path:
-    """Run every row of `grid` not yet in `out` (or this rank's shard of it), append them, merge shards
-    under torchrun. Returns <out>."""
+              progress: bool = True, also: tuple[Grid, ...] = ()) -> Path:
+    """Run every row of `grid` (and of the grids in `also`, interleaved with it sample by sample) not yet in
+    `out` (or this rank's shard of it), append them, merge shards under torchrun. Returns <out>."""
     import torch
     from tqdm import tqdm
 
@@ -319,7 +361,7 @@ def run_sweep(grid: Grid, out: str | Path | None = None, *, allow_mixed_code: bo
         raise ConfigError("pass --out FILE.jsonl (the rows file; an existing one is resumed)")
     grid.check_device()
     notes: list[str] = []
-    configs = plan(grid, notes)
+    configs = planned_configs(grid, tuple(also), notes)
     for line in notes:
         say(line)
     samples = load_samples(grid)
@@ -344,6 +386,7 @@ def run_sweep(grid: Grid, out: str | Path | None = None, *, allow_mixed_code: bo
         torch.set_num_threads(grid.threads)
     device = shard.device(check_device(grid.device))
     context = {"environment": environment(device), "source_sha256": source, "revision": git_revision(),
+               "sweep": {"id": sweep_id(out, [key for _, _, key in rows]), "file": out.name, "run": run_id()},
                "shard": [shard.rank, shard.world] if shard.world > 1 else None}
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"sweep rank {shard.rank}" if shard.world > 1
                else "sweep", unit="row", file=sys.stderr, disable=not progress, dynamic_ncols=True)

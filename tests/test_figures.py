@@ -109,7 +109,7 @@ def test_weights_axis_applies_to_hippo_only_and_keys_stay_stable():
 def test_speedup_refuses_rows_whose_tokens_differ():
     def row(tokens, seconds):
         return {"key": "k", "sample": {"sample_id": "test/0"}, "config": {"temperature": 0.0}, "tokens": tokens,
-                "stats": {"decode_s": seconds}}
+                "stats": {"decode_s": seconds}, "sweep": {"id": "s1"}}
 
     assert plot_rows.speedup([row([1, 2], 2.0)], [row([1, 2], 1.0)], resamples=10)[0] == 2.0
     with pytest.raises(ValueError, match="not lossless"):
@@ -125,29 +125,4 @@ def test_rows_of_other_code_are_moved_aside_not_mixed(tmp_path):
     (job.results / "main.jsonl").write_text(json.dumps(stale) + "\n")
     rows = job.sweep("main", pairs=["qwen"], decodings=["ar"], impls=["fast"])
     assert [r["source_sha256"] for r in rows] == [source_hash()]
-    assert json.loads((job.results / f"main.{'f' * 12}.jsonl").read_text()) == stale
-
-
-def test_claim_verdicts_follow_the_numbers():
-    from paper import reproduction
-    from paper.plots.job import Outcome
-
-    def bias(ratios):
-        return {"position_bias": Outcome(numbers={"real_video": "x.mp4", "qwen": {
-            name: {"grid": "4x4x4", "attn_border_to_interior": r, "attn_last_to_first_frame": 1.0,
-                   "fused_border_to_interior": 0.9} for name, r in ratios.items()}})}
-
-    assert reproduction.claim_boundary_attention(bias({"zoo": 1.5, "real": 1.3}), None)[1] == reproduction.REPRODUCED
-    assert reproduction.claim_boundary_attention(bias({"zoo": 1.5, "real": 0.6}), None)[1] == reproduction.NOT_REPRODUCED
-    assert reproduction.claim_boundary_attention({}, None)[1] == reproduction.NOT_TESTABLE
-
-    def ratio(low):
-        return {"ratio": Outcome(numbers={"qwen": {"hippo_minus_specvlm": {"0.9": [low + 0.1, low, low + 0.2]}}})}
-
-    from types import SimpleNamespace
-
-    from paper.plots.job import PROFILES
-
-    job = SimpleNamespace(profile=PROFILES["smoke"])
-    assert reproduction.claim_hippo_over_specvlm(ratio(0.05), job)[1] == reproduction.REPRODUCED
-    assert reproduction.claim_hippo_over_specvlm(ratio(-0.1), job)[1] == reproduction.NOT_REPRODUCED
+    assert json.loads((job.results / f"main.{'f' * 12}-None.jsonl").read_text()) == stale  # no sweep id either

@@ -1,12 +1,14 @@
 """Ablation: HIPPO without s_attn, s_temp or s_spat (score weight 0), and HIPPO without parallel
-decoding (the same pruning and PEARL schedule in one thread, and serial SD)."""
+decoding (the same pruning and PEARL schedule in one thread, and serial SD). AR, the score-weight
+variants and PEARL in one thread run in one sweep, interleaved; serial SD with HIPPO's pruning is the
+main sweep's, over that sweep's own AR."""
 
 from __future__ import annotations
 
 from paper.plots import style
 from paper.plots.job import FigureJob, Outcome
 from paper.plots.main_table import RATIO, main_sweep, method_rows
-from paper.plots.rows import select, speedup, summarize
+from paper.plots.rows import lossless_gate, select, speedup, summarize
 
 # (label, (w_g, w_t, w_s)): the fused score with one component switched off
 VARIANTS = (("HIPPO", (1.0, 1.0, 1.0)), ("w/o s_attn", (0.0, 1.0, 1.0)), ("w/o s_temp", (1.0, 0.0, 1.0)),
@@ -14,29 +16,34 @@ VARIANTS = (("HIPPO", (1.0, 1.0, 1.0)), ("w/o s_attn", (0.0, 1.0, 1.0)), ("w/o s
 
 
 def ablation_sweep(job: FigureJob) -> list[dict]:
-    return job.sweep("ablation", pairs=list(job.profile.pairs), decodings=["pearl"], prune=["hippo"], ratios=[RATIO],
-                     weights=[list(w) for _, w in VARIANTS], impls=["fast-processes"])
+    pairs = list(job.profile.pairs)
+    return lossless_gate(job.sweep(
+        "ablation", pairs=pairs, decodings=["pearl"], prune=["hippo"], ratios=[RATIO],
+        weights=[list(w) for _, w in VARIANTS], impls=["fast-processes"],
+        also=({"pairs": pairs, "decodings": ["ar"], "impls": ["fast"]},  # the baseline, in this sweep
+              {"pairs": pairs, "decodings": ["pearl"], "prune": ["hippo"], "ratios": [RATIO], "impls": ["fast"]})))
 
 
 def measure(job: FigureJob, rows: list[dict], main: list[dict]) -> dict:
     p = job.profile
     out: dict = {}
     for pair in p.pairs:
-        ar = method_rows(main, pair, "AR")
+        ar = method_rows(rows, pair, "AR")
         entry: dict = {}
-        for label, weights in VARIANTS:
-            picked = select(rows, pair=pair, weights=weights)
+        picks = {label: select(rows, pair=pair, decoding="pearl", impl="fast-processes", weights=weights)
+                 for label, weights in VARIANTS}
+        picks["HIPPO, PEARL in one thread"] = select(rows, pair=pair, decoding="pearl", impl="fast")
+        for label, picked in picks.items():
             if picked:
                 e = summarize(picked, p.bootstrap, p.seed).as_json()
                 e["speedup_decode"], e["speedup_decode_ci"] = speedup(ar, picked, "decode_s", p.bootstrap, p.seed)
                 entry[label] = e
-        serial = {"HIPPO, PEARL in one thread": select(main, pair=pair, decoding="pearl", prune="hippo", impl="fast"),
-                  "HIPPO pruning, serial SD": select(main, pair=pair, decoding="sd", prune="hippo", impl="fast")}
-        for label, picked in serial.items():
-            if picked:
-                e = summarize(picked, p.bootstrap, p.seed).as_json()
-                e["speedup_decode"], e["speedup_decode_ci"] = speedup(ar, picked, "decode_s", p.bootstrap, p.seed)
-                entry[label] = e
+        serial = select(main, pair=pair, decoding="sd", prune="hippo", impl="fast")
+        if serial:  # over the main sweep's own AR
+            e = summarize(serial, p.bootstrap, p.seed).as_json()
+            e["speedup_decode"], e["speedup_decode_ci"] = speedup(method_rows(main, pair, "AR"), serial, "decode_s",
+                                                                  p.bootstrap, p.seed)
+            entry["HIPPO pruning, serial SD (main sweep)"] = e
         out[pair] = entry
     return out
 
@@ -46,7 +53,7 @@ def plot(numbers: dict, job: FigureJob):
 
     pairs = list(numbers)
     fig, axes = style.subplots(1, 2, 12, 4.6)
-    labels = [lab for lab, _ in VARIANTS] + ["HIPPO, PEARL in one thread", "HIPPO pruning, serial SD"]
+    labels = [lab for lab, _ in VARIANTS] + ["HIPPO, PEARL in one thread", "HIPPO pruning, serial SD (main sweep)"]
     width = 0.8 / max(len(pairs), 1)
     for ax, key, title in ((axes[0], "run_length", "mean run length (tokens between rejections)"),
                            (axes[1], "speedup_decode", "speedup over AR, decode only (x)")):

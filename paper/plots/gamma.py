@@ -1,22 +1,24 @@
 """Speedup vs gamma (the draft length) for HIPPO with the draft in its own process, on the pair in the
 paper's regime (a draft step about a fifth of the target's), and where `--gamma auto` (PEARL's
-round(target step / draft step), measured in the placement used) lands."""
+round(target step / draft step), measured in the placement used) lands. AR, serial SD + SpecVLM and
+every gamma run in one sweep, interleaved, so every speedup divides rows of that sweep."""
 
 from __future__ import annotations
 
 from paper.plots import style
 from paper.plots.job import FigureJob, Outcome
-from paper.plots.rows import select, speedup, summarize
+from paper.plots.rows import lossless_gate, select, speedup, summarize
 
 RATIO = 0.9
 
 
 def gamma_sweep(job: FigureJob) -> list[dict]:
     p = job.profile
-    base = job.sweep("gamma_base", pairs=[p.overlap_pair], decodings=["ar", "sd"], prune=["specvlm"], ratios=[RATIO],
-                     impls=["fast"])
-    return base + job.sweep("gamma", pairs=[p.overlap_pair], decodings=["pearl"], prune=["hippo"], ratios=[RATIO],
-                            gammas=[*p.gammas, "auto"], impls=["fast-processes"])
+    return lossless_gate(job.sweep(
+        "gamma", pairs=[p.overlap_pair], decodings=["pearl"], prune=["hippo"], ratios=[RATIO],
+        gammas=[*p.gammas, "auto"], impls=["fast-processes"],
+        also=({"pairs": [p.overlap_pair], "decodings": ["ar", "sd"], "prune": ["specvlm"], "ratios": [RATIO],
+               "impls": ["fast"]},)))
 
 
 def measure(job: FigureJob, rows: list[dict]) -> dict:

@@ -51,7 +51,7 @@ class FigureProfile:
 
 PROFILES = {
     "default": FigureProfile("default", pairs=("qwen", "llava"), overlap_pair="qwen-large", n=12,
-                             max_new_tokens=128, frames=8, ratios=(0.5, 0.75, 0.9, 0.95), gammas=(1, 2, 3, 4, 6, 8),
+                             max_new_tokens=128, frames=8, ratios=(0.5, 0.75, 0.9, 0.95), gammas=(1, 2, 3, 4, 5, 6, 8),
                              ratio_n=48),
     "smoke": FigureProfile("smoke", pairs=("qwen",), overlap_pair="qwen", n=1, max_new_tokens=12, frames=4,
                            ratios=(0.9,), gammas=(2,), methods=("specvlm", "hippo"), mc_sample_counts=(100, 200),
@@ -84,25 +84,31 @@ class FigureJob:
         for folder in (self.results, self.figures, self.tables):
             Path(folder).mkdir(parents=True, exist_ok=True)
 
-    def sweep(self, name: str, **grid) -> list[dict]:
-        """The rows of a `hippo bench sweep` grid (paper.sweep_grid.Grid fields; samples default to the
-        profile's), run into results/<name>.jsonl; finished rows are kept, missing ones run."""
-        from paper.sweep import read_rows, run_sweep
+    def sweep(self, name: str, also: tuple[dict, ...] = (), **grid) -> list[dict]:
+        """The rows of one `hippo bench sweep` (paper.sweep_grid.Grid fields; samples default to the
+        profile's; `also`: more grids' fields, run interleaved in the same sweep), run into
+        results/<name>.jsonl; finished rows are kept, missing ones run. Rows of other code or of another
+        sweep (a changed grid) are moved aside, so that every row returned shares one sweep id."""
+        from paper.sweep import grid_sweep_id, read_rows, run_sweep
         from paper.sweep_grid import Grid
         from verification.report import source_hash
 
         p = self.profile
-        values = {"n": p.n, "max_new_tokens": p.max_new_tokens, "frames": p.frames, "seed": p.seed, **grid}
+        defaults = {"n": p.n, "max_new_tokens": p.max_new_tokens, "frames": p.frames, "seed": p.seed}
+        first = Grid.from_mapping({**defaults, **grid}, source=f"figure sweep {name}")
+        others = tuple(Grid.from_mapping({**defaults, **g}, source=f"figure sweep {name}") for g in also)
         path = self.results / f"{name}.jsonl"
-        if path.exists():  # rows of other code are kept aside, not mixed in and not lost
-            current = source_hash()
-            other = sorted({str(r.get("source_sha256")) for r in read_rows(path)} - {current})
+        if path.exists():  # rows of other code or another grid are kept aside, not mixed in and not lost
+            current = (source_hash(), grid_sweep_id(first, path, others))
+            other = sorted({(str(r.get("source_sha256")), str((r.get("sweep") or {}).get("id")))
+                            for r in read_rows(path)} - {current})
             if other:
-                kept = path.with_name(f"{name}.{other[0][:12]}.jsonl")
+                kept = path.with_name(f"{name}.{other[0][0][:12]}-{other[0][1]}.jsonl")
                 path.replace(kept)
-                self.log(f"figures: {path} held rows of other code (source {other[0][:12]}); moved to {kept.name}")
+                self.log(f"figures: {path} held rows of other code or another sweep (source {other[0][0][:12]}, "
+                         f"sweep {other[0][1]}); moved to {kept.name}")
         self.log(f"figures: sweep {name} -> {path}")
-        run_sweep(Grid.from_mapping(values, source=f"figure sweep {name}"), path, progress=self.progress)
+        run_sweep(first, path, progress=self.progress, also=others)
         return read_rows(path)
 
     def _key(self) -> dict:

@@ -229,6 +229,18 @@ NOTES = ["PEARL and HIPPO: the worker prepares and encodes the video for the dra
          "of the decode's wall time (messages, waits, the loop's host work)"]
 
 
+def check_lossless(numbers: dict) -> None:
+    """Refuses to draw a measurement where any method's greedy tokens differed from AR's on a video."""
+    differ = sorted(label for label, same in numbers.get("same_tokens_as_ar", {}).items() if not same)
+    if differ:
+        raise ValueError(f"latency: the greedy tokens of {', '.join(differ)} differ from AR's on at least one video: "
+                         "not lossless, nothing is drawn; run `hippo verify` on this code and fix the decode")
+    if "same_tokens_as_ar" not in numbers:
+        raise ValueError("latency: the measurement records no token check against AR (same_tokens_as_ar): delete "
+                         "results/latency.json and rerun `hippo figures --only latency`")
+
+
 def build(job: FigureJob) -> Outcome:
     numbers = job.measurement("latency", lambda: measure(job))
+    check_lossless(numbers)
     return Outcome(figures=[job.save(plot(numbers), "latency")], numbers=numbers, notes=list(NOTES))

@@ -39,14 +39,31 @@ def shares(values: torch.Tensor, grid: VideoGrid) -> dict:
     return {"per_position": profile["per_position"], "by_frame": profile["by_frame"]}
 
 
+def border_interval(per_video: torch.Tensor, grid: VideoGrid, resamples: int = 2000, seed: int = 0,
+                    confidence: float = 0.95) -> list[float] | None:
+    """Percentile-bootstrap interval of border_to_interior of the videos' mean shares, the videos resampled
+    with replacement (an explicitly seeded generator); None where a resample has no interior mass."""
+    import numpy as np
+
+    picks = np.random.default_rng(seed).integers(0, len(per_video), size=(resamples, len(per_video)))
+    values = [border_to_interior(per_video[torch.as_tensor(pick)].mean(0), grid) for pick in picks]
+    if any(v is None for v in values):
+        return None
+    tail = (1 - confidence) / 2
+    return [float(q) for q in np.quantile(values, [tail, 1 - tail])]
+
+
 def pooled(profiles: list[dict], grid: VideoGrid) -> dict:
-    """Mean shares over videos, with the two ratios the claim is judged on."""
-    per_position = torch.tensor([p["per_position"] for p in profiles], dtype=torch.float64).mean(0)
+    """Mean shares over videos, with the two ratios the claim is judged on (the border one with its
+    bootstrap interval over the videos)."""
+    per_video = torch.tensor([p["per_position"] for p in profiles], dtype=torch.float64)
+    per_position = per_video.mean(0)
     by_frame = torch.tensor([p["by_frame"] for p in profiles], dtype=torch.float64).mean(0)
     return {
         "per_position": per_position.tolist(),
         "by_frame": by_frame.tolist(),
         "border_to_interior": border_to_interior(per_position, grid),
+        "border_to_interior_ci": border_interval(per_video, grid),
         "last_to_first_frame": float(by_frame[-1] / by_frame[0]) if by_frame[0] > 0 else None,
     }
 
@@ -61,6 +78,7 @@ def summary(value: dict) -> dict:
             row = {"grid": f"{g['frames']}x{g['height']}x{g['width']}", "videos": entry["videos"]}
             for score in SCORES:
                 row[f"{score}_border_to_interior"] = entry[score]["border_to_interior"]
+                row[f"{score}_border_to_interior_ci"] = entry[score].get("border_to_interior_ci")
                 row[f"{score}_last_to_first_frame"] = entry[score]["last_to_first_frame"]
             out[pair][name] = row
     return out

@@ -1,5 +1,7 @@
 """Speedup vs frames at real model sizes, from the GPU systems benchmark's JSON (paper/bench_systems.py)
-when one exists: random weights of the released architectures, controlled acceptance."""
+when one exists: random weights of the released architectures, controlled acceptance. Only results made
+by the current code (their source_sha256 is verification.report.source_hash()) are drawn; the benchmark
+writes a result only after its equality gate passed (every row's tokens are the target's greedy ones)."""
 
 from __future__ import annotations
 
@@ -15,17 +17,30 @@ REPO = Path(__file__).resolve().parents[2]
 SEARCHED = (REPO / "docs" / "bench-systems", REPO / "reports" / "bench-systems")
 
 
-def reports() -> list[tuple[Path, dict]]:
-    found = []
-    for folder in SEARCHED:
-        for path in sorted(folder.glob("*.json")):
+def reports(folders=SEARCHED) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """The systems results of the current code, and one note per result left out (other code, or no
+    source hash: made before results recorded it)."""
+    from verification.report import source_hash
+
+    current = source_hash()
+    found, skipped = [], []
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.json")):
             try:
                 report = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if "cases" in report and "config" in report:
-                found.append((path, report))
-    return found
+            if "cases" not in report or "config" not in report:
+                continue
+            made_by = report.get("source_sha256")
+            if made_by != current:
+                skipped.append(f"{path.name} not drawn: made by "
+                               + (f"other code (source {str(made_by)[:12]}, this code {current[:12]})" if made_by
+                                  else "code that did not record its source hash")
+                               + "; rerun its command (top of paper/bench_systems.py) on this code")
+                continue
+            found.append((path, report))
+    return found, skipped
 
 
 def measure(found: list[tuple[Path, dict]]) -> dict:
@@ -61,10 +76,10 @@ def plot(numbers: dict):
 
 
 def build(job: FigureJob) -> Outcome:
-    found = reports()
+    found, skipped = reports()
     if not found:
-        return Outcome(notes=["no GPU systems benchmark result (docs/bench-systems/*.json or reports/bench-systems/"
-                              "*.json): no GPU was lent to this project when the figures were made; the commands "
-                              "that make them are at the top of paper/bench_systems.py"])
+        return Outcome(notes=["no GPU systems benchmark result of this code (docs/bench-systems/*.json or "
+                              "reports/bench-systems/*.json): the commands that make one are at the top of "
+                              "paper/bench_systems.py", *skipped])
     numbers = measure(found)
-    return Outcome(figures=[job.save(plot(numbers), "systems")], numbers=numbers)
+    return Outcome(figures=[job.save(plot(numbers), "systems")], numbers=numbers, notes=skipped)
