@@ -185,9 +185,13 @@ def run_generate(args) -> int:
     if _torchrun_rank() == 1:  # under torchrun, rank 1 is the draft's process: it serves rank 0's requests
         from hippo_fast.overlap.worker import serve_under_torchrun
 
-        serve_under_torchrun()
+        serve_under_torchrun(args.draft_device or args.device, target_device=args.device)
         return 0
     check_device(args.device)
+    if args.compile and args.overlap == "streams":  # before any model is loaded
+        from hippo_fast.overlap.lanes import check_graph_pools
+
+        check_graph_pools(args.device, args.device, cuda_graphs=True)
     if args.draft_device is not None:
         check_device(args.draft_device)
     args.target = args.target or default_target()

@@ -48,6 +48,10 @@ class StaticContext:
         self.capacity = capacity  # generated tokens the cache has rows for now
         self.limit = max(capacity, limit or 0)  # generated tokens it may grow to (the request's bound)
         self.forward_fn = forward_fn or adapter.model.forward  # the stock forward, or torch.compile of it
+        # Replayed as CUDA graphs (pipeline.compiled_forward on a GPU): the cache comes from cache_pool.POOL
+        # (stable addresses across requests) and warm() runs each shape until it replays.
+        self.cuda_graphs = bool(getattr(self.forward_fn, "cuda_graphs", False))
+        self._lease = None  # gives a pooled cache back (cache_pool.CachePool.lend)
         self.device = adapter.device
         self.vocab_size = adapter.vocab_size
         self.forwards = 1  # the prefill
@@ -73,18 +77,27 @@ class StaticContext:
         out = self.forward_fn(input_ids=ids[None].to(self.device), position_ids=self.adapter.batch_positions(positions),
                               cache=self.cache, use_cache=True)
         self.forwards += 1
-        return out.logits[0].float()
+        return owned_fp32(out.logits[0])
 
     def warm(self, step_sizes, seen: set) -> None:
-        """Run each forward shape (k tokens on this cache size) not in `seen` once, so that a compiled
-        forward captures it now and not in the middle of a decode (which shapes a decode meets depends
-        on its acceptances). The rows written are overwritten by the decode; forward counts are kept."""
+        """Run each forward shape (k tokens on this cache size) not in `seen`, so that a compiled forward
+        is compiled, and under CUDA graphs recorded, now and not in the middle of a decode (which shapes
+        a decode meets depends on its acceptances): once, or WARM_CALLS_CUDA_GRAPHS times on the cache's
+        own buffers (a graph is recorded for the addresses it reads). The rows written are overwritten
+        by the decode; forward counts are kept."""
         rows = self.prefill_len + self.capacity
+        calls, buffers = (WARM_CALLS_CUDA_GRAPHS, self.buffer_addresses()) if self.cuda_graphs else (1, None)
         for k in step_sizes:
-            if (rows, k) not in seen and k <= self.capacity:
-                self.forward(torch.zeros(k, dtype=torch.long, device=self.device), 0)
-                self.forwards -= 1
-                seen.add((rows, k))
+            if (rows, buffers, k) not in seen and k <= self.capacity:
+                for _ in range(calls):
+                    self.forward(torch.zeros(k, dtype=torch.long, device=self.device), 0)
+                    self.forwards -= 1
+                seen.add((rows, buffers, k))
+
+    def buffer_addresses(self) -> tuple[int, ...]:
+        """The data pointers of the cache's tensors: what a CUDA graph recorded on it replays on."""
+        return tuple(t.data_ptr() for layer in self.cache.layers if getattr(layer, "is_initialized", True)
+                     for t in (layer.keys, layer.values, layer.cumulative_length))
 
     def reserve(self, generated: int) -> None:
         """Let the cache grow to `generated` tokens (the audit reuses one prefill for decodes of different
@@ -94,20 +107,47 @@ class StaticContext:
     def grow(self, needed: int) -> None:
         """Rows for at least `needed` generated tokens: the capacity doubled (at least `needed`, at most the
         limit), every row copied into a new StaticCache (the old one is freed once the copy is made)."""
-        from transformers import StaticCache
-
         rows = self.prefill_len
         total = min(cache_rows(rows, max(2 * self.capacity, needed)), cache_rows(rows, self.limit))
-        bigger = StaticCache(config=self.adapter.model.config, max_cache_len=total)
+        bigger = new_cache(self.adapter.model, total, self.cuda_graphs)
         for old, new in zip(self.cache.layers, bigger.layers, strict=True):
             if not getattr(old, "is_initialized", True):
                 continue
             new.lazy_initialization(old.keys, old.values)
             new.keys[:, :, : old.keys.shape[2]] = old.keys
             new.values[:, :, : old.values.shape[2]] = old.values
+        if self._lease is not None:
+            self._lease()  # the smaller cache goes back to the pool
         self.cache, self.capacity = bigger, total - rows
+        self.lease_cache(total)
         self.limit = max(self.limit, self.capacity)
         self._positions = torch.arange(self.capacity, device=self.device) + self.next_position
+
+    def lease_cache(self, rows: int) -> None:
+        """A pooled cache (cuda_graphs) goes back to cache_pool.POOL when this context is collected."""
+        if self.cuda_graphs:
+            from hippo_fast.cache_pool import POOL
+
+            self._lease = POOL.lend(self, self.adapter.model, rows, self.cache)
+
+
+def owned_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """fp32 logits in memory of their own. `.float()` of fp32 logits is the same tensor, and under CUDA
+    graphs (torch.compile mode "reduce-overhead") that is the graph's output buffer, which the next
+    replay of ANY graph of the device overwrites (they share one memory pool): serial PEARL reads the
+    target's logits after the draft's replays. A copy of k x V floats, small beside a forward."""
+    return logits.clone() if logits.dtype == torch.float32 else logits.float()
+
+
+def new_cache(model, rows: int, pooled: bool):
+    """A StaticCache of `rows` rows: from cache_pool.POOL when `pooled` (forwards replayed as CUDA graphs)."""
+    from transformers import StaticCache
+
+    if pooled:
+        from hippo_fast.cache_pool import POOL
+
+        return POOL.take(model, rows)
+    return StaticCache(config=model.config, max_cache_len=rows)
 
 
 class HostContext:
@@ -137,6 +177,9 @@ def as_fast_context(context):
 
 
 CACHE_ROWS_MULTIPLE = 64
+# torch.compile mode "reduce-overhead" (CUDA graph trees): the first call of a shape compiles and warms up,
+# the second records its graph, the third replays it.
+WARM_CALLS_CUDA_GRAPHS = 3
 # Generated tokens a static cache has rows for at first; it doubles from there up to the request's
 # bound (StaticContext.grow). Every default request (64 new tokens; the benchmark's 128; the README's
 # 192) fits, so it allocates once.
@@ -160,15 +203,15 @@ def static_prefill(adapter, inputs, capacity: int, kept_grid_indices=None, posit
                    video_embeds=None, observe=None, forward_fn=None) -> StaticContext:
     """The stock prefill (hippo/adapters/base.py, the same computation) into a StaticCache with rows
     for the prompt plus first_capacity(capacity) generated tokens (cache_rows), growing up to `capacity`."""
-    from transformers import StaticCache
-
     rows = int(adapter.kept_rows(inputs, kept_grid_indices).numel())
     total = cache_rows(rows, first_capacity(capacity))
-    cache = StaticCache(config=adapter.model.config, max_cache_len=total)
+    cache = new_cache(adapter.model, total, bool(getattr(forward_fn, "cuda_graphs", False)))
     context = adapter.prefill(inputs, video_embeds=video_embeds, kept_grid_indices=kept_grid_indices,
                               positions=positions, observe=observe, cache=cache)
-    return StaticContext(adapter, cache, context.prefill_len, context.next_position, context.last_logits,
+    made = StaticContext(adapter, cache, context.prefill_len, context.next_position, context.last_logits,
                          total - rows, forward_fn, limit=capacity)
+    made.lease_cache(total)
+    return made
 
 
 # ---- what a request may ask for: positions and memory, checked before any cache exists -----------------

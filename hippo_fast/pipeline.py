@@ -46,7 +46,9 @@ def compiled_forward(model):
     if model not in _COMPILED:
         mode = "reduce-overhead" if next(model.parameters()).device.type == "cuda" else None
         options = None if mode else {"cpp_wrapper": True}  # CPU: launch the kernels from C++, not Python
-        _COMPILED[model] = torch.compile(model.forward, fullgraph=True, dynamic=False, mode=mode, options=options)
+        compiled = torch.compile(model.forward, fullgraph=True, dynamic=False, mode=mode, options=options)
+        compiled.cuda_graphs = mode == "reduce-overhead"  # read by cache.StaticContext (its cache pool, warm-up)
+        _COMPILED[model] = compiled
     return _COMPILED[model]
 
 
@@ -131,6 +133,10 @@ class FastImplementation:
         if request.decoding != "ar" and draft is None:
             raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
         capacity = request_capacity(request.config, request.decoding)
+        if self.compile and self.overlap == "streams" and request.decoding == "pearl":
+            from hippo_fast.overlap.lanes import check_graph_pools
+
+            check_graph_pools(target.device, draft.device, next(target.model.parameters()).device.type == "cuda")
         worker = startup = None
         if self.remote(request.decoding):
             from hippo_fast.overlap import processes

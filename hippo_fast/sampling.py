@@ -104,6 +104,23 @@ def one_hot(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
     return rows.scatter_(-1, tokens[:, None], 1.0)
 
 
+def pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[index] for a 0-d device index, as a 0-d tensor without a host sync (indexing with a 0-d
+    tensor calls .item() to make it an int)."""
+    return values.gather(0, index.reshape(1)).reshape(())
+
+
+def accepted_count(p: torch.Tensor, q: torch.Tensor, candidates: torch.Tensor, uniforms: UniformTable,
+                   first_index: int) -> torch.Tensor:
+    """How many candidates in a row pass u * q(x) < p(x) (hippo_ref's accept test), a 0-d device tensor;
+    p, q (c + ..., V) float64 rows of the candidates' positions."""
+    c = candidates.shape[0]
+    rows = torch.arange(c, device=p.device)
+    px, qx = p[rows, candidates], q[rows, candidates]
+    u = uniforms[ACCEPT][first_index : first_index + c]
+    return torch.cumprod((u * qx < px).to(torch.int64), 0).sum()
+
+
 def verify(target_logits: torch.Tensor, candidates: torch.Tensor, qs: torch.Tensor | None, params: SamplingParams,
            uniforms: UniformTable, first_index: int, bonus: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """hippo_ref's verify_in_order (+ the bonus draw of verify_block when `bonus`) for all candidates at
@@ -116,17 +133,14 @@ def verify(target_logits: torch.Tensor, candidates: torch.Tensor, qs: torch.Tens
         # rejection and the bonus are both that argmax (hippo_ref.sampling docstring).
         best = torch.argmax(target_logits, dim=-1)
         accepted = torch.cumprod((candidates == best[:c]).to(torch.int64), 0).sum()
-        after = best[torch.clamp(accepted, max=best.shape[0] - 1)]
+        after = pick(best, torch.clamp(accepted, max=best.shape[0] - 1))
         if not bonus:
             after = torch.where(accepted < c, after, torch.full_like(after, -1))
         return accepted, after
     vocab = target_logits.shape[-1]
     p = distributions(target_logits, params)
     q = one_hot(candidates, vocab) if qs is None else qs
-    rows = torch.arange(c, device=p.device)
-    px, qx = p[rows, candidates], q[rows, candidates]
-    u = uniforms[ACCEPT][first_index : first_index + c]
-    accepted = torch.cumprod((u * qx < px).to(torch.int64), 0).sum()
+    accepted = accepted_count(p, q, candidates, uniforms, first_index)
     residual = torch.clamp(p[:c] - q, min=0)
     total = residual.sum(-1, keepdim=True)
     residual = torch.where(total > 0, residual / torch.where(total > 0, total, 1), p[:c])  # p == q: keep p
@@ -135,5 +149,5 @@ def verify(target_logits: torch.Tensor, candidates: torch.Tensor, qs: torch.Tens
         extra = sample_rows(p[c : c + 1], uniforms[TARGET][first_index + c : first_index + c + 1])
     else:
         extra = torch.full((1,), -1, dtype=torch.int64, device=p.device)
-    after = torch.cat([redraw, extra])[accepted]
+    after = pick(torch.cat([redraw, extra]), accepted)
     return accepted, after

@@ -50,9 +50,14 @@ class Decode:
         return state
 
     def put(self, index: int | torch.Tensor, token: torch.Tensor) -> None:
-        """seq[index] = token without a host sync (index may be a device scalar)."""
-        index = torch.as_tensor(index, device=self.seq.device).reshape(1)
-        self.seq.index_copy_(0, index, token.reshape(1).to(self.seq.device))
+        """seq[index] = token without a host sync: a Python index selects a row; a device index (a 0-d
+        tensor) goes to index_copy_ (indexing with it would call .item(); so would a Python int turned
+        into a device tensor, which is a blocking host-to-device copy)."""
+        token = token.reshape(()).to(self.seq.device)
+        if isinstance(index, torch.Tensor):
+            self.seq.index_copy_(0, index.reshape(1).to(self.seq.device), token.reshape(1))
+        else:
+            self.seq[index] = token
 
     def commit(self, new: int | torch.Tensor, cfg: DecodeConfig, limit: int,
                rejected: torch.Tensor | bool = False) -> tuple[int, int, bool, bool]:
@@ -64,8 +69,7 @@ class Decode:
         window = self.seq[self.n : self.n + limit]
         is_eos = torch.isin(window, self.eos) & (torch.arange(limit, device=device) < new)
         first_eos = torch.where(is_eos.any(), torch.argmax(is_eos.to(torch.int8)), limit)
-        values = torch.stack([torch.as_tensor(x, device=device).to(torch.int64) for x in (new, first_eos, rejected)])
-        proposed, eos_at, was_rejected = values.tolist()
+        proposed, eos_at, was_rejected = _read_once(new, first_eos, rejected)
         count = min(proposed, eos_at + 1, cfg.max_new_tokens - self.n)
         done = count < proposed or eos_at < proposed or self.n + count >= cfg.max_new_tokens
         self.n += count
@@ -73,6 +77,17 @@ class Decode:
 
     def tokens(self) -> list[int]:
         return self.seq[: self.n].tolist()
+
+
+def _read_once(*values) -> list[int]:
+    """The values as ints, the device ones read in ONE transfer (Python values stay on the host: making
+    a device tensor of one would be a copy of its own)."""
+    on_device = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    read = torch.stack([values[i].reshape(()).to(torch.int64) for i in on_device]).tolist() if on_device else []
+    out = list(values)
+    for i, v in zip(on_device, read, strict=True):
+        out[i] = v
+    return [int(v) for v in out]
 
 
 def draft_block(draft, state: Decode, start: int, valid: int, gamma: int, cfg: DecodeConfig, vocab: int):

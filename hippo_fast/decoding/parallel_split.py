@@ -8,9 +8,15 @@ forwards on the same token ids, the same keyed uniforms, the same verify.
     target process                                draft process
     token 0 from the prefill  --START-->          seq[0]
     round r: forward seq[n-1 : n+pending]         draft gamma tokens after seq[:n+pending]
-             <--BLOCK--                            send them (and q)
-             verify pending + block[0], commit
-             --DECISION-->                         apply: n, rollback, replaced token
+             <--BLOCK--                            send them (and q of each, when it samples)
+             verify pending + block[0]
+             (a sampled candidate refused: --ROW?-->, <--q ROW--)
+             commit --DECISION-->                  apply: n, rollback, replaced token
+
+The target verifies with the same batched rule as the one-process decode (sampling.verify over a
+(candidates, V) q matrix); only the rows it reads cross: q(x) of every candidate, and the full q row
+of the first refused one (its residual). The other rows of that matrix are zeros there, which the
+rule never reads (the accepted count reads q(x) only; the residual drawn is the refused row's).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from hippo.stats import DecodeStats, Timeline
 from hippo_fast import sampling
 from hippo_fast.cache import as_fast_context
 from hippo_fast.decoding import common
+from hippo_fast.overlap.link import ROW
 
 
 def buffer_size(cfg: DecodeConfig) -> int:
@@ -47,11 +54,15 @@ def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_sample
         n = state.n
         with timeline.busy("target", round_index):
             target_logits = target_rows(target, state.seq[n - 1 : n + pending], n - 1)  # pending + 1 rows
-        block, qs = receive_block(link, g, target.vocab_size, draft_samples)
+        block, q_of_block = receive_block(link, g, target.vocab_size, draft_samples)
         with timeline.busy("verify", round_index):
             state.seq[n + pending : n + pending + g] = block.to(state.seq.device)
-            candidate_qs = None if qs is None else (qs[:1] if pending_qs is None else torch.cat([pending_qs, qs[:1]]))
-            accepted, after = sampling.verify(target_logits, state.seq[n : n + pending + 1], candidate_qs,
+            candidates = state.seq[n : n + pending + 1]
+            candidate_qs = None
+            if q_of_block is not None:
+                q_of_candidates = q_of_block[:1] if pending_qs is None else torch.cat([pending_qs, q_of_block[:1]])
+                candidate_qs = candidate_rows(link, target_logits, candidates, q_of_candidates, cfg, state.uniforms, n)
+            accepted, after = sampling.verify(target_logits, candidates, candidate_qs,
                                               cfg.sampling, state.uniforms, n, bonus=False)
             candidates = pending + 1
             rejected = accepted < candidates
@@ -65,7 +76,7 @@ def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_sample
         if rejected:
             pending, pending_qs = 0, None
         else:
-            pending, pending_qs = g - 1, None if qs is None else qs[1:].to(state.seq.device)
+            pending, pending_qs = g - 1, None if q_of_block is None else q_of_block[1:]
         round_index += 1
     draft_report = link.recv_object()  # the draft's forward count and its lane of the timeline
     stats.target_forwards = target.forwards
@@ -73,6 +84,21 @@ def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_sample
     timeline.spans += [tuple(span) for span in draft_report["spans"]]
     stats.decode_s = time.perf_counter() - start
     return DecodeResult(state.tokens(), stats, timeline)
+
+
+def candidate_rows(link, target_logits, candidates, q_of_candidates, cfg: DecodeConfig, uniforms, n: int):
+    """The (c, V) q matrix sampling.verify reads: q(x) of each candidate, and the full row of the first one
+    the rule refuses, asked of the draft (the accepted count is the rule's own: sampling.accepted_count)."""
+    c, vocab = candidates.shape[0], target_logits.shape[-1]
+    rows = torch.arange(c, device=candidates.device)
+    qs = torch.zeros(c, vocab, dtype=torch.float64, device=candidates.device)
+    qs[rows, candidates] = q_of_candidates
+    p = sampling.distributions(target_logits[:c], cfg.sampling)
+    refused = int(sampling.accepted_count(p, qs, candidates, uniforms, n))  # this round's host read
+    if refused < c:
+        link.send_row_request(refused)
+        qs[refused] = link.recv_row(vocab)
+    return qs
 
 
 def target_rows(target, ids, offset: int):
@@ -84,8 +110,9 @@ def target_rows(target, ids, offset: int):
 
 
 def receive_block(link, gamma: int, vocab: int, sampled: bool):
-    """The draft's block of this round (a seam of its own, so the audit can plant a bug in it)."""
-    return link.recv_block(gamma, vocab, sampled)
+    """The draft's block of this round and, when it samples, q of each token (a seam of its own, so the
+    audit can plant a bug in it)."""
+    return link.recv_block(gamma, sampled)
 
 
 def send_decision(link, n: int, valid: int, replaced_index, replaced_token, rejected: bool, done: bool) -> None:
@@ -108,20 +135,26 @@ def draft_parallel(draft_context, link, cfg: DecodeConfig, vocab: int) -> dict:
     first, done = link.recv_start()
     state.put(0, first)
     state.n, valid, pending, round_index = 1, 0, 0, 0
+    pending_qs = None
     while not done:
         with timeline.busy("draft", round_index):
             qs, valid = common.draft_block(draft, state, state.n + pending, valid, g, cfg, vocab)
             block = state.seq[state.n + pending : state.n + pending + g]
             block[-1].item()  # the block is drawn (a device works asynchronously)
-        link.send_block(block, qs)
+        q_of_block = None if qs is None else qs[torch.arange(g, device=qs.device), block]
+        link.send_block(block, q_of_block)
+        candidate_qs = None if qs is None else (qs[:1] if pending_qs is None else torch.cat([pending_qs, qs[:1]]))
         decision = link.recv_decision()
+        while decision["kind"] == ROW:  # the target refused a candidate: its residual needs the q row
+            link.send_row(candidate_qs[decision["n"]])
+            decision = link.recv_decision()
         done = bool(decision["done"])
         if decision["rejected"]:
             state.put(decision["replaced_index"], torch.tensor(decision["replaced_token"]))
             valid = min(valid, decision["valid"])
-            pending = 0
+            pending, pending_qs = 0, None
         else:
-            pending = g - 1
+            pending, pending_qs = g - 1, None if qs is None else qs[1:]
         state.n = decision["n"]
         round_index += 1
     return {"forwards": draft.forwards, "spans": timeline.spans}

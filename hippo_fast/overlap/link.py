@@ -3,28 +3,52 @@ point-to-point sends: gloo between CPU processes, NCCL between GPUs. Fixed-shape
 path (one BLOCK and one DECISION per round); pickled objects (jobs, replies, timelines) around it.
 
     target -> draft  START     [token 0, done]                        once per decode
-    draft -> target  BLOCK     gamma token ids (+ (gamma, V) float64 q rows when the draft samples)
-    target -> draft  DECISION  [n, draft rows still valid, replaced index, replaced token, rejected, done]
+    draft -> target  BLOCK     gamma token ids (+ when the draft samples: q of each drawn token, gamma float64)
+    target -> draft  ROW?      [ROW, candidate row]     only on a rejection of a sampled draft's token:
+    draft -> target  q ROW     that candidate's q row (V float64), for the residual max(p - q, 0)
+    target -> draft  DECISION  [DECISION, n, draft rows still valid, replaced index, replaced token, rejected, done]
+
+What crosses per round is what the accept / residual rule reads: q(x) of each candidate, and the one q
+row of a rejected candidate (the residual of the first refusal is the only one drawn). Sending every q
+row would move gamma x V float64 a round (about 6 MB for Qwen's vocabulary at gamma 5).
 
 The target decides acceptance alone (it holds p and the ACCEPT / RESIDUAL uniforms); the draft draws
 with the DRAFT uniforms of the same keyed table (hippo_fast/sampling.py). No random state crosses.
+
+Objects are pickled into a length and a byte tensor sent as two messages (the same on gloo and NCCL).
+
+A watched link (`watch`, the target's side of a spawned worker under NCCL) receives with irecv and
+polls: a peer gone (`watch()` says how) or silent past `timeout_s` raises ConnectionError / TimeoutError
+at once, which processes.DraftWorker turns into the WorkerError that gloo's closed socket gives. A
+blocking NCCL receive from a dead worker would instead wait for the group's timeout and then abort
+the whole process. A receive that waits for the worker's load or compile (`patient`) is bounded by
+the worker's life, not by `timeout_s`.
 """
 
 from __future__ import annotations
 
+import pickle
+import time
+
 import torch
 
-DECISION_FIELDS = ("n", "valid", "replaced_index", "replaced_token", "rejected", "done")
+DECISION, ROW = 0, 1  # the kinds of the target's messages after a BLOCK
+DECISION_FIELDS = ("kind", "n", "valid", "replaced_index", "replaced_token", "rejected", "done")  # ROW: "n" = row
+POLL_S = 50e-6  # a watched receive's sleep between polls: far below a decode round
 
 
 class Link:
     """One side's end of the pair: `peer` is the other rank; tensors travel on `device` (CPU for gloo,
-    the GPU for NCCL) and come back on `home` (where the decode keeps its buffers)."""
+    the GPU for NCCL) and come back on `home` (where the decode keeps its buffers). `watch`: see the
+    module docstring."""
 
-    def __init__(self, peer: int, device: torch.device, home: torch.device | None = None):
+    def __init__(self, peer: int, device: torch.device, home: torch.device | None = None, watch=None,
+                 timeout_s: float | None = None):
         self.peer = peer
         self.device = torch.device(device)
         self.home = torch.device(home or device)
+        self.watch = watch  # () -> None while the peer lives, else a line saying how it ended
+        self.timeout_s = timeout_s
 
     # ---- tensors, the per-round messages ------------------------------------------------------------
     def _send(self, tensor: torch.Tensor) -> None:
@@ -32,12 +56,27 @@ class Link:
 
         dist.send(tensor.to(self.device).contiguous(), self.peer)
 
-    def _recv(self, shape, dtype) -> torch.Tensor:
+    def _recv(self, shape, dtype, home: torch.device | None = None, patient: bool = False) -> torch.Tensor:
         import torch.distributed as dist
 
         buffer = torch.empty(shape, dtype=dtype, device=self.device)
-        dist.recv(buffer, self.peer)
-        return buffer.to(self.home)
+        if self.watch is None:
+            dist.recv(buffer, self.peer)
+        else:
+            self._wait(dist.irecv(buffer, self.peer), patient)
+        return buffer.to(home or self.home)
+
+    def _wait(self, work, patient: bool) -> None:
+        """Poll a receive until it completes, the peer is gone, or (unless `patient`) timeout_s passes."""
+        deadline = None if patient or self.timeout_s is None else time.monotonic() + self.timeout_s
+        while not work.is_completed():
+            gone = self.watch()
+            if gone:
+                raise ConnectionError(f"Connection closed by peer: {gone}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the peer sent nothing for {self.timeout_s:.0f} s (timed out)")
+            time.sleep(POLL_S)
+        work.wait()
 
     def send_start(self, token: torch.Tensor, done: bool) -> None:
         self._send(torch.stack([token.reshape(()).to(torch.int64).to(self.device),
@@ -47,19 +86,28 @@ class Link:
         message = self._recv((2,), torch.int64)
         return message[:1], bool(message[1])
 
-    def send_block(self, tokens: torch.Tensor, qs: torch.Tensor | None) -> None:
+    def send_block(self, tokens: torch.Tensor, q_of_tokens: torch.Tensor | None) -> None:
         self._send(tokens.to(torch.int64))
-        if qs is not None:
-            self._send(qs.to(torch.float64))
+        if q_of_tokens is not None:
+            self._send(q_of_tokens.to(torch.float64))
 
-    def recv_block(self, gamma: int, vocab: int, sampled: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def recv_block(self, gamma: int, sampled: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens = self._recv((gamma,), torch.int64)
-        return tokens, (self._recv((gamma, vocab), torch.float64) if sampled else None)
+        return tokens, (self._recv((gamma,), torch.float64) if sampled else None)
+
+    def send_row_request(self, row: int) -> None:
+        self._send(torch.tensor([ROW, row] + [0] * (len(DECISION_FIELDS) - 2), dtype=torch.int64))
+
+    def send_row(self, q_row: torch.Tensor) -> None:
+        self._send(q_row.to(torch.float64))
+
+    def recv_row(self, vocab: int) -> torch.Tensor:
+        return self._recv((vocab,), torch.float64)
 
     def send_decision(self, n: int, valid: int, replaced_index: torch.Tensor | int,
                       replaced_token: torch.Tensor | int, rejected: bool, done: bool) -> None:
         values = [torch.as_tensor(x, device=self.home).reshape(()).to(torch.int64)
-                  for x in (n, valid, replaced_index, replaced_token, int(rejected), int(done))]
+                  for x in (DECISION, n, valid, replaced_index, replaced_token, int(rejected), int(done))]
         self._send(torch.stack(values))
 
     def recv_decision(self) -> dict:
@@ -67,13 +115,12 @@ class Link:
 
     # ---- objects, around the decode -------------------------------------------------------------------
     def send_object(self, obj) -> None:
-        import torch.distributed as dist
+        data = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
+        self._send(torch.tensor([data.numel()], dtype=torch.int64))
+        self._send(data)
 
-        dist.send_object_list([obj], self.peer, device=self.device if self.device.type == "cuda" else None)
-
-    def recv_object(self):
-        import torch.distributed as dist
-
-        box = [None]
-        dist.recv_object_list(box, self.peer, device=self.device if self.device.type == "cuda" else None)
-        return box[0]
+    def recv_object(self, patient: bool = False):
+        """The next object; `patient`: it may follow the worker's load or compile (see the module docstring)."""
+        cpu = torch.device("cpu")
+        size = int(self._recv((1,), torch.int64, home=cpu, patient=patient)[0])
+        return pickle.loads(self._recv((size,), torch.uint8, home=cpu).numpy().tobytes())

@@ -20,7 +20,13 @@ Failures: the worker checks its device before joining and reports through a pipe
 missing device or a worker that dies before joining is a WorkerError naming the cause. A worker
 killed mid-request closes its sockets, so the target's next receive fails at once (gloo), and the
 request ends with a WorkerError (with the worker's last words when it had any); the process-group
-timeout bounds a worker that hangs.
+timeout bounds a worker that hangs. Under NCCL (two GPUs) a receive does not notice a dead peer: the
+target's receives are watched (link.Link.watch: the worker's process polled, the per-round messages
+bounded by the same timeout), which ends the request with the same WorkerError; the replies that wait
+for the worker's load or compile are bounded by its life, not by the timeout.
+
+NCCL needs each process's GPU named before the group exists (`init_group`: torch.cuda.set_device and
+device_id), else both ranks' communicators sit on cuda:0.
 """
 
 from __future__ import annotations
@@ -30,11 +36,15 @@ import datetime
 import itertools
 import os
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
 from hippo import placement
 from hippo.errors import HippoError
+
+if TYPE_CHECKING:
+    from hippo_fast.overlap.link import Link
 
 START_TIMEOUT_S = 120.0
 DEFAULT_TIMEOUT_S = 300.0
@@ -71,8 +81,40 @@ def backend_for(target_device: str, draft_device: str) -> str:
     return "gloo"
 
 
+def init_group(backend: str, device, **options) -> None:
+    """dist.init_process_group, under NCCL on this process's GPU: torch.cuda.set_device first (NCCL's
+    communicator and streams follow the current device, cuda:0 otherwise) and device_id (the
+    communicator is made now on that GPU, not guessed at the first send)."""
+    import torch.distributed as dist
+
+    if backend == "nccl":
+        device = torch.device(device)
+        torch.cuda.set_device(device)
+        options["device_id"] = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+    dist.init_process_group(backend, **options)
+
+
+def watch_process(process):
+    """link.Link's `watch` for a spawned worker: None while it runs, else how it ended."""
+
+    def gone() -> str | None:
+        code = process.poll()
+        return None if code is None else f"the draft worker's process ended (status {code})"
+
+    return gone
+
+
 split_cores = placement.split_cores  # (this process's cores, the worker's)
 torchrun_share = placement.torchrun_share  # threads of one rank under torchrun
+
+
+def link_for(peer: int, backend: str, home) -> Link:
+    """The link to `peer`: tensors on the home GPU under NCCL, on the CPU under gloo; received ones
+    land on `home`, where the decode keeps its buffers (a sampled draft's q rows included)."""
+    from hippo_fast.overlap.link import Link
+
+    home = torch.device(home)
+    return Link(peer, home if backend == "nccl" else torch.device("cpu"), home)
 
 
 class DraftWorker:
@@ -90,6 +132,8 @@ class DraftWorker:
         self._start: dict | None = None  # launch(): what join() needs
         self._startup_s = 0.0  # start-up (and draft loads) not yet reported by a request (take_startup)
         self._widened = None  # (cores, threads) of this process before narrow()
+        self.backend = "gloo"
+        self.lost = False  # a request lost it: under NCCL a receive from it is still posted (close() aborts)
 
     # ---- start ----------------------------------------------------------------------------------------
     @classmethod
@@ -156,17 +200,16 @@ class DraftWorker:
     def join(self) -> DraftWorker:
         """Wait for the launched worker (its start-up word, its draft's load) and join it in the process
         group. Its start-up, from the launch to its draft loaded, is kept for take_startup()."""
-        import torch.distributed as dist
-
-        from hippo_fast.overlap.link import Link
-
         start, self._start = self._start, None
         if start is None:
             return self
         try:
             _wait_alive(self.process, self.pipe)
-            dist.init_process_group(start["backend"], store=start["store"], rank=0, world_size=2,
-                                    timeout=datetime.timedelta(seconds=start["timeout_s"]))
+            # Under NCCL the link bounds each receive itself (watched), so the group's own timeout, after
+            # which NCCL aborts this process, must not come first.
+            group_s = WORKER_IDLE_TIMEOUT_S if start["backend"] == "nccl" else start["timeout_s"]
+            init_group(start["backend"], start["target_device"], store=start["store"], rank=0, world_size=2,
+                       timeout=datetime.timedelta(seconds=group_s))
         except WorkerError:
             self.closed = True
             raise
@@ -184,20 +227,25 @@ class DraftWorker:
             self.drafts[preload.key] = facts["loaded"]
         ready_at = facts.get("ready_at", time.perf_counter())  # time.perf_counter: one clock for the machine
         self._startup_s += max(0.0, ready_at - start["launched"])
-        comm = torch.device(start["target_device"]) if start["backend"] == "nccl" else torch.device("cpu")
-        self.link = Link(1, comm, torch.device(start["target_device"]))
+        self.link = link_for(1, start["backend"], start["target_device"])
+        if start["backend"] == "nccl":
+            self.link.watch, self.link.timeout_s = watch_process(self.process), start["timeout_s"]
+        self.backend = start["backend"]
         return self
 
     @classmethod
-    def attach(cls, timeout_s: float = DEFAULT_TIMEOUT_S) -> DraftWorker:
-        """Rank 0 under torchrun: join the group torchrun describes (env://)."""
+    def attach(cls, timeout_s: float = DEFAULT_TIMEOUT_S, target_device: str = "cpu",
+               draft_device: str = "cpu") -> DraftWorker:
+        """Rank 0 under torchrun: join the group torchrun describes (env://), NCCL between two GPUs as for
+        a spawned worker (rank 1 decides the same: worker.serve_under_torchrun)."""
         import torch.distributed as dist
 
-        from hippo_fast.overlap.link import Link
-
+        backend = backend_for(target_device, draft_device)
         if not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
-        return cls(Link(1, torch.device("cpu")))
+            init_group(backend, target_device, timeout=datetime.timedelta(seconds=timeout_s))
+        worker = cls(link_for(1, backend, target_device))
+        worker.backend = backend
+        return worker
 
     def load(self, draft: RemoteDraft) -> None:
         """Have the worker load `draft` now (a no-op when it has), so that a request does not pay for it."""
@@ -248,7 +296,7 @@ class DraftWorker:
 
     def reply(self, job_id, kind: str):
         """The worker's answer to job `job_id`: its payload, or WorkerError with the worker's message."""
-        answer = self._guard(self.link.recv_object)
+        answer = self._guard(lambda: self.link.recv_object(patient=True))  # it may follow a load or compile
         if answer[0] == "error":
             raise WorkerError(f"the draft worker could not do job {job_id}: {answer[2]}")
         if answer[0] != kind or answer[1] != job_id:
@@ -264,10 +312,10 @@ class DraftWorker:
             raise WorkerError("the draft worker is gone (an earlier request lost it); start a new one")
         try:
             return fn()
-        except (RuntimeError, ConnectionError) as err:
+        except (RuntimeError, ConnectionError, TimeoutError) as err:
             if not _lost_peer(err):
                 raise
-            self.closed = True
+            self.closed = self.lost = True
             raise WorkerError(self._obituary(err)) from None
 
     def _obituary(self, err) -> str:
@@ -321,7 +369,12 @@ class DraftWorker:
                 self.process.kill()
                 self.process.wait()
         if dist.is_initialized():
-            dist.destroy_process_group()
+            from torch.distributed import distributed_c10d
+
+            if self.backend == "nccl" and self.lost and hasattr(distributed_c10d, "_abort_process_group"):
+                distributed_c10d._abort_process_group()  # NCCL: a receive from the dead worker is still posted
+            else:
+                dist.destroy_process_group()
         self.widen()
 
 
@@ -330,7 +383,7 @@ def _lost_peer(err: BaseException) -> bool:
     import torch.distributed as dist
 
     text = str(err)
-    return (isinstance(err, (ConnectionError, dist.DistError))
+    return (isinstance(err, (ConnectionError, TimeoutError, dist.DistError))
             or any(marker in text for marker in ("Connection closed", "Connection reset", "gloo", "timed out",
                                                  "Timed out", "NCCL", "Broken pipe")))
 
@@ -403,7 +456,7 @@ def session(device: str = "cpu", target_device: str = "cpu", preload: RemoteDraf
         if current is not None:
             current.close()
         _SESSION.pop("worker", None)
-        worker = (DraftWorker.attach() if _under_torchrun()
+        worker = (DraftWorker.attach(target_device=target_device, draft_device=device) if _under_torchrun()
                   else DraftWorker.spawn(device, target_device=target_device, preload=preload, **options))
         _SESSION.update(worker=worker, placement=placement_key)
     if preload is not None:

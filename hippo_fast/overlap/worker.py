@@ -191,7 +191,7 @@ def spawned_main(init_method: str, status: StatusPipe, cores, device: str, timeo
 
     import torch.distributed as dist
 
-    from hippo_fast.overlap.link import Link
+    from hippo_fast.overlap.processes import init_group, link_for
 
     try:
         pin(cores)
@@ -214,8 +214,11 @@ def spawned_main(init_method: str, status: StatusPipe, cores, device: str, timeo
         host, port = init_method.removeprefix("tcp://").rsplit(":", 1)
         timeout = datetime.timedelta(seconds=timeout_s)
         store = dist.TCPStore(host, int(port), world_size=2, is_master=False, timeout=timeout)
-        dist.init_process_group(backend, store=store, rank=1, world_size=2, timeout=timeout)
-        server.link = Link(0, dev if backend == "nccl" else torch.device("cpu"), dev)
+        init_group(backend, dev, store=store, rank=1, world_size=2, timeout=timeout)
+        server.link = link_for(0, backend, dev)
+        if backend == "nccl":  # a dead target is not noticed by an NCCL receive: watch it (link.py)
+            parent = os.getppid()
+            server.link.watch = lambda: None if os.getppid() == parent else "the target's process ended"
         server.serve()
         dist.destroy_process_group()
     except Exception as err:
@@ -251,18 +254,21 @@ def main(argv=None) -> None:
                  preload)
 
 
-def serve_under_torchrun(timeout_s: float = WORKER_IDLE_TIMEOUT_S) -> None:
-    """Rank 1 under torchrun (WORLD_SIZE=2): join the group torchrun describes and serve rank 0."""
+def serve_under_torchrun(device: str = "cpu", target_device: str = "cpu",
+                         timeout_s: float = WORKER_IDLE_TIMEOUT_S) -> None:
+    """Rank 1 under torchrun (WORLD_SIZE=2): join the group torchrun describes and serve rank 0, over NCCL
+    between two GPUs (rank 0 decides the same from the same devices: processes.DraftWorker.attach)."""
     import datetime
 
     import torch.distributed as dist
 
-    from hippo_fast.overlap.link import Link
+    from hippo_fast.overlap.processes import backend_for, init_group, link_for
 
     placement.follow_cores(threads=placement.torchrun_share(placement.allowed_cores()))  # the ranks share the cores
+    backend = backend_for(target_device, device)
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
-    Server(Link(0, torch.device("cpu"))).serve()
+        init_group(backend, device, timeout=datetime.timedelta(seconds=timeout_s))
+    Server(link_for(0, backend, device)).serve()
     dist.destroy_process_group()
 
 
