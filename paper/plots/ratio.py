@@ -21,7 +21,7 @@ def measure(job: FigureJob, rows: list[dict]) -> dict:
     out: dict = {}
     for pair in p.pairs:
         base = method_rows(rows, pair, "AR")
-        unpruned = select(rows, pair=pair, prune="none")
+        unpruned = select(rows, pair=pair, decoding="sd", prune="none")  # AR has prune none too
         entry: dict = {"none": summarize(unpruned, p.bootstrap, p.seed).as_json()} if unpruned else {}
         for method in p.methods:
             entry[method] = {}
