@@ -10,6 +10,7 @@ import torch
 from hippo.adapters.base import VideoLLMAdapter
 from hippo.adapters.llava import LlavaNextVideoAdapter, LlavaOnevisionAdapter
 from hippo.adapters.qwen import Qwen2VLAdapter, QwenVLAdapter
+from hippo.adapters.text import TextLLMAdapter
 from hippo.devices import check_device  # noqa: F401 - re-exported: callers import it from here
 from hippo.errors import CheckpointError
 
@@ -18,7 +19,10 @@ ADAPTERS: dict[str, type[VideoLLMAdapter]] = {
     "qwen2_vl": Qwen2VLAdapter,
     "llava_onevision": LlavaOnevisionAdapter,
     "llava_next_video": LlavaNextVideoAdapter,
+    # text only (no video): what the recorded-row audit of a serving engine runs on (hippo/adapters/text.py)
+    "llama": TextLLMAdapter,
 }
+TEXT_FAMILIES = frozenset({"llama"})
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -61,7 +65,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, device: str = "cpu") -> VideoLLMAdapter:
     """Load the stock HF model, tokenizer, chat template and video processor config from `path`
     (a folder, or `zoo:NAME` for a model the package ships; see `hippo zoo list`)."""
-    from transformers import AutoModelForImageTextToText, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     from hippo.preprocess import load_processor_config
 
@@ -81,8 +85,9 @@ def load_adapter(path: str | Path, dtype: str | torch.dtype = torch.float32, dev
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{folder}: cannot load the tokenizer ({err}); it needs tokenizer.json "
                               "and tokenizer_config.json") from err
-    model = AutoModelForImageTextToText.from_pretrained(
+    model_class = AutoModelForCausalLM if family in TEXT_FAMILIES else AutoModelForImageTextToText
+    model = model_class.from_pretrained(
         folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True
     ).to(device)
-    processor_config = load_processor_config(folder)
+    processor_config = None if family in TEXT_FAMILIES else load_processor_config(folder)
     return ADAPTERS[family](model, tokenizer, processor_config, read_chat_template(folder, tokenizer), str(folder))

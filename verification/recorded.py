@@ -32,13 +32,14 @@ from pathlib import Path
 
 import torch
 
+from hippo.checkpoint import TEXT_FAMILIES
 from hippo.errors import ConfigError, HippoError
 from hippo.request import SamplingParams
 from verification import statistics
 from verification.checks import CheckResult, _first_mismatch, diagnose_divergence, settle_statistical
 
 OTHER = ("other",)  # the cell of every output outside the enumerated ones (a tuple: never a token sequence of ints)
-REQUIRED = ("video", "prompt", "tokens")
+REQUIRED = ("prompt", "tokens")  # and, for a video row, video with frames or frame_indices
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class RecordedRow:
     """One recorded output, validated."""
 
     line: int
-    video: str
+    video: str | None  # None: a text-only row (a text target, e.g. a serving engine's LlamaForCausalLM)
     prompt: str
     tokens: tuple[int, ...]
     frames: int | None = None
@@ -59,6 +60,8 @@ class RecordedRow:
     mean_run_length: float | None = None  # PEARL's measure as reported (stats.mean_run_length)
     rounds: tuple[int, ...] | None = None  # stats.accepted_per_round: tokens committed by each round
     rejections: tuple[bool, ...] | None = None  # stats.rejected_per_round: did each round end in a rejection
+    implementation: str | None = None  # what produced the row ("fast", "vllm 0.32.0 ngram", ...): its own report section
+    prompt_token_ids: tuple[int, ...] | None = None  # what the engine read, checked against the target's rendering
 
     @property
     def input_key(self) -> tuple:
@@ -68,6 +71,10 @@ class RecordedRow:
     @property
     def label(self) -> str:
         return f"line {self.line}"
+
+    @property
+    def text_only(self) -> bool:
+        return self.video is None
 
 
 def _resolve_video(video: str, base: Path) -> str:
@@ -91,8 +98,8 @@ def parse_row(obj, line: int, base: Path) -> RecordedRow:
         raise ConfigError(f"a row is a JSON object, got {type(obj).__name__}")
     missing = [k for k in REQUIRED if k not in obj]
     if missing:
-        raise ConfigError(f"missing field(s) {', '.join(missing)} (a row needs {', '.join(REQUIRED)} and frames or "
-                          "frame_indices)")
+        raise ConfigError(f"missing field(s) {', '.join(missing)} (a row needs {', '.join(REQUIRED)}; a video row also "
+                          "video and frames or frame_indices)")
     tokens = obj["tokens"]
     if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
                                                for t in tokens):
@@ -100,7 +107,12 @@ def parse_row(obj, line: int, base: Path) -> RecordedRow:
     if not tokens:
         raise ConfigError("tokens is empty: nothing to audit")
     frames, indices = obj.get("frames"), obj.get("frame_indices")
-    if frames is None and indices is None:
+    video = obj.get("video")
+    if video is None and (frames is not None or indices is not None):
+        raise ConfigError("frames / frame_indices without a video: give the video, or drop them for a text-only row")
+    if video is None:
+        frames = indices = None
+    elif frames is None and indices is None:
         raise ConfigError("give frames (uniformly sampled, the formula of hippo.video) or frame_indices")
     if indices is not None:
         if not isinstance(indices, list) or not all(isinstance(i, int) for i in indices):
@@ -130,14 +142,23 @@ def parse_row(obj, line: int, base: Path) -> RecordedRow:
     if rejections is not None and (not isinstance(rejections, list) or not all(
             isinstance(r, bool) or r in (0, 1) for r in rejections)):
         raise ConfigError("stats.rejected_per_round must be a list of booleans (one per round)")
+    prompt_ids = obj.get("prompt_token_ids")
+    if prompt_ids is not None and (not isinstance(prompt_ids, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt_ids)):
+        raise ConfigError("prompt_token_ids must be a list of non-negative integer token ids")
+    implementation = obj.get("implementation")
+    if implementation is not None and not isinstance(implementation, str):
+        raise ConfigError(f"implementation must be a string naming what produced the row, got {implementation!r}")
     return RecordedRow(
-        line=line, video=_resolve_video(str(obj["video"]), base), prompt=str(obj["prompt"]), tokens=tuple(tokens),
+        line=line, video=None if video is None else _resolve_video(str(video), base), prompt=str(obj["prompt"]),
+        tokens=tuple(tokens),
         frames=None if indices is not None else frames, frame_indices=indices, sampling=params,
         seed=obj.get("seed"), eos_token_ids=None if eos is None else tuple(eos), dtype=obj.get("dtype"),
         mat=float(mat) if isinstance(mat, (int, float)) else None,
         mean_run_length=float(run_length) if isinstance(run_length, (int, float)) else None,
         rounds=None if rounds is None else tuple(rounds),
         rejections=None if rejections is None else tuple(bool(r) for r in rejections),
+        implementation=implementation, prompt_token_ids=None if prompt_ids is None else tuple(prompt_ids),
     )
 
 
@@ -177,6 +198,8 @@ class TargetInputs:
     def clip(self, row: RecordedRow):
         from hippo.video import load_video
 
+        if row.text_only:
+            return None
         key = (row.video, row.frames, row.frame_indices)
         if key not in self._clips:
             from hippo.zoo.dataset import is_video_label, labelled_clip
@@ -187,11 +210,29 @@ class TargetInputs:
 
     def inputs_of(self, row: RecordedRow, adapter=None):
         adapter = adapter or self.target
+        if row.text_only and adapter.family not in TEXT_FAMILIES:
+            raise ConfigError(f"{row.label} is a text-only row (no video), the target {adapter.name} is a video LLM "
+                              f"({adapter.family}): give --target a text model ({', '.join(sorted(TEXT_FAMILIES))})")
         if adapter is not self.target:
             return adapter.prepare(self.clip(row), row.prompt)
         if row.input_key not in self._inputs:
             self._inputs[row.input_key] = adapter.prepare(self.clip(row), row.prompt)
-        return self._inputs[row.input_key]
+        inputs = self._inputs[row.input_key]
+        check_prompt_ids(row, inputs.input_ids.tolist())
+        return inputs
+
+
+def check_prompt_ids(row: RecordedRow, rendered: list[int]) -> None:
+    """A row that states the prompt ids it read must have read the target's own rendering of its prompt
+    (the chat template, tokenized): otherwise its tokens answer another input and comparing them means nothing."""
+    if row.prompt_token_ids is None or list(row.prompt_token_ids) == rendered:
+        return
+    stated = list(row.prompt_token_ids)
+    first = next((i for i, (a, b) in enumerate(zip(stated, rendered, strict=False)) if a != b),
+                 min(len(stated), len(rendered)))
+    raise ConfigError(f"{row.label}: its prompt_token_ids ({len(stated)} ids) differ from the target's rendering of the "
+                      f"prompt ({len(rendered)} ids) from position {first}: the engine read another input; render the "
+                      "prompt with the target's chat template (hippo.adapters.text.TextLLMAdapter.prompt_ids)")
 
 
 def _eos(row: RecordedRow, target) -> tuple[int, ...]:
@@ -214,7 +255,8 @@ def check_recorded_greedy(target, target_path: str, rows: list[RecordedRow], dty
     results, greedy_of = [], {}
     for row in rows:
         name = f"recorded_greedy|{row.label}"
-        facts = {"line": row.line, "video": row.video, "prompt": row.prompt, "tokens": len(row.tokens)}
+        facts = {"line": row.line, "video": row.video, "prompt": row.prompt, "tokens": len(row.tokens),
+                 "implementation": row.implementation}
         try:
             key = (row.input_key, _eos(row, target))
             need = len(row.tokens)
@@ -321,20 +363,25 @@ def check_recorded_sampled(target, rows: list[RecordedRow], k: int, alpha: float
     the target's exact law (pending verdicts: `settle_statistical` sets them as one family)."""
     inputs = TargetInputs(target)
     groups: dict[tuple, list[RecordedRow]] = {}
-    for row in rows:
-        groups.setdefault((row.input_key, row.sampling, _eos(row, target)), []).append(row)
-    results = []
-    for (key, params, eos), group in groups.items():
+    for row in rows:  # each implementation's rows are a claim of their own: never pooled with another's
+        groups.setdefault((row.input_key, row.sampling, _eos(row, target), row.implementation), []).append(row)
+    results, laws = [], {}
+    for (key, params, eos, implementation), group in groups.items():
         lines = [r.line for r in group]
-        name = f"recorded_sampled|{group[0].video.rsplit('/', 1)[-1]}|lines {lines[0]}..{lines[-1]}"
+        where = "text" if group[0].text_only else group[0].video.rsplit('/', 1)[-1]
+        name = f"recorded_sampled|{implementation or '-'}|{where}|lines {lines[0]}..{lines[-1]}"
         facts = {"video": key[0], "prompt": key[3], "frames": key[1], "frame_indices": key[2],
-                 "sampling": asdict(params), "rows": len(group), "lines": lines}
+                 "sampling": asdict(params), "rows": len(group), "lines": lines, "implementation": implementation}
         # A row shorter than k that did not end at EOS (its max_new_tokens was smaller) bounds the depth.
         short = [len(r.tokens) for r in group if len(r.tokens) < k and r.tokens[-1] not in eos]
         depth = min([k, *short])
         facts["tokens_compared"] = depth
         try:
-            law_of = TargetLaw(target, inputs.inputs_of(group[0]), params)
+            for r in group:
+                inputs.inputs_of(r)  # each row's prompt ids, if stated, are the target's rendering
+            if (key, params) not in laws:  # one law per input and parameters, whatever the implementation
+                laws[key, params] = TargetLaw(target, inputs.inputs_of(group[0]), params)
+            law_of = laws[key, params]
             cells = exact_law_cells(law_of, len(group), depth, eos)
             samples = []
             for r in group:

@@ -1,0 +1,44 @@
+"""The plan of a vLLM audit run (what the runner asks vLLM for), written by the project's environment.
+
+The prompts are rendered here, once, by the target's own chat template (hippo.adapters.text.TextLLMAdapter
+.prompt_ids): the engine is given token ids and reads no tokenizer, and every row states the ids it read,
+which the audit checks against the same rendering. Sampled prompts are chosen so that speculation starts at
+once: in the first one the answer repeats the prompt (the n-gram method proposes from its first generated
+token), so the first k tokens the audit compares pass through vLLM's rejection sampler.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PROMPTS = (
+    "Repeat this sentence exactly: the quick brown fox jumps over the lazy dog.",
+    "What is the capital of France?",
+    "Write one sentence about the sea.",
+)
+SAMPLED_PROMPTS = (0, 2)  # indices into PROMPTS (the second: an open answer, a spread first-token law)
+# Temperature 1 alone, then with top-k and top-p (last: vLLM 0.32.0 as shipped crashes on it with speculation).
+SAMPLING_SETTINGS = ({"temperature": 1.0}, {"temperature": 1.0, "top_k": 50, "top_p": 0.9})
+
+
+def write_plan(path: Path, target: str, draft: str, rows_per_pool: int = 300, greedy_max_tokens: int = 48,
+               sampled_max_tokens: int = 3, threads: int = 1, num_speculative_tokens: int = 4,
+               seed_base: int = 1000) -> dict:
+    from hippo.checkpoint import load_adapter
+
+    if rows_per_pool < 1 or greedy_max_tokens < 1 or sampled_max_tokens < 1 or threads < 1:
+        raise ValueError("rows per pool, token counts and threads must be positive")
+    adapter = load_adapter(target)
+    plan = {
+        "target": target, "draft": draft, "threads": threads, "num_speculative_tokens": num_speculative_tokens,
+        "eos_token_ids": list(adapter.eos_token_ids), "max_model_len": 512, "max_num_seqs": 128,
+        "prompts": [{"text": p, "token_ids": adapter.prompt_ids(p)} for p in PROMPTS],
+        "greedy_max_tokens": greedy_max_tokens,
+        "sampled": {"prompts": list(SAMPLED_PROMPTS), "settings": list(SAMPLING_SETTINGS), "seed_base": seed_base,
+                    "rows_per_pool": rows_per_pool, "max_tokens": sampled_max_tokens},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan, indent=1))
+    return plan
