@@ -44,6 +44,7 @@ class CachePool:
 
     def clear(self) -> None:
         self._free.clear()
+        self.made = 0
 
 
 POOL = CachePool()

@@ -11,6 +11,8 @@ value on the host or makes a device tensor from host data:
 On a CUDA device `torch.cuda.set_sync_debug_mode("error")` is the ground truth (hippo_fast/gpu_check.py
 runs a decode under it); this counter is its device-agnostic twin. `paused()` leaves out work that is
 not the decode loop's own (the stock model's eager forward, which a compiled forward replaces).
+`intended(device)` marks the reads a decode means to make (its one per round, its EOS ids, its tokens
+returned): allowed under the CUDA sync debug mode, still counted here (the tests pin how many).
 """
 
 from __future__ import annotations
@@ -95,3 +97,17 @@ class _DispatchMode(TorchDispatchMode):
         if func is torch.ops.aten._local_scalar_dense.default:
             self.syncs.record("item")
         return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def intended(device):
+    """A host read the decode means to make: torch.cuda's sync debug mode is off inside (a no-op elsewhere)."""
+    mode = torch.cuda.get_sync_debug_mode() if torch.device(device).type == "cuda" else 0
+    if not mode:
+        yield
+        return
+    torch.cuda.set_sync_debug_mode(0)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(mode)

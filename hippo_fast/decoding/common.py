@@ -16,6 +16,7 @@ import torch
 from hippo.request import DecodeConfig
 from hippo_fast import sampling
 from hippo_fast.cache import as_fast_context
+from hippo_fast.host_syncs import intended
 
 
 def align_vocab(logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -42,9 +43,10 @@ class Decode:
         device = target.device
         size = cfg.max_new_tokens + gamma + 2
         target.reserve(size)
-        state = cls(torch.zeros(size, dtype=torch.int64, device=device),
-                    sampling.UniformTable(cfg.seed, size, device),
-                    torch.tensor(cfg.eos_token_ids or (-1,), dtype=torch.int64, device=device))
+        with intended(device):  # the EOS ids, once per decode
+            eos = torch.tensor(cfg.eos_token_ids or (-1,), dtype=torch.int64, device=device)
+        state = cls(torch.zeros(size, dtype=torch.int64, device=device), sampling.UniformTable(cfg.seed, size, device),
+                    eos)
         first, _ = sampling.draw(target.last_logits, cfg.sampling, state.uniforms, sampling.TARGET, 0)
         state.seq[0] = first
         return state
@@ -69,14 +71,16 @@ class Decode:
         window = self.seq[self.n : self.n + limit]
         is_eos = torch.isin(window, self.eos) & (torch.arange(limit, device=device) < new)
         first_eos = torch.where(is_eos.any(), torch.argmax(is_eos.to(torch.int8)), limit)
-        proposed, eos_at, was_rejected = _read_once(new, first_eos, rejected)
+        with intended(device):
+            proposed, eos_at, was_rejected = _read_once(new, first_eos, rejected)
         count = min(proposed, eos_at + 1, cfg.max_new_tokens - self.n)
         done = count < proposed or eos_at < proposed or self.n + count >= cfg.max_new_tokens
         self.n += count
         return proposed, count, done, bool(was_rejected)
 
     def tokens(self) -> list[int]:
-        return self.seq[: self.n].tolist()
+        with intended(self.seq.device):
+            return self.seq[: self.n].tolist()
 
 
 def _read_once(*values) -> list[int]:
