@@ -1,5 +1,7 @@
 """nox sessions. `nox -s tests` is the test command CI runs (see .ci/run and README)."""
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests", "verify", "wheel"]
@@ -135,3 +137,13 @@ def vllm(session):
     session.run("hippo", "verify", "--recorded", str(rows), "--target", target, "--recorded-tokens", "3",
                 "--out", str(work / "audit"), env=env, success_codes=[0, 1])
     session.run("python", "-m", "verification.engines.vllm_report", "--work", str(work), "--out", args.out, env=env)
+
+
+@nox.session(python=False)
+def gpu(session):
+    """hippo_fast's device check (scripts/gpu_check.py): on a machine with one GPU, within 8 minutes on an
+    H100; gpu-check.json / .md (and the systems benchmark's) go to reports/gpu-check/ for the README. It
+    runs in the current environment, whose torch must be a CUDA build (the other sessions install the
+    CPU wheel). `nox -s gpu -- --device cpu --out DIR` runs its CPU twin. Not in the default sessions."""
+    args = session.posargs or ["--device", "cuda", "--out", "reports/gpu-check"]
+    session.run("python", "scripts/gpu_check.py", *args, env={**ENV, "PYTHONPATH": str(Path(__file__).parent)})
