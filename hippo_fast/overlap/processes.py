@@ -171,6 +171,12 @@ class DraftWorker:
         own, theirs = split_cores(placement.allowed_cores()) if pin_cores else (None, None)
         init_method = f"tcp://127.0.0.1:{store.port}"
         backend = backend_for(target_device, device)
+        from hippo_fast.overlap.lanes import same_gpu
+
+        if same_gpu(target_device, device):  # two CUDA contexts on one GPU take turns unless MPS shares it
+            placement.log_once(f"placement: the draft worker shares {torch.device(device)} with this process: without "
+                               "NVIDIA MPS their kernels time-slice, so expect little overlap (a second GPU: "
+                               "--draft-device cuda:1)")
         read_end, write_end = os.pipe()
         command = [sys.executable, "-m", "hippo_fast.overlap.worker", "--init-method", init_method,
                    "--status-fd", str(write_end), "--cores", ",".join(map(str, theirs or ())), "--device", device,
