@@ -19,7 +19,6 @@ vllm.v1.sample.rejection_sampler; vLLM's files are not changed. The audit must F
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -59,7 +58,7 @@ def plant_accept_ratio_inverted(torch, rs) -> None:
         handed[rows, ids[rows]] = torch.where(p > 0, q * q / p.clamp_min(1e-30), torch.full_like(p, float("inf")))
         return real(output_token_ids, cu_num_draft_tokens, draft_token_ids, draft_probs, handed, *rest)
 
-    functools.update_wrapper(inverted_ratio, real)  # keeps what vLLM reads off it (register_warmup)
+    inverted_ratio.register_warmup = real.register_warmup  # vLLM's RejectionSampler registers its warm-up on it
     rs._rejection_random_sample = inverted_ratio
 
 
