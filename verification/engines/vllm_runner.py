@@ -45,21 +45,27 @@ def plant_residual_is_target(torch, rs) -> None:
 
 
 def plant_accept_ratio_inverted(torch, rs) -> None:
-    """A draft token is accepted when q/p >= u instead of p/q >= u. The acceptance kernel reads the target's
-    probabilities only at the draft tokens, so it is handed q^2/p there (then its p/q is q/p)."""
-    real = rs._rejection_random_sample
+    """A draft token is accepted when q/p >= u instead of p/q >= u. The acceptance kernel (on a CPU without
+    Triton: vLLM's C++ override, registered when the engine starts) reads the target's probabilities only at
+    the draft tokens, so it is handed q^2/p there (then its p/q is q/p)."""
+    import functools
 
-    def inverted_ratio(output_token_ids, cu_num_draft_tokens, draft_token_ids, draft_probs, target_probs, *rest):
+    from vllm.utils import cpu_triton_utils
+
+    real = cpu_triton_utils._rejection_random_sample_kernel_impl
+
+    @functools.wraps(real)  # the same signature: vLLM's override forwards the kernel's arguments by name
+    def inverted_ratio(output_token_ids, cu_num_draft_tokens, draft_token_ids, draft_probs, target_probs, *rest,
+                       **kwargs):
         ids = draft_token_ids.long()
         rows = torch.nonzero(ids >= 0).flatten()  # -1 marks padding (always rejected)
         p = target_probs[rows, ids[rows]]
         q = torch.ones_like(p) if draft_probs is None else draft_probs[rows, ids[rows]]
         handed = target_probs.clone()
         handed[rows, ids[rows]] = torch.where(p > 0, q * q / p.clamp_min(1e-30), torch.full_like(p, float("inf")))
-        return real(output_token_ids, cu_num_draft_tokens, draft_token_ids, draft_probs, handed, *rest)
+        return real(output_token_ids, cu_num_draft_tokens, draft_token_ids, draft_probs, handed, *rest, **kwargs)
 
-    inverted_ratio.register_warmup = real.register_warmup  # vLLM's RejectionSampler registers its warm-up on it
-    rs._rejection_random_sample = inverted_ratio
+    cpu_triton_utils._rejection_random_sample_kernel_impl = inverted_ratio
 
 
 PLANTED_BUGS = {"residual-is-target": plant_residual_is_target, "accept-ratio-inverted": plant_accept_ratio_inverted}
