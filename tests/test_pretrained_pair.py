@@ -78,7 +78,7 @@ def test_long_caption_states_follow_the_rendered_pixels(frames):
 def test_the_pair_is_registered_at_sixteen_frames():
     assert PAIRS["smol"] == ("smol-target", "smol-draft")
     assert pair_frames("smol") == 16 and pair_frames("zoo:qwen") == 8
-    assert MODELS["smol-target"].materialized and not MODELS["smol-draft"].materialized
+    assert MODELS["smol-target"].materialized and MODELS["smol-draft"].materialized
 
 
 # ------------------------------------------------------------------------------ materialization
@@ -169,7 +169,7 @@ def test_training_job_is_deterministic_resumes_exactly_and_exports(tmp_path):
     assert set(whole) == set(second) == {"target", "draft"}
     from safetensors.torch import load_file
 
-    for name in ("smol-target/trained.safetensors", "smol-draft/model.safetensors"):
+    for name in ("smol-target/trained.safetensors", "smol-draft/draft.safetensors"):
         a, b = load_file(tmp_path / "out-a" / name), load_file(tmp_path / "out-b" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     trained = load_file(tmp_path / "out-a" / "smol-target" / "trained.safetensors")
@@ -177,6 +177,39 @@ def test_training_job_is_deterministic_resumes_exactly_and_exports(tmp_path):
     assert any(v.abs().sum() > 0 for k, v in trained.items() if k.endswith("lora_B"))  # the deltas trained
     log = (tmp_path / "a" / "train.log").read_text()
     assert '"eta_min"' in log and '"val_aux_accuracy"' in log
+
+
+def test_compact_draft_rounds_only_its_embedding_and_materializes_a_whole_stock_draft(tmp_path, monkeypatch):
+    """The shipped draft stores its embedding in int8 (one scale a row) and the rest in bf16: expanding
+    it gives every bf16 weight back exactly and each embedding entry within half a step of its row's
+    scale; materialized with its target's tokenizer, it is a stock checkpoint holding those weights."""
+    from safetensors.torch import load_file
+
+    from hippo.zoo import pretrained
+    from hippo.zoo import pretrained_train as T
+
+    T.run(tmp_path / "a", _tiny_recipe(), base=_tiny_base(), out_root=tmp_path / "out")
+    draft_dir, target_dir = tmp_path / "out" / "smol-draft", tmp_path / "out" / "smol-target"
+    assert not (draft_dir / "tokenizer.json").exists()  # shipped once, in the target's folder
+    compact = load_file(draft_dir / pretrained.DRAFT_FILE)
+    assert compact[f"int8.{T.DRAFT_EMBEDDING}"].dtype == torch.int8
+    assert all(v.dtype == torch.bfloat16 for k, v in compact.items() if not k.startswith(("int8.", "scale.")))
+    expanded = pretrained.expand_state(compact)
+    job = T.Job(tmp_path / "a", _tiny_recipe())
+    trained = {n[len("draft."):]: v for n, v in job.state["params"].items() if n.startswith("draft.")}
+    embedding = trained[T.DRAFT_EMBEDDING]
+    scale = compact[f"scale.{T.DRAFT_EMBEDDING}"]
+    assert ((expanded[T.DRAFT_EMBEDDING] - embedding).abs() <= scale / 2 + 1e-7).all()
+    assert not torch.equal(expanded[T.DRAFT_EMBEDDING], embedding)  # it did round: the test can fail
+    monkeypatch.setenv("HIPPO_CACHE", str(tmp_path / "cache"))
+    folder = pretrained.materialize("smol-draft", draft_dir, files_from=target_dir)
+    assert (folder / "tokenizer.json").is_file()
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(folder)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in expanded.items())
+    assert torch.equal(state["lm_head.weight"], expanded[T.DRAFT_EMBEDDING])  # tied
 
 
 def test_training_job_continues_from_shipped_parts(tmp_path):

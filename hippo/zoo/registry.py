@@ -73,8 +73,9 @@ class ZooModel:
 
     @property
     def shipped(self) -> bool:
-        if self.materialized:
-            return (self.path / "config.json").is_file() and (self.path / "trained.safetensors").is_file()
+        if self.materialized:  # a target's trained parts, or a compact draft (hippo.zoo.pretrained)
+            return (self.path / "config.json").is_file() and any(
+                (self.path / f).is_file() for f in ("trained.safetensors", "draft.safetensors"))
         return (self.path / "config.json").is_file() and any(self.path.glob("*.safetensors"))
 
     def stage_size(self, index: int) -> TinySize:
@@ -171,7 +172,7 @@ MODELS: dict[str, ZooModel] = {
         ZooModel("smol-target", "llava_onevision", "target", SMOL_TARGET_SIZE, (), frames=SMOL_FRAMES,
                  materialized=True),
         ZooModel("smol-draft", "llava_onevision", "draft", SMOL_DRAFT_SIZE, (), target="smol-target",
-                 frames=SMOL_FRAMES),
+                 frames=SMOL_FRAMES, materialized=True),
     )
 }
 # pair name -> (target, draft); the first pair is the default of `hippo generate`.
@@ -211,7 +212,9 @@ def resolve_zoo(spec: str) -> Path:
 
         from hippo.zoo.pretrained import materialize
 
-        return materialize(name, model.path, progress=lambda message: print(message, file=sys.stderr))
+        files_from = zoo_model(model.target).path if model.role == "draft" and model.target else None
+        return materialize(name, model.path, progress=lambda message: print(message, file=sys.stderr),
+                           files_from=files_from)
     return model.path
 
 
