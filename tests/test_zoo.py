@@ -583,3 +583,27 @@ def test_detail_table_merges_parts_and_renders_every_method(tmp_path):
     readme.write_text(f"a\n{DETAIL_START}\nold\n{DETAIL_END}\nb\n")
     write_table(table, readme, DETAIL_START, DETAIL_END)
     assert readme.read_text() == f"a\n{DETAIL_START}\n{table}\n{DETAIL_END}\nb\n"
+
+
+def test_detail_parts_on_consecutive_videos_pool_exactly_and_others_are_refused():
+    """`hippo zoo detail --first` splits the test videos over processes: the parts pool over the facts of
+    each part (fact_accuracy pools facts), their per-example counts join, and MAT is pooled again; parts
+    on overlapping or gapped ranges are refused rather than one of them kept."""
+    from hippo.zoo import dataset
+    from hippo.zoo.evaluate import DetailReport, merge_detail
+
+    def part(first, target_facts, per_example, tokens):
+        return DetailReport("smol", 2, target_facts, 0.5, tokens, 70.0, mat={"none": 0.0}, per_example={"none": per_example},
+                            target_fact_kinds={"color": target_facts}, draft_fact_kinds={"color": 1.0},
+                            frames=16, first=first)
+
+    a, b = part(0, 1.0, [[30, 6], [28, 6]], 80.0), part(2, 0.0, [[31, 7], [20, 10]], 60.0)
+    (whole,) = merge_detail([b, a])  # in any order
+    facts = [len(dataset.caption_facts(dataset.video_spec("test", i), 16)) for i in range(4)]
+    assert whole.examples == 4 and whole.first == 0
+    assert whole.target_facts == pytest.approx(sum(facts[:2]) / sum(facts))
+    assert whole.target_fact_kinds["color"] == pytest.approx(0.5)  # one colour fact per video
+    assert whole.target_tokens == 70.0 and whole.per_example["none"] == [[30, 6], [28, 6], [31, 7], [20, 10]]
+    assert whole.mat["none"] == pytest.approx(109 / 29)
+    with pytest.raises(ValueError, match="neither share their videos nor follow"):
+        merge_detail([a, part(3, 0.0, [[31, 7], [20, 10]], 60.0)])

@@ -328,17 +328,65 @@ def write_table(markdown: str, path, start: str = START, end: str = END) -> None
     path.write_text(f"{head}{start}\n{markdown}\n{end}{tail}")
 
 
+def _fact_counts(first: int, examples: int, frames: int) -> dict[str, int]:
+    """How many reference facts of each kind (and "all") test videos first..first+examples-1 have at
+    `frames` frames: the weights that pool fact accuracies of parts exactly (fact_accuracy pools facts)."""
+    counts: dict[str, int] = {"all": 0}
+    for i in range(first, first + examples):
+        for fact in dataset.caption_facts(dataset.video_spec("test", i), frames):
+            kind = fact.split(".")[-1]
+            counts[kind] = counts.get(kind, 0) + 1
+            counts["all"] += 1
+    return counts
+
+
+def _pool_ranges(a: DetailReport, b: DetailReport) -> DetailReport:
+    """Two parts of one pair measured on consecutive test videos (`--first`), as one report: facts pooled
+    over the facts of each part, lengths over its videos, per-example counts joined and MAT / run length
+    pooled again from them. Both parts must have measured the same keys."""
+    if a.frames != b.frames or a.first + a.examples != b.first or set(a.mat) != set(b.mat) \
+            or set(a.run_length) != set(b.run_length):
+        raise ValueError(f"{a.pair}: parts on videos {a.first}..{a.first + a.examples - 1} and {b.first}.."
+                         f"{b.first + b.examples - 1} (frames {a.frames} / {b.frames}, keys {sorted(a.mat)} / "
+                         f"{sorted(b.mat)}) cannot be pooled: measure consecutive ranges with the same "
+                         "--methods, --ratios and --frames")
+    wa, wb = _fact_counts(a.first, a.examples, a.frames), _fact_counts(b.first, b.examples, b.frames)
+
+    def facts(x: float, y: float, kind: str = "all") -> float:
+        return (x * wa.get(kind, 0) + y * wb.get(kind, 0)) / (wa.get(kind, 0) + wb.get(kind, 0))
+
+    n = a.examples + b.examples
+    per_example = {k: a.per_example[k] + b.per_example[k] for k in a.per_example}
+    per_runs = {k: a.per_example_runs[k] + b.per_example_runs[k] for k in a.per_example_runs}
+    return DetailReport(
+        a.pair, n, facts(a.target_facts, b.target_facts), facts(a.draft_facts, b.draft_facts),
+        (a.target_tokens * a.examples + b.target_tokens * b.examples) / n,
+        (a.draft_tokens * a.examples + b.draft_tokens * b.examples) / n,
+        mat={k: pooled_mat(v) for k, v in per_example.items()},
+        run_length={k: pooled_run_length(v) for k, v in per_runs.items()},
+        per_example=per_example, per_example_runs=per_runs,
+        target_fact_kinds={k: facts(v, b.target_fact_kinds[k], k) for k, v in a.target_fact_kinds.items()},
+        draft_fact_kinds={k: facts(v, b.draft_fact_kinds[k], k) for k, v in a.draft_fact_kinds.items()},
+        frames=a.frames, first=a.first)
+
+
 def merge_detail(reports: list[DetailReport]) -> list[DetailReport]:
-    """One DetailReport per pair from reports of the same pair measured in parts (disjoint --methods,
-    each with its own "none" baseline on the same examples: the first part's stands)."""
+    """One DetailReport per pair from reports of the same pair measured in parts: parts on the same videos
+    with disjoint --methods (each with its own "none" baseline: the first part's stands), or parts on
+    consecutive ranges of videos (--first; pooled exactly, _pool_ranges)."""
     merged: dict[str, DetailReport] = {}
-    for r in reports:
+    for r in sorted(reports, key=lambda r: r.first):
         if r.pair not in merged:
             merged[r.pair] = r
             continue
         base = merged[r.pair]
-        if base.examples != r.examples:
-            raise ValueError(f"{r.pair}: parts measured on {base.examples} and {r.examples} examples cannot merge")
+        if base.first + base.examples == r.first:
+            merged[r.pair] = _pool_ranges(base, r)
+            continue
+        if (base.first, base.examples) != (r.first, r.examples):
+            raise ValueError(f"{r.pair}: parts on videos {base.first}..{base.first + base.examples - 1} and "
+                             f"{r.first}..{r.first + r.examples - 1} neither share their videos nor follow each "
+                             "other: merge parts of the same videos, or of consecutive ranges")
         for name in ("mat", "run_length", "per_example", "per_example_runs"):
             for key, value in getattr(r, name).items():
                 getattr(base, name).setdefault(key, value)
