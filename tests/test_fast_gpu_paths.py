@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import gc
 import math
-import os
-import signal
 import threading
 import types
 
 import pytest
 import torch
+from worker_faults import kill_worker_at_round
 
 from hippo.errors import ConfigError
 from hippo.generation import generate, implementation
@@ -295,15 +294,7 @@ def _killed_at_the_third_round(pair, video, monkeypatch, watched: bool) -> str:
         worker.link.watch, worker.link.timeout_s = processes.watch_process(worker.process), 300.0
         monkeypatch.setattr(dist, "irecv", lambda tensor, peer, receive=dist.recv: _PollableReceive(receive, tensor,
                                                                                                       peer))
-    original, rounds = parallel_split.receive_block, []
-
-    def kill_at_the_third_round(channel, *args):
-        rounds.append(1)
-        if len(rounds) == 3:
-            os.kill(worker.process.pid, signal.SIGKILL)
-        return original(channel, *args)
-
-    monkeypatch.setattr(parallel_split, "receive_block", kill_at_the_third_round)
+    kill_worker_at_round(monkeypatch, worker, 3)
     try:
         with pytest.raises(WorkerError) as caught:
             generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir),

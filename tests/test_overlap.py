@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+from worker_faults import kill_worker_at_round
 
 from hippo.cli import main
 from hippo.generation import generate, implementation
@@ -99,15 +100,7 @@ def test_a_killed_worker_ends_the_request_within_seconds(pair, synthetic_video, 
     next request starts a new worker and succeeds."""
     req = request(synthetic_video, SamplingParams(), tokens=40, gamma=2)
     worker = processes.session("cpu")
-    original, rounds = parallel_split.receive_block, []
-
-    def kill_at_the_third_round(link, *args):
-        rounds.append(1)
-        if len(rounds) == 3:
-            os.kill(worker.process.pid, signal.SIGKILL)
-        return original(link, *args)
-
-    monkeypatch.setattr(parallel_split, "receive_block", kill_at_the_third_round)
+    rounds = kill_worker_at_round(monkeypatch, worker, 3)
     started = time.monotonic()
     with pytest.raises(WorkerError, match="killed by SIGKILL") as caught:
         generate(implementation("fast", overlap="processes"), pair.target, RemoteDraft(pair.draft_dir), req)
