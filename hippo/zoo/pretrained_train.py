@@ -146,25 +146,17 @@ class LowRankDeltas(torch.nn.Module):
         return out
 
 
-class TemporalAux(torch.nn.Module):
-    """Training-only, like hippo.zoo.train.AuxHead (learnt attention pools over the video tokens the LLM
-    receives, one per group of `pools`), but pooled frame by frame so the order of frames survives:
-    static attributes read the frames' mean, the temporal ones (TEMPORAL) also the late half's mean
-    minus the early half's. Its gradient makes each frame's tokens say where the object is in a form a
-    comparison of frames can read, which a pool over the whole clip cannot ask for."""
+class TemporalAux(AuxHead):
+    """Training-only, AuxHead's learnt attention pools (one per group of `pools`) taken frame by frame so
+    the order of frames survives: static attributes read the frames' mean, the temporal ones (TEMPORAL)
+    also the late half's mean minus the early half's. Its gradient makes each frame's tokens say where the
+    object is in a form a comparison of frames can read, which a pool over the whole clip cannot ask for.
+    Loss and accuracy are AuxHead's, over these logits."""
 
     TEMPORAL = ("motion", "speed", "occlusion")
 
-    def __init__(self, hidden: int, pools):
-        super().__init__()
-        from hippo.zoo.train import AUX_CLASSES
-
-        self.pools = tuple(tuple(group) for group in pools)
-        self.attributes = tuple(a for group in self.pools for a in group)
-        self._pool_of = {a: k for k, group in enumerate(self.pools) for a in group}
-        self.score = torch.nn.Linear(hidden, len(self.pools))
-        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden * (2 if a in self.TEMPORAL else 1), len(AUX_CLASSES[a]))
-                                          for a in self.attributes})
+    def reads(self, attribute: str) -> int:
+        return 2 if attribute in self.TEMPORAL else 1  # [mean, late - early]
 
     def logits(self, features: torch.Tensor, videos: int) -> dict[str, torch.Tensor]:
         per_frame = features.reshape(videos, -1, *features.shape[-2:])  # (videos, frames, tokens, hidden)
@@ -179,20 +171,6 @@ class TemporalAux(torch.nn.Module):
                 x = torch.cat([x, frames[:, half:].mean(1) - frames[:, :half].mean(1)], dim=-1)
             out[a] = self.heads[a](x)
         return out
-
-    def loss(self, features: torch.Tensor, specs) -> torch.Tensor:
-        from hippo.zoo.train import aux_label
-
-        total = features.new_zeros(())
-        for attribute, logits in self.logits(features, len(specs)).items():
-            total = total + torch.nn.functional.cross_entropy(logits, torch.tensor([aux_label(s, attribute) for s in specs]))
-        return total / len(self.attributes)
-
-    def accuracy(self, features: torch.Tensor, specs) -> dict[str, float]:
-        from hippo.zoo.train import aux_label
-
-        return {a: round((logits.argmax(-1) == torch.tensor([aux_label(s, a) for s in specs])).float().mean().item(), 3)
-                for a, logits in self.logits(features, len(specs)).items()}
 
 
 def make_aux(recipe: Recipe, hidden: int):

@@ -152,7 +152,12 @@ class AuxHead(torch.nn.Module):
         self.attributes = tuple(attributes)
         self._pool_of = {a: k for k, group in enumerate(pools) for a in group}
         self.score = torch.nn.Linear(hidden, len(pools))
-        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(AUX_CLASSES[a])) for a in self.attributes})
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden * self.reads(a), len(AUX_CLASSES[a]))
+                                          for a in self.attributes})
+
+    def reads(self, attribute: str) -> int:
+        """How many hidden-sized vectors `attribute`'s head reads (one here: its pool)."""
+        return 1
 
     def logits(self, features: torch.Tensor, videos: int) -> dict[str, torch.Tensor]:
         per_video = features.reshape(videos, -1, features.shape[-1])
