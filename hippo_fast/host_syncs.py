@@ -8,7 +8,7 @@ value on the host or makes a device tensor from host data:
   * `Tensor.tolist()` and `Tensor.numpy()`;
   * `torch.tensor` / `torch.as_tensor` of Python data onto a named device (a blocking host-to-device
     copy on a GPU; a device-side `torch.full` is not one).
-On a CUDA device `torch.cuda.set_sync_debug_mode("error")` is the ground truth (hippo_fast/gpu_check.py
+On a CUDA device `torch.cuda.set_sync_debug_mode("error")` is the ground truth (scripts/gpu_check.py
 runs a decode under it); this counter is its device-agnostic twin. `paused()` leaves out work that is
 not the decode loop's own (the stock model's eager forward, which a compiled forward replaces).
 `intended(device)` marks the reads a decode means to make (its one per round, its EOS ids, its tokens
