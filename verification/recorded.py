@@ -92,6 +92,11 @@ def _resolve_video(video: str, base: Path) -> str:
     return str(base / video)  # load_video then says the file is missing, naming this path
 
 
+def _is_token_ids(value) -> bool:
+    """A JSON list of non-negative integer token ids (booleans are not ids)."""
+    return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
+
+
 def parse_row(obj, line: int, base: Path) -> RecordedRow:
     """A RecordedRow from one decoded JSON line, or ConfigError saying which field is wrong."""
     if not isinstance(obj, dict):
@@ -101,8 +106,7 @@ def parse_row(obj, line: int, base: Path) -> RecordedRow:
         raise ConfigError(f"missing field(s) {', '.join(missing)} (a row needs {', '.join(REQUIRED)}; a video row also "
                           "video and frames or frame_indices)")
     tokens = obj["tokens"]
-    if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
-                                               for t in tokens):
+    if not _is_token_ids(tokens):
         raise ConfigError("tokens must be a list of non-negative integer token ids")
     if not tokens:
         raise ConfigError("tokens is empty: nothing to audit")
@@ -143,8 +147,7 @@ def parse_row(obj, line: int, base: Path) -> RecordedRow:
             isinstance(r, bool) or r in (0, 1) for r in rejections)):
         raise ConfigError("stats.rejected_per_round must be a list of booleans (one per round)")
     prompt_ids = obj.get("prompt_token_ids")
-    if prompt_ids is not None and (not isinstance(prompt_ids, list) or not all(
-            isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt_ids)):
+    if prompt_ids is not None and not _is_token_ids(prompt_ids):
         raise ConfigError("prompt_token_ids must be a list of non-negative integer token ids")
     implementation = obj.get("implementation")
     if implementation is not None and not isinstance(implementation, str):
