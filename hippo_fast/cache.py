@@ -77,7 +77,7 @@ class StaticContext:
         out = self.forward_fn(input_ids=ids[None].to(self.device), position_ids=self.adapter.batch_positions(positions),
                               cache=self.cache, use_cache=True)
         self.forwards += 1
-        return owned_fp32(out.logits[0])
+        return owned_fp32(out.logits[0], self.cuda_graphs)
 
     def warm(self, step_sizes, seen: set) -> None:
         """Run each forward shape (k tokens on this cache size) not in `seen`, so that a compiled forward
@@ -131,12 +131,13 @@ class StaticContext:
             self._lease = POOL.lend(self, self.adapter.model, rows, self.cache)
 
 
-def owned_fp32(logits: torch.Tensor) -> torch.Tensor:
+def owned_fp32(logits: torch.Tensor, graph_output: bool) -> torch.Tensor:
     """fp32 logits in memory of their own. `.float()` of fp32 logits is the same tensor, and under CUDA
-    graphs (torch.compile mode "reduce-overhead") that is the graph's output buffer, which the next
-    replay of ANY graph of the device overwrites (they share one memory pool): serial PEARL reads the
-    target's logits after the draft's replays. A copy of k x V floats, small beside a forward."""
-    return logits.clone() if logits.dtype == torch.float32 else logits.float()
+    graphs (torch.compile mode "reduce-overhead", `graph_output`) that is the graph's output buffer, which
+    the next replay of ANY graph of the device overwrites (they share one memory pool): serial PEARL reads
+    the target's logits after the draft's replays. Then a copy of k x V floats, small beside a forward;
+    any other forward returns fresh logits, which are kept as they are."""
+    return logits.clone() if graph_output and logits.dtype == torch.float32 else logits.float()
 
 
 def new_cache(model, rows: int, pooled: bool):

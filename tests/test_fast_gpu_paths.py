@@ -66,6 +66,7 @@ def test_fp32_logits_outlive_the_next_forward_that_reuses_its_output_buffer(pair
         buffer[shape].copy_(out.logits)
         return types.SimpleNamespace(logits=buffer[shape])
 
+    one_output_buffer.cuda_graphs = True  # what pipeline.compiled_forward marks on such a forward
     context = static_prefill(pair.target, pair.target.prepare(clip, PROMPT), 16, forward_fn=one_output_buffer)
     first = context.forward(torch.tensor([5]), 0)
     kept = first.clone()
