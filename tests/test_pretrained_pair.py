@@ -6,6 +6,8 @@ tiny tokenizer (same code path, seconds)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -152,7 +154,8 @@ def _tiny_base():
 def _tiny_recipe():
     from hippo.zoo.pretrained_train import Recipe
 
-    return Recipe(vision_steps=2, vision_batch=2, target_steps=3, target_batch=1, draft_steps=2, draft_batch=1,
+    return Recipe(vision_steps=2, vision_batch=2, target_steps=3, target_batch=1, align_steps=2, align_batch=2,
+                  draft_steps=2, draft_batch=1,
                   draft_hidden=32, draft_layers=1, draft_heads=2, draft_kv_heads=1, draft_intermediate=64,
                   vision_hidden=32, long_every=2, long_frames=8, lora_rank=2, llm_aux_layer=1)
 
@@ -175,8 +178,35 @@ def test_training_job_is_deterministic_resumes_exactly_and_exports(tmp_path):
     trained = load_file(tmp_path / "out-a" / "smol-target" / "trained.safetensors")
     assert any(k.startswith("lora.") for k in trained) and not any(k.startswith("model.language_model.") for k in trained)
     assert any(v.abs().sum() > 0 for k, v in trained.items() if k.endswith("lora_B"))  # the deltas trained
-    log = (tmp_path / "a" / "train.log").read_text()
-    assert '"eta_min"' in log and '"val_aux_accuracy"' in log
+    log = [json.loads(line) for line in (tmp_path / "a" / "train.log").read_text().splitlines()]
+    assert any("eta_min" in r for r in log)
+    assert {r["phase"] for r in log if "val_aux_accuracy" in r} == {"vision", "draft-align"}
+    assert any(k.startswith("draft-aux.") for k in T.Job(tmp_path / "a", recipe).state["params"])  # the draft's video head
+
+
+def test_a_recipe_without_target_steps_needs_the_shipped_target(tmp_path):
+    from dataclasses import replace
+
+    from hippo.zoo import pretrained_train as T
+
+    with pytest.raises(ValueError, match="--start-from-shipped"):
+        T.run(tmp_path, replace(_tiny_recipe(), vision_steps=0, target_steps=0), base=_tiny_base(), export=False)
+
+
+def test_prompt_tail_states_hold_neither_video_nor_answer():
+    from hippo.zoo import pretrained_train as T
+    from hippo.zoo.train import IGNORE
+
+    video, x = 9, 1
+    ids = torch.tensor([[x, video, video, x, x, x, 5, 6], [video, video, x, x, 7, 8, 0, 0]])
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 6:], labels[1, 4:6] = ids[0, 6:], ids[1, 4:6]
+    hidden = torch.arange(16.0).reshape(2, 8, 1)
+    tail = T.prompt_tail_states(hidden, ids, labels, video)  # tails: positions 3-5 and 2-3: the last 2 of each
+    assert tail.flatten().tolist() == [4.0, 5.0, 10.0, 11.0]
+    labels[1, 2] = ids[1, 2]
+    with pytest.raises(ValueError, match="no prompt tail"):
+        T.prompt_tail_states(hidden, ids, labels, video)
 
 
 def test_compact_draft_rounds_only_its_embedding_and_materializes_a_whole_stock_draft(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,9 @@ ALL_POOLS = (("color", "size"), ("shape",), ("background",), ("occlusion",), ("m
 @dataclass(frozen=True)
 class Recipe:
     """Everything that determines the pretrained pair's training (recorded in the state and the log).
-    The defaults are the second run's, which continues the first run's shipped target
-    (`hippo zoo train-pretrained --start-from-shipped`); FIRST_RUN is the first run's."""
+    The defaults are the third run's, which keeps the shipped (second run's) target as it is and trains
+    the draft so that it reads the video (`hippo zoo train-pretrained --start-from-shipped`);
+    FIRST_RUN and SECOND_RUN are the earlier runs'."""
 
     seed: int = 0
     train_frames: int = 4  # most steps' clip length
@@ -60,10 +61,10 @@ class Recipe:
     # the auxiliary heads: per-frame pools whose temporal attributes read the late frames against the early
     # ones (TemporalAux) rather than one pool over the whole clip (AuxHead, blind to the order of frames)
     temporal_aux: bool = True
-    vision_steps: int = 300
+    vision_steps: int = 0
     vision_batch: int = 16
     vision_lr: float = 2e-3
-    target_steps: int = 420
+    target_steps: int = 0
     target_batch: int = 4
     target_lr: float = 1e-3  # tower, projector, newline
     lora_lr: float = 1e-3
@@ -78,10 +79,18 @@ class Recipe:
     draft_heads: int = 4
     draft_kv_heads: int = 2
     draft_intermediate: int = 768
-    draft_steps: int = 300
+    # the draft's projector first learns the tower's attribute task alone (its tower is the target's,
+    # frozen), so that its video tokens carry the object's attributes before any answer is asked of them
+    align_steps: int = 300
+    align_batch: int = 16
+    align_lr: float = 2e-3
+    draft_steps: int = 600
     draft_batch: int = 4
     draft_lr: float = 1.5e-3
     distill: float = 0.5
+    # deep supervision of the draft: from its last layer's states on the prompt's tail (after the video,
+    # before the answer) predict the object's attributes, which only attention to the video can tell
+    draft_aux_weight: float = 0.5
 
     @property
     def lora_scale(self) -> float:
@@ -93,11 +102,14 @@ class Recipe:
         return (self.image_size // self.patch_size // 2) ** 2
 
 
+# The second run (2026-12-06, continuing the first's shipped target): its target is the one shipped.
+SECOND_RUN = Recipe(vision_steps=300, target_steps=420, align_steps=0, draft_steps=300, draft_aux_weight=0.0)
 # The first run (2026-12-06, from SmolLM2 and a random tower): its shipped target is the second's start.
-FIRST_RUN = Recipe(lora_modules=("q_proj", "k_proj", "v_proj", "o_proj"), temporal_aux=False, vision_steps=400,
-                   target_steps=450, lora_lr=5e-4, llm_aux_weight=0.0)
+FIRST_RUN = replace(SECOND_RUN, lora_modules=("q_proj", "k_proj", "v_proj", "o_proj"), temporal_aux=False,
+                    vision_steps=400, target_steps=450, lora_lr=5e-4, llm_aux_weight=0.0)
 
-PHASES = ("vision", "target", "draft")
+PHASES = ("vision", "target", "draft-align", "draft")
+_PHASE_SEEDS = {"vision": 0, "target": 1, "draft": 2, "draft-align": 3}  # fixed: earlier runs' batches stay theirs
 DRAFT_EMBEDDING = "model.language_model.embed_tokens.weight"  # shipped in int8 (pretrained.compact_state)
 
 
@@ -274,7 +286,7 @@ def make_adapter(model, tokenizer, folder: Path):
 # ------------------------------------------------------------------------------------ the job
 
 def _phase_seed(recipe: Recipe, phase: str) -> int:
-    return recipe.seed * 1000 + 100 + PHASES.index(phase)
+    return recipe.seed * 1000 + 100 + _PHASE_SEEDS[phase]
 
 
 def frames_at(recipe: Recipe, step: int) -> int:
@@ -361,6 +373,9 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
                      **({f"llm_aux.{n}": p for n, p in llm_aux.named_parameters()} if llm_aux else {})}
     origin = pretrained.shipped_hash(Path(start_from)) if start_from is not None else None
     if job.fresh:
+        if start_from is None and not (recipe.vision_steps and recipe.target_steps):
+            raise ValueError("this recipe trains no target of its own: it continues the shipped one "
+                             "(hippo zoo train-pretrained --start-from-shipped)")
         job.state["start_from"] = origin
         if start_from is not None:
             _restore(target_params, shipped_parts(Path(start_from), deltas))
@@ -393,6 +408,8 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
         elif phase == "target":
             status = _target_phase(job, recipe, target, adapter, aux, llm_aux, target_params, captured, first, done,
                                    out_of_time)
+        elif phase == "draft-align":
+            status = _draft_align_phase(job, recipe, tokenizer, llm, target, first, done, out_of_time)
         else:
             status = _draft_phase(job, recipe, tokenizer, llm, target, adapter, first, done, out_of_time)
         if status != "done":
@@ -441,32 +458,40 @@ def _loop(job: Job, phase: str, steps: int, first: int, params: dict, optim, ste
 
 
 def _vision_phase(job, recipe, target, adapter, aux, params, captured, first, done, out_of_time) -> str:
-    vision = [p for n, p in params.items() if n.startswith("model.vision_tower.") or n.startswith("model.multi_modal_projector.")]
-    optim = torch.optim.AdamW(vision + list(aux.parameters()), lr=recipe.vision_lr, weight_decay=0.01)
+    tower = [p for n, p in params.items() if n.startswith("model.vision_tower.") or n.startswith("model.multi_modal_projector.")]
+    return _attribute_phase(job, "vision", recipe.vision_steps, recipe.vision_batch, recipe.vision_lr, recipe, target,
+                            adapter, aux, tower, params, captured, first, done, out_of_time)
+
+
+def _attribute_phase(job, phase, steps, batch, lr, recipe, model, adapter, aux, trained, saved, captured, first, done,
+                     out_of_time) -> str:
+    """`trained` (and `aux`) on the auxiliary attribute task over `model`'s projector output (captured by
+    a hook as "video"), `batch` training clips a step; `saved`: the parameters the job's state keeps."""
+    optim = torch.optim.AdamW(trained + list(aux.parameters()), lr=lr, weight_decay=0.01)
     validation = [dataset.video_spec("val", i) for i in range(64)]
 
     def features(specs):
         pixels = torch.cat([adapter.prepare(dataset.as_clip(dataset.render(s, recipe.train_frames)), "")
                             .vision_inputs["pixel_values_videos"] for s in specs])
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            target.model.get_video_features(pixels)
+            model.model.get_video_features(pixels)
         return captured.pop("video").float()
 
     def step_fn(step):
-        specs = [dataset.video_spec("train", i) for i in batch_indices(_phase_seed(recipe, "vision"), step, recipe.vision_batch)]
+        specs = [dataset.video_spec("train", i) for i in batch_indices(_phase_seed(recipe, phase), step, batch)]
         for group in optim.param_groups:
-            group["lr"] = lr_at(step, recipe.vision_steps, recipe.vision_lr, warmup=20)
+            group["lr"] = lr_at(step, steps, lr, warmup=20)
         loss = aux.loss(features(specs), specs)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
-        if (step + 1) % 100 == 0 or step + 1 == recipe.vision_steps:
+        if (step + 1) % 100 == 0 or step + 1 == steps:
             with torch.no_grad():
-                job.log({"phase": "vision", "step": step + 1, "val_aux_accuracy": aux.accuracy(features(validation), validation)})
+                job.log({"phase": phase, "step": step + 1, "val_aux_accuracy": aux.accuracy(features(validation), validation)})
         return loss.item()
 
-    target.train()
-    return _loop(job, "vision", recipe.vision_steps, first, params, optim, step_fn, done, out_of_time)
+    model.train()
+    return _loop(job, phase, steps, first, saved, optim, step_fn, done, out_of_time)
 
 
 def _answer_loss(model, batch: dict, teacher=None, distill: float = 0.0):
@@ -539,21 +564,73 @@ def _target_phase(job, recipe, target, adapter, aux, llm_aux, params, captured, 
     return _loop(job, "target", recipe.target_steps, first, params, optim, step_fn, done, out_of_time)
 
 
-def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, done, out_of_time) -> str:
+def _draft(job, recipe, tokenizer, llm, target):
+    """The draft as the job's state has it (built, then its saved parameters restored), its trainable
+    parameters under the state's names (`draft.` + name), and an adapter around it."""
     draft = build_draft(recipe, tokenizer, llm, target)
-    params = _trainable(draft.named_parameters())
-    prefixed = {f"draft.{n}": p for n, p in params.items()}
+    prefixed = {f"draft.{n}": p for n, p in _trainable(draft.named_parameters()).items()}
     _restore(prefixed, job.state["params"])
-    folder = layout_folder(job.work_dir, "draft", draft, tokenizer, recipe)
-    adapter = make_adapter(draft, tokenizer, folder)
-    optim = torch.optim.AdamW([{"params": list(params.values()), "lr": recipe.draft_lr, "base": recipe.draft_lr}],
-                              weight_decay=0.01)
-    target.eval()
-    step_fn = _answer_step(recipe, "draft", recipe.draft_steps, recipe.draft_batch, adapter, optim,
-                           lambda batch, _: _answer_loss(draft, batch, teacher=target, distill=recipe.distill))
+    return draft, prefixed, make_adapter(draft, tokenizer, layout_folder(job.work_dir, "draft", draft, tokenizer, recipe))
 
+
+def _draft_align_phase(job, recipe, tokenizer, llm, target, first, done, out_of_time) -> str:
+    draft, prefixed, adapter = _draft(job, recipe, tokenizer, llm, target)
+    aux = make_aux(recipe, recipe.draft_hidden)
+    saved = {**prefixed, **{f"draft-align.{n}": p for n, p in aux.named_parameters()}}
+    _restore(saved, job.state["params"])
+    captured = {}
+    draft.model.multi_modal_projector.register_forward_hook(lambda m, a, out: captured.__setitem__("video", out))
+    projector = [p for n, p in prefixed.items() if n.startswith("draft.model.multi_modal_projector.")]
+    return _attribute_phase(job, "draft-align", recipe.align_steps, recipe.align_batch, recipe.align_lr, recipe, draft,
+                            adapter, aux, projector, saved, captured, first, done, out_of_time)
+
+
+def prompt_tail_states(hidden: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor, video_token_id: int) -> torch.Tensor:
+    """(batch * K, hidden): each example's last K positions before its first answer token that come after
+    its last video token (K: the shortest such tail in the batch), i.e. states that hold no answer word
+    and no video token, so what they know of the video they got by attention."""
+    spans = []
+    for i in range(hidden.shape[0]):
+        after_video = int((input_ids[i] == video_token_id).nonzero().max()) + 1
+        answer = int((labels[i] != IGNORE).nonzero().min())
+        spans.append((after_video, answer))
+    k = min(answer - start for start, answer in spans)
+    if k < 1:
+        raise ValueError("an example's answer starts right after its video: no prompt tail to supervise")
+    return torch.cat([hidden[i, answer - k: answer] for i, (_, answer) in enumerate(spans)])
+
+
+def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, done, out_of_time) -> str:
+    draft, prefixed, adapter = _draft(job, recipe, tokenizer, llm, target)
+    video_aux = AuxHead(recipe.draft_hidden, ALL_POOLS) if recipe.draft_aux_weight else None
+    saved = {**prefixed, **({f"draft-aux.{n}": p for n, p in video_aux.named_parameters()} if video_aux else {})}
+    _restore(saved, job.state["params"])
+    optim = torch.optim.AdamW([{"params": list(saved.values()), "lr": recipe.draft_lr, "base": recipe.draft_lr}],
+                              weight_decay=0.01)
+    captured = {}
+    draft.model.language_model.norm.register_forward_hook(lambda m, a, out: captured.__setitem__("hidden", out))
+    video_token = draft.config.video_token_id
+    parts: list[list[float]] = []  # per step: answer loss, video aux (logged every 20 steps)
+
+    def loss_fn(batch, examples):
+        input_ids, labels = batch["input_ids"], batch["labels"]
+        loss = _answer_loss(draft, batch, teacher=target, distill=recipe.distill)
+        row = [loss.item(), 0.0]
+        if video_aux is not None:
+            states = prompt_tail_states(captured.pop("hidden").float(), input_ids, labels, video_token)
+            deep = video_aux.loss(states, [ex.video for ex in examples])
+            loss, row[1] = loss + recipe.draft_aux_weight * deep, deep.item()
+        parts.append(row)
+        if len(parts) == 20:
+            job.log({"phase": "draft", "answer_loss": round(float(np.mean([r[0] for r in parts])), 4),
+                     "video_aux": round(float(np.mean([r[1] for r in parts])), 4)})
+            parts.clear()
+        return loss
+
+    target.eval()
+    step_fn = _answer_step(recipe, "draft", recipe.draft_steps, recipe.draft_batch, adapter, optim, loss_fn)
     draft.train()
-    return _loop(job, "draft", recipe.draft_steps, first, prefixed, optim, step_fn, done, out_of_time)
+    return _loop(job, "draft", recipe.draft_steps, first, saved, optim, step_fn, done, out_of_time)
 
 
 # ------------------------------------------------------------------------------------ export
