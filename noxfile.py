@@ -27,8 +27,11 @@ def tests(session):
 
 @nox.session(python="3.11")
 def lint(session):
-    session.install("ruff==0.17.6")
+    """ruff, and the layers' import contracts (pyproject.toml [tool.importlinter], docs/ARCHITECTURE.md):
+    import-linter reads the source of the packages in this folder, nothing is imported or installed."""
+    session.install("ruff==0.17.6", "import-linter==2.17")
     session.run("ruff", "check", ".")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python="3.11")

@@ -13,6 +13,7 @@ was wrong and what to do, and exit with status 2; nothing is printed as a traceb
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -74,7 +75,9 @@ def prune_params_from_args(args):
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. `command`: the subcommand about to run, whose module alone is imported
+    (None: every subcommand's, for the tests and the docs)."""
     parser = argparse.ArgumentParser(prog="hippo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -125,21 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("out_dir")
     tiny.add_argument("--family", default="qwen2_5_vl", choices=list(FAMILIES))
     tiny.add_argument("--seed", type=int, default=0)
-    for module in _extension_modules():
-        module.add_subcommand(sub)
+    for name, (module, summary) in SUBCOMMANDS.items():
+        if command is None or command == name:
+            importlib.import_module(module).add_subcommand(sub)
+        else:  # named with its help only: its module loads when it runs
+            sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 # Subcommands that live with the code they drive: each module defines `COMMAND` (its name),
-# `add_subcommand(subparsers)` and `run(args) -> int`. Add a module here to add a command.
-EXTENSION_MODULES: tuple[str, ...] = ("hippo.zoo.cli", "verification.cli", "hippo_ref.pruning.diagnostics", "paper.bench_perf",
-                                     "paper.figures")
-
-
-def _extension_modules():
-    import importlib
-
-    return [importlib.import_module(name) for name in EXTENSION_MODULES]
+# `add_subcommand(subparsers)` and `run(args) -> int`, and is imported only when its command runs (the
+# layers: hippo/ imports no implementation, verification/ or paper/; .importlinter). Add one here to add
+# a command; its summary is what `hippo --help` lists.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "zoo": ("hippo.zoo.cli", "the trained model zoo shipped with the package (list, train, table)"),
+    "verify": ("verification.cli", "audit losslessness: exact laws, greedy equality, Monte Carlo, mutants"),
+    "inspect": ("hippo_ref.pruning.diagnostics", "pruning diagnostics: position bias, kept tokens, MAT sweep (PNG + JSON)"),
+    "bench": ("paper.bench_perf", "benchmarks (perf: tokens/s of every implementation, one process)"),
+    "figures": ("paper.figures", "regenerate the paper's figures, tables and paper/REPRODUCTION.md (needs a passing "
+                                 "`hippo verify` certificate of this code)"),
+}
 
 
 def run_generate(args) -> int:
@@ -182,16 +190,16 @@ def run_generate(args) -> int:
                           "--decoding pearl (SD and AR are serial by definition)")
     if args.draft_device is not None and args.overlap != "processes":
         raise ConfigError("--draft-device applies to --overlap processes (one process holds both models otherwise)")
+    options = {"compile": True} if args.compile else {}
+    if args.overlap != "off":
+        options["overlap"] = args.overlap
+    impl = implementation(args.impl, **options)
     if _torchrun_rank() == 1:  # under torchrun, rank 1 is the draft's process: it serves rank 0's requests
-        from hippo_fast.overlap.worker import serve_under_torchrun
-
-        serve_under_torchrun(args.draft_device or args.device, target_device=args.device)
+        impl.serve_draft(args.draft_device or args.device, target_device=args.device)
         return 0
     check_device(args.device)
-    if args.compile and args.overlap == "streams":  # before any model is loaded
-        from hippo_fast.overlap.lanes import check_graph_pools
-
-        check_graph_pools(args.device, args.device, cuda_graphs=True)
+    if args.impl == "fast":  # before any model is loaded
+        impl.check_devices(args.device, args.device)
     if args.draft_device is not None:
         check_device(args.draft_device)
     args.target = args.target or default_target()
@@ -210,17 +218,11 @@ def run_generate(args) -> int:
         lines, clip = None, load_video(args.video, args.frames)
     follow_cores(args)
     if args.overlap == "processes":  # the worker loads the draft (this process never does), while the target loads
-        from hippo_fast.overlap.processes import RemoteDraft, close_session, start_session
-
-        draft = RemoteDraft(resolve_checkpoint(args.draft), args.dtype, args.draft_device or args.device)
-        start_session(draft.device, target_device=args.device, preload=draft)
+        draft = impl.launch_draft(resolve_checkpoint(args.draft), args.dtype, args.draft_device or args.device,
+                                  target_device=args.device)
     target = load_adapter(args.target, args.dtype, args.device)
     if args.overlap != "processes":
         draft = load_adapter(args.draft, args.dtype, args.device) if args.draft and args.decoding != "ar" else None
-    options = {"compile": True} if args.compile else {}
-    if args.overlap != "off":
-        options["overlap"] = args.overlap
-    impl = implementation(args.impl, **options)
 
     def run_one(request, clip):
         result = generate(impl, target, draft, request, gamma_auto=gamma_auto, clip=clip)
@@ -239,7 +241,7 @@ def run_generate(args) -> int:
         row, result = run_one(request, clip)
     finally:
         if args.overlap == "processes":
-            close_session()
+            impl.close()
     if args.json:
         print(json.dumps(row))
     else:
@@ -316,12 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), "")  # the subcommand: the first word
+    args = build_parser(command).parse_args(argv)
     _log_to_stderr(getattr(args, "verbose", False))
     try:
-        commands = {"generate": run_generate, "tiny": run_tiny}
-        commands.update({m.COMMAND: m.run for m in _extension_modules()})
-        return commands[args.command](args)
+        if args.command in SUBCOMMANDS:
+            return importlib.import_module(SUBCOMMANDS[args.command][0]).run(args)
+        return {"generate": run_generate, "tiny": run_tiny}[args.command](args)
     except HippoError as err:
         print(f"hippo: error: {err}", file=sys.stderr)
         return 2

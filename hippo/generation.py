@@ -4,7 +4,8 @@
     needs them) -> kept indices -> draft prefill -> [gamma auto] -> decode -> text + stats
 
 An implementation is an object (from the module hippo_ref.pipeline or hippo_fast.pipeline, whose
-`implementation(**options)` makes it) that provides the three hot steps of that flow:
+`implementation(**options)` makes it) that provides the three hot steps of that flow, typed as
+hippo.interfaces.Implementation (and its contexts there):
 
     prepare_contexts(target, draft, request, clip) -> PreparedContexts
     measured_gamma(target_context, draft_context, probe_token) -> int
@@ -23,14 +24,16 @@ from dataclasses import dataclass, replace
 import torch
 
 from hippo import placement
+from hippo.adapters.base import PreparedInputs
 from hippo.errors import ConfigError
+from hippo.interfaces import Implementation, PreparedContext, TimedContext
 from hippo.request import GenerationRequest, GenerationResult
 from hippo.stats import RequestStats
 
 IMPLEMENTATIONS = {"ref": "hippo_ref.pipeline", "fast": "hippo_fast.pipeline"}
 
 
-def implementation(name: str, **options):
+def implementation(name: str, **options) -> Implementation:
     """The implementation registered as `name`, with its options (hippo_fast: compile=True|False)."""
     if name not in IMPLEMENTATIONS:
         raise ConfigError(f"unknown implementation {name!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
@@ -41,9 +44,10 @@ def implementation(name: str, **options):
 class PreparedContexts:
     """Both models prefilled for one request: what every decoding algorithm starts from."""
 
-    target_inputs: object  # PreparedInputs of the target
-    target_context: object  # the full video, the target's own prefill
-    draft_context: object | None  # the pruned draft context (None for AR)
+    target_inputs: PreparedInputs  # the target's
+    target_context: PreparedContext  # the full video, the target's own prefill
+    # The pruned draft context (None for AR); a draft in the worker's process: a TimedContext held there.
+    draft_context: PreparedContext | TimedContext | None
     kept: torch.Tensor | None  # the kept grid indices (None: every visual token)
     # hippo.placement.describe() of each process of the request (None: this process alone, described by generate)
     placement: list | None = None
@@ -51,9 +55,12 @@ class PreparedContexts:
     # (launch to draft loaded) or a new draft's load, reported by the first request to use it (0.0 after);
     # "worker_start_waited_s": how long preparing the contexts waited for it}. None: no worker.
     startup: dict | None = None
+    # Seconds of each step of preparing the contexts, when the implementation records them (hippo_fast's
+    # phases=True; None otherwise).
+    phases: dict | None = None
 
 
-def generate(impl, target, draft, request: GenerationRequest, gamma_auto: bool = False,
+def generate(impl: Implementation | str, target, draft, request: GenerationRequest, gamma_auto: bool = False,
              clip=None) -> GenerationResult:
     """Run `request` with implementation `impl`. The target always reads the full video;
     `request.prune` shapes the draft only. `clip` (a VideoClip of request.video, already loaded) skips
@@ -90,4 +97,4 @@ def generate(impl, target, draft, request: GenerationRequest, gamma_auto: bool =
     )
     text = target.tokenizer.decode(result.tokens, skip_special_tokens=True)
     return GenerationResult(result.tokens, text, stats, kept, request=replace(request, config=config),
-                            frame_indices=clip.frame_indices, timeline=getattr(result, "timeline", None))
+                            frame_indices=clip.frame_indices, timeline=result.timeline)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import weakref
+
 from hippo.adapters.base import PreparedInputs, VideoLLMAdapter
 from hippo.errors import CheckpointError
 
@@ -18,6 +22,18 @@ def check_vocabulary(target: VideoLLMAdapter, draft: VideoLLMAdapter) -> None:
             f"({len(d_vocab)} vs {len(t_vocab)} tokens; only in target: {only_t}; only in draft: {only_d}; "
             f"different ids: {moved}). Pick a draft from the same model family and tokenizer."
         )
+
+
+_VOCABULARY_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> its hash
+
+
+def vocabulary_hash(tokenizer) -> str:
+    """The tokenizer's token -> id map as one SHA-256: what a draft in another process sends instead of
+    the map (equal hashes: the same vocabulary, as check_vocabulary requires). Kept per tokenizer."""
+    if tokenizer not in _VOCABULARY_HASHES:
+        text = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+        _VOCABULARY_HASHES[tokenizer] = hashlib.sha256(text.encode()).hexdigest()
+    return _VOCABULARY_HASHES[tokenizer]
 
 
 def check_grids(target_inputs: PreparedInputs, draft_inputs: PreparedInputs, target_name: str, draft_name: str):

@@ -5,8 +5,8 @@ reads and writes itself: `forward(ids, offset)` sets every layer's write pointer
 (`cumulative_length`) to prefill_len + offset and calls the stock forward, which writes the new
 keys / values at those rows and builds its causal mask from the same pointer.
 
-Capacity grows in steps. The request bounds it (`limit`: max_new_tokens + the schedule's slack,
-hippo_fast.pipeline.request_capacity; a request whose positions would pass the model's maximum, or
+Capacity grows in steps. The request bounds it (`limit`: request_capacity, max_new_tokens + the
+schedule's look-ahead + 2; a request whose positions would pass the model's maximum, or
 whose bounded caches would not fit in memory, is refused before any cache exists: `check_fits`), but
 a cache starts with rows for at most FIRST_CAPACITY generated tokens and doubles (up to the limit)
 when a forward needs more, copying its rows. The stock forward attends over every row of the cache
@@ -28,11 +28,13 @@ the audit's table models, a user's) the same `forward` interface, so the fast lo
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
 
 from hippo.errors import ConfigError
+from hippo.interfaces import FastContext
 
 
 class StaticContext:
@@ -48,7 +50,7 @@ class StaticContext:
         self.capacity = capacity  # generated tokens the cache has rows for now
         self.limit = max(capacity, limit or 0)  # generated tokens it may grow to (the request's bound)
         self.forward_fn = forward_fn or adapter.model.forward  # the stock forward, or torch.compile of it
-        # Replayed as CUDA graphs (pipeline.compiled_forward on a GPU): the cache comes from cache_pool.POOL
+        # Replayed as CUDA graphs (compiled.compiled_forward on a GPU): the cache comes from cache_pool.POOL
         # (stable addresses across requests) and warm() runs each shape until it replays.
         self.cuda_graphs = bool(getattr(self.forward_fn, "cuda_graphs", False))
         self._lease = None  # gives a pooled cache back (cache_pool.CachePool.lend)
@@ -63,9 +65,16 @@ class StaticContext:
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(self.prefill_len + offset)
 
-    @torch.no_grad()
     def forward(self, ids: torch.Tensor, offset: int) -> torch.Tensor:
         """Logits (k, V) fp32 after each of `ids` (k,), which are generated tokens offset..offset+k-1."""
+        logits = self.probe(ids, offset)
+        self.forwards += 1
+        return logits
+
+    @torch.no_grad()
+    def probe(self, ids: torch.Tensor, offset: int) -> torch.Tensor:
+        """forward() not counted in `forwards`: for a warm-up or a measurement, whose rows the decode
+        overwrites (implicit rollback)."""
         k = ids.shape[0]
         if offset + k > self.capacity:
             if offset + k > self.limit:
@@ -76,7 +85,6 @@ class StaticContext:
         positions = self._positions[offset : offset + k].expand(self.adapter.position_rows, -1)
         out = self.forward_fn(input_ids=ids[None].to(self.device), position_ids=self.adapter.batch_positions(positions),
                               cache=self.cache, use_cache=True)
-        self.forwards += 1
         return owned_fp32(out.logits[0], self.cuda_graphs)
 
     def warm(self, step_sizes, seen: set) -> None:
@@ -84,15 +92,25 @@ class StaticContext:
         is compiled, and under CUDA graphs recorded, now and not in the middle of a decode (which shapes
         a decode meets depends on its acceptances): once, or WARM_CALLS_CUDA_GRAPHS times on the cache's
         own buffers (a graph is recorded for the addresses it reads). The rows written are overwritten
-        by the decode; forward counts are kept."""
+        by the decode; probes, not counted in `forwards`."""
         rows = self.prefill_len + self.capacity
         calls, buffers = (WARM_CALLS_CUDA_GRAPHS, self.buffer_addresses()) if self.cuda_graphs else (1, None)
         for k in step_sizes:
             if (rows, buffers, k) not in seen and k <= self.capacity:
                 for _ in range(calls):
-                    self.forward(torch.zeros(k, dtype=torch.long, device=self.device), 0)
-                    self.forwards -= 1
+                    self.probe(torch.zeros(k, dtype=torch.long, device=self.device), 0)
                 seen.add((rows, buffers, k))
+
+    def step_time(self, token: int, repeats: int = 3) -> float:
+        """The median time of a one-token forward (PEARL's `--gamma auto`), probes not counted in
+        `forwards`; the first call may compile and is not timed."""
+        ids = torch.tensor([token], device=self.device)
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            self.probe(ids, 0)[-1, 0].item()  # .item(): wait for the device
+            times.append(time.perf_counter() - t0)
+        return sorted(times[1:])[repeats // 2]
 
     def buffer_addresses(self) -> tuple[int, ...]:
         """The data pointers of the cache's tensors: what a CUDA graph recorded on it replays on."""
@@ -172,9 +190,10 @@ class HostContext:
         pass
 
 
-def as_fast_context(context):
-    """`context` itself if it has the fast interface (StaticContext), else a HostContext around it."""
-    return context if hasattr(context, "set_write_row") else HostContext(context)
+def as_fast_context(context) -> FastContext:
+    """`context` itself if it has the fast interface (hippo.interfaces.FastContext: a StaticContext, or a
+    wrapper of one), else a HostContext around it (a StepContext)."""
+    return context if isinstance(context, FastContext) else HostContext(context)
 
 
 CACHE_ROWS_MULTIPLE = 64
@@ -185,6 +204,15 @@ WARM_CALLS_CUDA_GRAPHS = 3
 # bound (StaticContext.grow). Every default request (64 new tokens; the benchmark's 128; the README's
 # 192) fits, so it allocates once.
 FIRST_CAPACITY = 256
+
+
+def request_capacity(config, decoding: str) -> int:
+    """Generated tokens a request's caches and token buffers may need rows for, the one rule every
+    decode, the pipeline and the benchmarks size by: max_new_tokens + the schedule's look-ahead (SD:
+    gamma drafts; PEARL: up to gamma - 1 pending and gamma drafted tokens, bounded by 2 gamma; AR:
+    none) + 2 spare rows. `config`: a hippo.request.DecodeConfig; caches start smaller and grow."""
+    lookahead = {"ar": 0, "sd": config.gamma, "pearl": 2 * config.gamma}[decoding]
+    return config.max_new_tokens + lookahead + 2
 
 
 def cache_rows(prompt_rows: int, capacity: int, multiple: int | None = None) -> int:

@@ -3,77 +3,46 @@ hippo_ref/pipeline.py: both models prefilled into static caches sized for the re
 scores and kept indices computed on the device, the decode loops of hippo_fast/decoding.
 
 `implementation(compile=..., overlap=..., timeline=...)` is what hippo.generation.implementation("fast")
-returns. With compile=True the one-token and (gamma + 1)-token forwards of both models go through
-`torch.compile` of the stock forward (fixed shapes: each is captured once per model; CUDA graphs on
-a GPU via mode "reduce-overhead"); the prefill is never compiled.
+returns. With compile=True the decode steps go through hippo_fast/compiled.py (torch.compile of the
+stock forward, every shape captured before the decode); the prefill is never compiled. The draft's
+worker process (overlap "processes") is reached through the implementation too (`launch_draft`,
+`serve_draft`, `close`), so that nothing outside hippo_fast imports hippo_fast/overlap.
 """
 
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass
-
-import torch
 
 from hippo import placement
 from hippo.errors import ConfigError
 from hippo.generation import PreparedContexts
 from hippo.pairing import check_grids, check_vocabulary
 from hippo.request import NEEDS_SCORES, DecodeConfig, DecodeResult, GenerationRequest
-from hippo_fast.cache import StaticContext, static_prefill
+from hippo_fast import compiled, phases
+from hippo_fast.cache import (
+    CacheNeed,
+    check_fits,
+    kv_row_bytes,
+    max_positions,
+    request_capacity,
+    static_prefill,
+)
 from hippo_fast.decoding.autoregressive import decode_autoregressive
+from hippo_fast.decoding.lanes import check_graph_pools
 from hippo_fast.decoding.parallel import decode_parallel
 from hippo_fast.decoding.speculative import decode_speculative
+from hippo_fast.overlap import processes
+from hippo_fast.overlap.worker import serve_under_torchrun
+from hippo_fast.pruning.methods import kept_indices
+from hippo_fast.pruning.scores import scored_prefill
 
 NAME = "fast"
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_WARMED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(cache rows, step tokens)} captured
-
-
-# Graphs one compiled forward may hold: transformers wraps every model's forward in one shared
-# function, so dynamo keeps the graphs of the target and the draft, of every step shape (1, 2,
-# gamma, gamma + 1 tokens) and of every cache size (cache_rows buckets) in one list, whose default
-# limit (8) a benchmark over varied prompts exceeds; with fullgraph=True that is a hard failure.
-RECOMPILE_LIMIT = 64
-
-
-def compiled_forward(model):
-    """torch.compile of the model's stock forward, one per model (fixed shapes, whole graph)."""
-    import torch._dynamo
-
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    if model not in _COMPILED:
-        mode = "reduce-overhead" if next(model.parameters()).device.type == "cuda" else None
-        options = None if mode else {"cpp_wrapper": True}  # CPU: launch the kernels from C++, not Python
-        compiled = torch.compile(model.forward, fullgraph=True, dynamic=False, mode=mode, options=options)
-        compiled.cuda_graphs = mode == "reduce-overhead"  # read by cache.StaticContext (its cache pool, warm-up)
-        _COMPILED[model] = compiled
-    return _COMPILED[model]
-
-
-def step_sizes(decoding: str, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The forward shapes (tokens per step) a decode meets: (target's, draft's)."""
-    if decoding == "ar":
-        return (1,), ()
-    if decoding == "sd":
-        return (gamma + 1,), (1, 2)  # the draft's 2-token step follows a fully accepted block
-    return (1, gamma), (1,)
-
-
-def request_capacity(config: DecodeConfig, decoding: str) -> int:
-    """Generated tokens a request's caches may need rows for (their bound; they start smaller and grow:
-    hippo_fast/cache.py): max_new_tokens + gamma + 2 (PEARL drafts up to gamma tokens past its pending
-    ones: + 2 gamma)."""
-    gamma = 0 if decoding == "ar" else config.gamma * (2 if decoding == "pearl" else 1)
-    return config.max_new_tokens + gamma + 2
 
 
 def check_request(target, draft, worker, target_inputs, request: GenerationRequest, capacity: int) -> None:
     """hippo_fast.cache.check_fits for this request's caches (the target's; the draft's, here or in the
     `worker`), before any is allocated: ConfigError when its positions or its memory do not fit."""
-    from hippo_fast.cache import CacheNeed, check_fits, kv_row_bytes, max_positions
-
     rows = target_inputs.num_tokens  # the draft's (pruned) prompt has at most as many rows
 
     def here(adapter) -> CacheNeed:
@@ -83,9 +52,7 @@ def check_request(target, draft, worker, target_inputs, request: GenerationReque
 
     needs = [here(target)]
     if request.decoding != "ar" and worker is not None:
-        from hippo_fast.overlap.processes import RemoteDraft
-
-        remote = RemoteDraft.of(draft)
+        remote = processes.RemoteDraft.of(draft)
         facts = worker.drafts.get(remote.key, {})
         if "kv_row_bytes" in facts:
             needs.append(CacheNeed(remote.path, remote.device, rows, facts["kv_row_bytes"], facts.get("max_positions")))
@@ -105,11 +72,13 @@ class FastImplementation:
     "processes": the draft in its own process (hippo_fast/overlap/processes.py). SD and AR are serial
     by definition and ignore it. `timeline`: SD and serial PEARL record their busy spans per round
     (DecodeResult.timeline; hippo_fast/decoding/spans.py); the two-process decode always does; AR
-    records none."""
+    records none. `phases`: prepare_contexts records the wall time of its steps (PreparedContexts.phases;
+    hippo_fast/phases.py)."""
 
     compile: bool = False
     overlap: str = "off"
     timeline: bool = False
+    phases: bool = False
     name: str = NAME
 
     def __post_init__(self):
@@ -123,7 +92,33 @@ class FastImplementation:
         return self.overlap == "processes" and decoding == "pearl"
 
     def forward_fn(self, adapter):
-        return compiled_forward(adapter.model) if self.compile else None
+        return compiled.compiled_forward(adapter.model) if self.compile else None
+
+    # ---- the draft's worker process (overlap "processes"), for the CLI -----------------------------------
+    def check_devices(self, target_device, draft_device) -> None:
+        """Before any model is loaded: ConfigError for compiled forwards on two streams of one GPU."""
+        if self.compile and self.overlap == "streams":
+            check_graph_pools(target_device, draft_device, cuda_graphs=True)
+
+    def launch_draft(self, path, dtype: str, device: str, target_device: str):
+        """Start the draft's worker process now, loading `path` while this process loads the target; the
+        draft to pass to generate(). Under torchrun rank 1 is the worker (serve_draft)."""
+        draft = processes.RemoteDraft(path, dtype, device)
+        processes.start_session(draft.device, target_device=target_device, preload=draft)
+        return draft
+
+    def serve_draft(self, device: str, target_device: str) -> None:
+        """Rank 1 under torchrun: serve rank 0's requests as the draft's process until it is done."""
+        serve_under_torchrun(device, target_device=target_device)
+
+    def draft_in_worker(self, draft_context):
+        """`draft_context` (any DecodeContext: the audit's table models) sent whole to this process's draft
+        worker: the draft context that decode("pearl", ...) runs there."""
+        return processes.table_job(processes.session("cpu"), draft_context)
+
+    def close(self) -> None:
+        """Stop this process's draft worker, if it has one."""
+        processes.close_session()
 
     def prepare_contexts(self, target, draft, request: GenerationRequest, clip) -> PreparedContexts:
         """Video -> both models' inputs -> the request checked against the models' positions and the memory
@@ -134,116 +129,102 @@ class FastImplementation:
             raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
         capacity = request_capacity(request.config, request.decoding)
         if self.compile and self.overlap == "streams" and request.decoding == "pearl":
-            from hippo_fast.overlap.lanes import check_graph_pools
-
             check_graph_pools(target.device, draft.device, next(target.model.parameters()).device.type == "cuda")
         worker = startup = None
         if self.remote(request.decoding):
-            from hippo_fast.overlap import processes
-
             remote = processes.RemoteDraft.of(draft)
             started = time.perf_counter()
             worker = processes.session(remote.device, target_device=str(target.device), preload=remote)
             startup = {"worker_start_s": worker.take_startup(), "worker_start_waited_s": time.perf_counter() - started}
-        target_inputs = target.prepare(clip, request.prompt)
+        times = dict.fromkeys(phases.PHASES, 0.0) if self.phases else None
+        phase = phases.recorder(times, target.device)
+        with phase("preprocessing"):
+            target_inputs = target.prepare(clip, request.prompt)
         check_request(target, draft, worker, target_inputs, request, capacity)
         if worker is None:
-            return self._prepare_here(target, draft, request, clip, target_inputs, capacity)
-        try:
-            prepared = self._prepare_remote(worker, target, draft, request, clip, target_inputs, capacity)
-        except BaseException:
-            worker.widen()
-            raise
-        prepared.startup = startup
+            prepared = self._prepare_here(target, draft, request, clip, target_inputs, capacity, phase)
+        else:
+            try:
+                prepared = self._prepare_remote(worker, target, draft, request, clip, target_inputs, capacity, phase)
+            except BaseException:
+                worker.widen()
+                raise
+            prepared.startup = startup
+        prepared.phases = times
         return prepared
 
-    def _prefill_target(self, target, request, target_inputs, capacity):
+    def _prefill_target(self, target, request, target_inputs, capacity, phase):
         """The target's context, and the pruning scores when the method needs them."""
-        from hippo_fast.pruning.scores import scored_prefill
 
         def prefill(inputs, video_embeds=None, observe=None):
             return static_prefill(target, inputs, capacity, video_embeds=video_embeds, observe=observe,
                                   forward_fn=self.forward_fn(target))
 
+        with phase("vision encoding"):
+            embeds = target.encode_video(target_inputs)
         if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:
-            return scored_prefill(target, target_inputs, request.prune.params, prefill=prefill)
-        return prefill(target_inputs), None  # full video, stock positions: the target's own prefill
+            return scored_prefill(target, target_inputs, request.prune.params, video_embeds=embeds, prefill=prefill,
+                                  phase=phase)
+        with phase("target prefill"):
+            return prefill(target_inputs, embeds), None  # full video, stock positions: the target's own prefill
 
-    def _prepare_here(self, target, draft, request, clip, target_inputs, capacity) -> PreparedContexts:
-        from hippo_fast.pruning.methods import kept_indices
-
-        target_context, scores = self._prefill_target(target, request, target_inputs, capacity)
+    def _prepare_here(self, target, draft, request, clip, target_inputs, capacity, phase) -> PreparedContexts:
+        target_context, scores = self._prefill_target(target, request, target_inputs, capacity, phase)
         if request.decoding == "ar":
             return PreparedContexts(target_inputs, target_context, None, None, placement=[placement.describe("target")])
         check_vocabulary(target, draft)
-        draft_inputs = draft.prepare(clip, request.prompt)
+        with phase("preprocessing"):
+            draft_inputs = draft.prepare(clip, request.prompt)
         check_grids(target_inputs, draft_inputs, target.name, draft.name)
-        kept = kept_indices(request.prune, target_inputs.grid, scores)
-        kept = None if kept is None else kept.cpu()
-        draft_context = static_prefill(draft, draft_inputs, capacity, kept_grid_indices=kept,
-                                       positions=request.prune.positions, forward_fn=self.forward_fn(draft))
+        with phase("pruning"):
+            kept = kept_indices(request.prune, target_inputs.grid, scores)
+            kept = None if kept is None else kept.cpu()
+        with phase("vision encoding"):
+            draft_embeds = draft.encode_video(draft_inputs)
+        with phase("draft prefill"):
+            draft_context = static_prefill(draft, draft_inputs, capacity, kept_grid_indices=kept,
+                                           positions=request.prune.positions, video_embeds=draft_embeds,
+                                           forward_fn=self.forward_fn(draft))
         return PreparedContexts(target_inputs, target_context, draft_context, kept,
                                 placement=[placement.describe("target+draft")])
 
-    def _prepare_remote(self, worker, target, draft, request, clip, target_inputs, capacity) -> PreparedContexts:
+    def _prepare_remote(self, worker, target, draft, request, clip, target_inputs, capacity,
+                        phase) -> PreparedContexts:
         """The draft's job goes first, so that the worker encodes the video while the target prefills and
         scores; start_video_job narrows this process to its own cores until the decode ends."""
-        from hippo_fast.overlap import processes
-        from hippo_fast.pruning.methods import kept_indices
-
-        job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity,
-                                        self.compile)
+        with phase("draft prefill"):
+            job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity,
+                                            self.compile)
         here = placement.describe("target")
-        target_context, scores = self._prefill_target(target, request, target_inputs, capacity)
-        kept = kept_indices(request.prune, target_inputs.grid, scores)
-        kept = None if kept is None else kept.cpu()
-        remote = processes.finish_video_job(worker, job, kept, target, target_inputs)
+        target_context, scores = self._prefill_target(target, request, target_inputs, capacity, phase)
+        with phase("pruning"):
+            kept = kept_indices(request.prune, target_inputs.grid, scores)
+            kept = None if kept is None else kept.cpu()
+        with phase("draft prefill"):
+            remote = processes.finish_video_job(worker, job, kept, target, target_inputs)
         return PreparedContexts(target_inputs, target_context, remote, kept,
                                 placement=[here, remote.facts.get("placement") or worker.placement])
 
-    def measured_gamma(self, target_context: StaticContext, draft_context: StaticContext, probe_token: int,
-                       repeats: int = 3) -> int:
+    def measured_gamma(self, target_context, draft_context, probe_token: int) -> int:
         """PEARL's adaptive draft length round(target step / draft step) in [1, 16], measured on these
-        contexts' own (possibly compiled) one-token forwards; forward counts are left unchanged."""
-
-        def step_time(context) -> float:
-            if hasattr(context, "step_time"):  # the draft in its own process: measured there
-                return context.step_time(probe_token)
-            ids = torch.tensor([probe_token], device=context.device)
-            times = []
-            for _ in range(repeats + 1):  # the first call may compile: not timed
-                t0 = time.perf_counter()
-                context.forward(ids, 0)[-1, 0].item()  # .item(): wait for the device
-                times.append(time.perf_counter() - t0)
-            context.forwards -= repeats + 1
-            return sorted(times[1:])[repeats // 2]
-
-        return int(min(16, max(1, round(step_time(target_context) / step_time(draft_context)))))
+        contexts' own (possibly compiled) one-token forwards, where each context lives (a remote draft's
+        in its process); probes, not counted as forwards."""
+        ratio = target_context.step_time(probe_token) / draft_context.step_time(probe_token)
+        return int(min(16, max(1, round(ratio))))
 
     def decode(self, decoding: str, target_context, draft_context, config: DecodeConfig) -> DecodeResult:
         if self.compile:  # capture every shape before the loop starts, not when an acceptance first needs it
-            for context, sizes in zip((target_context, draft_context), step_sizes(decoding, config.gamma),
-                                      strict=True):
-                if isinstance(context, StaticContext):
-                    context.warm(sizes, _WARMED.setdefault(context.adapter.model, set()))
+            compiled.warm_decode(decoding, config.gamma, target_context, draft_context)
         if decoding == "ar":
             return decode_autoregressive(target_context, config)
         if decoding == "sd":
             return decode_speculative(target_context, draft_context, config, timeline=self.timeline)
         if self.remote(decoding):
-            from hippo_fast.overlap.processes import decode_remote
-
-            return decode_remote(target_context, draft_context, config)
+            return processes.decode_remote(target_context, draft_context, config)
         return decode_parallel(target_context, draft_context, config, lanes=self.overlap == "streams",
                                timeline=self.timeline)
 
 
-def implementation(compile: bool = False, overlap: str = "off", timeline: bool = False) -> FastImplementation:
-    return FastImplementation(compile=compile, overlap=overlap, timeline=timeline)
-
-
-def generate(target, draft, request: GenerationRequest, gamma_auto: bool = False, clip=None, compile: bool = False):
-    """Run `request` with the fast implementation (hippo.generation.generate with these steps)."""
-    from hippo import generation
-
-    return generation.generate(implementation(compile), target, draft, request, gamma_auto, clip)
+def implementation(compile: bool = False, overlap: str = "off", timeline: bool = False,
+                   phases: bool = False) -> FastImplementation:
+    return FastImplementation(compile=compile, overlap=overlap, timeline=timeline, phases=phases)

@@ -50,7 +50,7 @@ def keyed_uniforms(seed: int, purpose: int, indices: torch.Tensor) -> torch.Tens
 
 class UniformTable:
     """Every uniform a decode may use, computed once on the device: `table[purpose][index]` for
-    index < size (a request needs size >= max_new_tokens + gamma + 1)."""
+    index < size (a decode's size: hippo_fast.cache.request_capacity)."""
 
     def __init__(self, seed: int, size: int, device):
         indices = torch.arange(size, dtype=torch.int64, device=device)

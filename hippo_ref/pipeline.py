@@ -24,20 +24,20 @@ from hippo_ref.pruning.methods import NEEDS_SCORES, kept_indices
 from hippo_ref.pruning.scores import scored_prefill
 
 NAME = "ref"
+name = NAME  # hippo.interfaces.Implementation: this module is the implementation
 
 
 def measured_gamma(target_context, draft_context, probe_token: int, repeats: int = 3) -> int:
     """PEARL's adaptive draft length: round(target step time / draft step time), in [1, 16].
-    Probes one-token steps and rolls both caches back, leaving forward counts unchanged."""
+    Probes one-token steps (not counted as forwards) and rolls both caches back."""
 
     def step_time(context) -> float:
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            context.step([probe_token], 0)
+            context.probe([probe_token], 0)
             times.append(time.perf_counter() - t0)
             context.rollback(0)
-        context.forwards -= repeats
         return sorted(times)[repeats // 2]
 
     return int(min(16, max(1, round(step_time(target_context) / step_time(draft_context)))))

@@ -377,17 +377,18 @@ class PlantedDraft:
         self.proposals = proposals
 
     def forward(self, ids: torch.Tensor, offset: int) -> torch.Tensor:
-        logits = self.context.forward(ids, offset)
+        return self._planted(self.context.forward(ids, offset), ids, offset)
+
+    def probe(self, ids: torch.Tensor, offset: int) -> torch.Tensor:
+        return self._planted(self.context.probe(ids, offset), ids, offset)
+
+    def _planted(self, logits: torch.Tensor, ids: torch.Tensor, offset: int) -> torch.Tensor:
         wanted = self.proposals[offset + 1 : offset + 1 + ids.shape[0]]
         return torch.zeros_like(logits).scatter_(1, wanted[:, None], 1.0)
 
     @property
     def forwards(self) -> int:
         return self.context.forwards
-
-    @forwards.setter
-    def forwards(self, value: int) -> None:
-        self.context.forwards = value
 
     def __getattr__(self, name):
         if name == "context":  # not set yet (copy, pickle): no recursion
@@ -441,7 +442,7 @@ class Bench:
 
     pair: Pair
     acceptance: Acceptance
-    impl: object  # hippo_fast.pipeline.FastImplementation
+    impl: object  # hippo.generation.implementation("fast", compile=...)
     config: object  # hippo.request.DecodeConfig
     device: torch.device
 
@@ -479,18 +480,16 @@ def decode_row(row: Row, target_context, draft_context, config):
     return decode_parallel(target_context, draft_context, config, lanes=row.lanes)
 
 
-_CAPTURED: dict = {}  # id(model) -> {(cache rows, tokens)} whose compiled forward has been captured
-
-
 def warm_compiled(row: Row, prepared, gamma: int) -> None:
-    """Capture every forward shape of the row's decode before it starts (hippo_fast.pipeline's decode
-    does the same), so that no acceptance pattern compiles inside a timed run."""
-    from hippo_fast.pipeline import step_sizes
+    """Capture every forward shape of the row's decode before it starts (hippo_fast/compiled.py, as the
+    pipeline's decode does; a planted draft passes it to the draft it wraps), so that no acceptance
+    pattern compiles inside a timed run."""
+    from hippo_fast import compiled
 
-    for context, sizes in zip((prepared.target_context, prepared.draft_context), step_sizes(row.decoding, gamma),
-                              strict=True):
-        if context is not None and sizes:
-            context.warm(sizes, _CAPTURED.setdefault(id(context.adapter.model), set()))
+    for context, sizes in zip((prepared.target_context, prepared.draft_context),
+                              compiled.step_sizes(row.decoding, gamma), strict=True):
+        if context is not None:
+            compiled.warm(context, sizes)
 
 
 def run_fast(row: Row, bench: Bench, case: Case):
@@ -524,18 +523,20 @@ def run_row(row: Row, bench: Bench, case: Case):
 def prepare_case(bench: Bench, frames: int, clip, seed: int) -> Case:
     """The target's greedy tokens by one hippo_fast AR decode, their smallest greedy margin, and the
     planted draft's proposals."""
+    from hippo.generation import implementation
+    from hippo_fast.cache import request_capacity
     from hippo_fast.decoding.autoregressive import decode_autoregressive
-    from hippo_fast.pipeline import FastImplementation
 
     case = Case(frames, clip)
     prepared = bench.prepare(case, "ar")
     case.visual_tokens = prepared.target_inputs.grid.total_tokens
     case.prompt_rows = prepared.target_inputs.num_tokens
     case.reference = decode_autoregressive(prepared.target_context, bench.config).tokens
-    eager = FastImplementation(compile=False)  # the margin's one long forward: no graph to compile for it
+    eager = implementation("fast")  # the margin's one long forward: no graph to compile for it
     case.margin = greedy_margin(bench.prepare(case, "ar", eager).target_context, case.reference)
     if bench.acceptance.kind == "planted":
-        length = bench.config.max_new_tokens + 2 * bench.config.gamma + 4
+        # A forward's rows predict the tokens after it (offset + 1 on), up to the draft cache's bound.
+        length = request_capacity(bench.config, "pearl") + 2
         case.proposals = planted_proposals(case.reference, bench.acceptance.rate, seed, bench.pair.shared_vocab,
                                            length, bench.device)
     return case
@@ -800,12 +801,12 @@ def load_average():
 def make_bench(args, preset: Preset, acceptance: Acceptance, device: torch.device, work_dir: Path) -> Bench:
     """The models (and the draft's only when it runs), the decode settings and the implementation."""
     from hippo.checkpoint import DTYPES
+    from hippo.generation import implementation
     from hippo.request import DecodeConfig
-    from hippo_fast.pipeline import FastImplementation
 
     pair = build_pair(preset, work_dir, device, DTYPES[args.dtype], args.seed, acceptance.kind == "planted")
     config = DecodeConfig(max_new_tokens=args.max_new_tokens, gamma=args.gamma, seed=args.seed)
-    return Bench(pair, acceptance, FastImplementation(compile=args.compile), config, device)
+    return Bench(pair, acceptance, implementation("fast", compile=args.compile), config, device)
 
 
 def run(args, argv: list[str]) -> int:

@@ -104,32 +104,26 @@ class ForwardTimer:
     the contexts one after the other: the steady-state cost of that forward. (Interleaving single calls
     of many compiled shapes would time TorchDynamo walking its cache past the other shapes' guards on
     every call, which a decode, repeating one shape, mostly does not.) `results` takes the medians. The
-    contexts' forward counters are restored; their caches' rows past the prompt are overwritten."""
+    calls are probes (not counted in the contexts' forwards); their caches' rows past the prompt are
+    overwritten."""
 
     def __init__(self, contexts: list[tuple[str, object, int]], warmup: int = 3):
         self.contexts = contexts
         self.ids = [torch.zeros(k, dtype=torch.long, device=c.device) for _, c, k in contexts]
         self.times: list[list[float]] = [[] for _ in contexts]
-        self._forwards = [c.forwards for _, c, _ in contexts]
         for j in range(len(contexts)):
             for _ in range(warmup):
                 self._call(j)
-        self._restore()
 
     def _call(self, j: int) -> float:
         t0 = time.perf_counter()
-        self.contexts[j][1].forward(self.ids[j], 0)[-1, 0].item()
+        self.contexts[j][1].probe(self.ids[j], 0)[-1, 0].item()
         return time.perf_counter() - t0
-
-    def _restore(self) -> None:
-        for (_, context, _), count in zip(self.contexts, self._forwards, strict=True):
-            context.forwards = count
 
     def sample(self, repeats: int) -> None:
         for j in range(len(self.contexts)):
             self._call(j)
             self.times[j] += [self._call(j) for _ in range(repeats)]
-        self._restore()
 
     def results(self, bandwidth_gbs: float) -> list[ForwardCost]:
         out = []

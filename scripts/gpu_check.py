@@ -176,10 +176,10 @@ def check_host_syncs(setup: Setup, compiled: bool) -> dict:
     import contextlib
 
     from hippo.generation import implementation
+    from hippo_fast.compiled import step_sizes
     from hippo_fast.decoding.parallel import decode_parallel
     from hippo_fast.decoding.speculative import decode_speculative
     from hippo_fast.host_syncs import HostSyncs, intended
-    from hippo_fast.pipeline import step_sizes
 
     cuda = torch.device(setup.device).type == "cuda"
     if compiled and not cuda:

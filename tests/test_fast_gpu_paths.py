@@ -22,12 +22,12 @@ from hippo.video import load_video
 from hippo_fast import sampling
 from hippo_fast.cache import WARM_CALLS_CUDA_GRAPHS, static_prefill
 from hippo_fast.cache_pool import POOL
-from hippo_fast.decoding import parallel_split
+from hippo_fast.decoding import lanes, parallel_split
 from hippo_fast.decoding.autoregressive import decode_autoregressive
 from hippo_fast.decoding.parallel import decode_parallel
 from hippo_fast.decoding.speculative import decode_speculative
 from hippo_fast.host_syncs import HostSyncs
-from hippo_fast.overlap import lanes, link, processes
+from hippo_fast.overlap import link, processes
 from hippo_fast.overlap.processes import RemoteDraft, WorkerError
 from hippo_ref.decoding.autoregressive import decode_autoregressive as ref_ar
 
@@ -41,7 +41,7 @@ def clip(synthetic_video):
 
 
 def graphed(model, calls=None):
-    """The stock forward marked as replayed by CUDA graphs (what pipeline.compiled_forward marks on a GPU),
+    """The stock forward marked as replayed by CUDA graphs (what compiled.compiled_forward marks on a GPU),
     counting its calls."""
 
     def forward(**kwargs):
@@ -66,7 +66,7 @@ def test_fp32_logits_outlive_the_next_forward_that_reuses_its_output_buffer(pair
         buffer[shape].copy_(out.logits)
         return types.SimpleNamespace(logits=buffer[shape])
 
-    one_output_buffer.cuda_graphs = True  # what pipeline.compiled_forward marks on such a forward
+    one_output_buffer.cuda_graphs = True  # what compiled.compiled_forward marks on such a forward
     context = static_prefill(pair.target, pair.target.prepare(clip, PROMPT), 16, forward_fn=one_output_buffer)
     first = context.forward(torch.tensor([5]), 0)
     kept = first.clone()

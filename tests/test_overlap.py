@@ -49,7 +49,7 @@ def test_two_processes_commit_the_one_process_tokens(pair, synthetic_video, samp
     assert sum(span[0] == "draft" for span in two.timeline.spans) == rounds
 
 
-NEEDS_CUDA = ("not run: needs CUDA. Without it the two lanes are no-ops (hippo_fast/overlap/lanes.py) and the "
+NEEDS_CUDA = ("not run: needs CUDA. Without it the two lanes are no-ops (hippo_fast/decoding/lanes.py) and the "
               "streams path is fast-pearl's very calls, so its tokens equal the serial loop's by construction")
 
 
@@ -70,7 +70,7 @@ def test_streams_commit_the_serial_tokens(pair, synthetic_video, sampling):
 def test_streams_path_runs_on_a_cpu_as_the_serial_calls(pair, synthetic_video):
     """Not an audit of two streams (that one needs CUDA, above): on a CPU the lanes are no-ops, so this only
     shows the streams path runs and is the serial loop, equal by construction."""
-    from hippo_fast.overlap.lanes import Lanes
+    from hippo_fast.decoding.lanes import Lanes
 
     assert not Lanes(torch.device("cpu"), torch.device("cpu")).cuda
     req = request(synthetic_video, SAMPLINGS[1], PruneSpec("uniform", 0.5))

@@ -167,19 +167,20 @@ class TwoProcessPEARL(Candidate):
         return True
 
     def run_with_stats(self, case, config: DecodeConfig) -> RunResult:
-        from hippo_fast.overlap import processes
+        from hippo.generation import implementation
 
+        impl = implementation("fast", overlap="processes")
         if isinstance(case, TableCase):
             target_context, draft_context = case.pair.contexts()
             key = id(case.pair)
             if key not in self._tables or self._tables[key][1].worker.closed:
                 if len(self._tables) > 256:
                     self._tables.clear()
-                self._tables[key] = (case.pair, processes.table_job(processes.session("cpu"), draft_context))
+                self._tables[key] = (case.pair, impl.draft_in_worker(draft_context))
             remote = self._tables[key][1]
         else:
             target_context, remote = case.contexts("pearl", "fast", overlap="processes")
-        return as_run_result(processes.decode_remote(target_context, remote, config))
+        return as_run_result(impl.decode("pearl", target_context, remote, config))
 
 
 def builtin_candidates() -> dict[str, Candidate]:

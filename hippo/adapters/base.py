@@ -96,15 +96,19 @@ class DecodeContext:
         if extra > 0:
             self.cache.crop(-extra)
 
-    @torch.no_grad()
     def step(self, tokens: list[int], offset: int) -> torch.Tensor:
         """Logits (k, V) after each of `tokens`, which are generated tokens number offset..offset+k-1."""
+        logits = self.probe(tokens, offset)
+        self.forwards += 1
+        return logits
+
+    @torch.no_grad()
+    def probe(self, tokens: list[int], offset: int) -> torch.Tensor:
+        """step() not counted in `forwards`: for a measurement (roll back after it)."""
         self.rollback(offset)
         ids = torch.tensor([tokens], dtype=torch.long, device=self.adapter.device)
         positions = torch.arange(len(tokens), device=self.adapter.device) + self.next_position + offset
-        logits = self.adapter.forward_tokens(ids, positions, self.cache)
-        self.forwards += 1
-        return logits
+        return self.adapter.forward_tokens(ids, positions, self.cache)
 
 
 class VideoLLMAdapter:

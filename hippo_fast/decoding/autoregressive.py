@@ -17,7 +17,7 @@ def decode_autoregressive(target_context, cfg: DecodeConfig, sync_every: int | N
     start = time.perf_counter()
     stats = DecodeStats()
     target, _ = common.contexts(target_context)
-    state = common.Decode.start(target, cfg, 0)
+    state = common.Decode.start(target, cfg, "ar")
     every = sync_every or (1 if target.device.type == "cpu" else 8)
     done = state.commit(1, cfg, 1)[2]
     while not done:

@@ -15,7 +15,7 @@ import torch
 
 from hippo.request import DecodeConfig
 from hippo_fast import sampling
-from hippo_fast.cache import as_fast_context
+from hippo_fast.cache import as_fast_context, request_capacity
 from hippo_fast.host_syncs import intended
 
 
@@ -38,15 +38,20 @@ class Decode:
     n: int = 0
 
     @classmethod
-    def start(cls, target, cfg: DecodeConfig, gamma: int) -> Decode:
-        """Buffers for the request, and generated token 0 drawn from the target's prefill logits."""
-        device = target.device
-        size = cfg.max_new_tokens + gamma + 2
-        target.reserve(size)
+    def buffers(cls, device, cfg: DecodeConfig, decoding: str) -> Decode:
+        """Empty buffers for one decode on `device`: request_capacity tokens, their uniforms, the EOS ids."""
+        size = request_capacity(cfg, decoding)
         with intended(device):  # the EOS ids, once per decode
             eos = torch.tensor(cfg.eos_token_ids or (-1,), dtype=torch.int64, device=device)
-        state = cls(torch.zeros(size, dtype=torch.int64, device=device), sampling.UniformTable(cfg.seed, size, device),
-                    eos)
+        return cls(torch.zeros(size, dtype=torch.int64, device=device), sampling.UniformTable(cfg.seed, size, device),
+                   eos)
+
+    @classmethod
+    def start(cls, target, cfg: DecodeConfig, decoding: str) -> Decode:
+        """Buffers for the request (the target's cache reserved as far), and generated token 0 drawn from
+        the target's prefill logits."""
+        target.reserve(request_capacity(cfg, decoding))
+        state = cls.buffers(target.device, cfg, decoding)
         first, _ = sampling.draw(target.last_logits, cfg.sampling, state.uniforms, sampling.TARGET, 0)
         state.seq[0] = first
         return state

@@ -30,12 +30,7 @@ from hippo.stats import DecodeStats, Timeline
 from hippo_fast import sampling
 from hippo_fast.cache import as_fast_context
 from hippo_fast.decoding import common
-from hippo_fast.overlap.link import ROW
-
-
-def buffer_size(cfg: DecodeConfig) -> int:
-    """Tokens of either side's buffer: decode_parallel's (max_new_tokens + 2 gamma + 2)."""
-    return cfg.max_new_tokens + 2 * cfg.gamma + 2
+from hippo_fast.decoding.parallel import candidate_qs, next_pending, verify_round
 
 
 def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_samples: bool) -> DecodeResult:
@@ -45,7 +40,7 @@ def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_sample
     g = cfg.gamma
     stats, timeline = DecodeStats(gamma=g), Timeline()
     target = as_fast_context(target_context)
-    state = common.Decode.start(target, cfg, 2 * g)
+    state = common.Decode.start(target, cfg, "pearl")
     pending, pending_qs = 0, None
     done = state.commit(1, cfg, 1)[2]
     link.send_start(state.seq[0], done)
@@ -57,26 +52,13 @@ def decode_parallel_target(target_context, link, cfg: DecodeConfig, draft_sample
         block, q_of_block = receive_block(link, g, target.vocab_size, draft_samples)
         with timeline.busy("verify", round_index):
             state.seq[n + pending : n + pending + g] = block.to(state.seq.device)
-            candidates = state.seq[n : n + pending + 1]
-            candidate_qs = None
-            if q_of_block is not None:
-                q_of_candidates = q_of_block[:1] if pending_qs is None else torch.cat([pending_qs, q_of_block[:1]])
-                candidate_qs = candidate_rows(link, target_logits, candidates, q_of_candidates, cfg, state.uniforms, n)
-            accepted, after = sampling.verify(target_logits, candidates, candidate_qs,
-                                              cfg.sampling, state.uniforms, n, bonus=False)
-            candidates = pending + 1
-            rejected = accepted < candidates
-            replaced = torch.where(rejected, accepted + n, n)
-            state.put(replaced, torch.where(rejected, after, state.seq[n]))
-            proposed, committed, done, rejected = state.commit(torch.where(rejected, accepted + 1, candidates), cfg,
-                                                               candidates, rejected)
-        stats.record_round(committed, rejected and committed == proposed)
+            q_of_candidates = candidate_qs(pending_qs, q_of_block)
+            qs = None if q_of_candidates is None else candidate_rows(
+                link, target_logits, state.seq[n : n + pending + 1], q_of_candidates, cfg, state.uniforms, n)
+            proposed, done, rejected, replaced = verify_round(state, target_logits, pending, qs, cfg, stats)
         valid = n + proposed - 1 if rejected else -1  # the draft's cache rows that still agree (-1: all)
         send_decision(link, state.n, valid, replaced, state.seq[replaced], rejected, done)
-        if rejected:
-            pending, pending_qs = 0, None
-        else:
-            pending, pending_qs = g - 1, None if q_of_block is None else q_of_block[1:]
+        pending, pending_qs = next_pending(rejected, g, q_of_block)
         round_index += 1
     draft_report = link.recv_object()  # the draft's forward count and its lane of the timeline
     stats.target_forwards = target.forwards
@@ -123,14 +105,12 @@ def send_decision(link, n: int, valid: int, replaced_index, replaced_token, reje
 def draft_parallel(draft_context, link, cfg: DecodeConfig, vocab: int) -> dict:
     """The draft's half: a block per round after the committed + pending tokens, with the DRAFT uniforms
     of their indices (common.draft_block, as in decode_parallel); the target's decision then says what
-    was committed. Returns what the target's half reports: forwards and the draft lane's spans."""
+    was committed (the link answers its requests for a refused candidate's q row on the way). Returns
+    what the target's half reports: forwards and the draft lane's spans."""
     g = cfg.gamma
     draft = as_fast_context(draft_context)
-    size = buffer_size(cfg)
-    draft.reserve(size)
-    state = common.Decode(torch.zeros(size, dtype=torch.int64, device=draft.device),
-                          sampling.UniformTable(cfg.seed, size, draft.device),
-                          torch.tensor(cfg.eos_token_ids or (-1,), dtype=torch.int64, device=draft.device))
+    state = common.Decode.buffers(draft.device, cfg, "pearl")
+    draft.reserve(len(state.seq))
     timeline = Timeline()
     first, done = link.recv_start()
     state.put(0, first)
@@ -143,18 +123,13 @@ def draft_parallel(draft_context, link, cfg: DecodeConfig, vocab: int) -> dict:
             block[-1].item()  # the block is drawn (a device works asynchronously)
         q_of_block = None if qs is None else qs[torch.arange(g, device=qs.device), block]
         link.send_block(block, q_of_block)
-        candidate_qs = None if qs is None else (qs[:1] if pending_qs is None else torch.cat([pending_qs, qs[:1]]))
-        decision = link.recv_decision()
-        while decision["kind"] == ROW:  # the target refused a candidate: its residual needs the q row
-            link.send_row(candidate_qs[decision["n"]])
-            decision = link.recv_decision()
+        rows = candidate_qs(pending_qs, qs)
+        decision = link.recv_decision(row_of=lambda i, rows=rows: rows[i])
         done = bool(decision["done"])
         if decision["rejected"]:
             state.put(decision["replaced_index"], torch.tensor(decision["replaced_token"]))
             valid = min(valid, decision["valid"])
-            pending, pending_qs = 0, None
-        else:
-            pending, pending_qs = g - 1, None if qs is None else qs[1:]
+        pending, pending_qs = next_pending(decision["rejected"], g, qs)
         state.n = decision["n"]
         round_index += 1
     return {"forwards": draft.forwards, "spans": timeline.spans}

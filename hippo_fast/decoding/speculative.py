@@ -21,8 +21,8 @@ def decode_speculative(target_context, draft_context, cfg: DecodeConfig, timelin
     target, draft = common.contexts(target_context, draft_context)
     recorded = Timeline() if timeline else None
     span = spans.recorder(recorded, target.device, draft.device)
-    state = common.Decode.start(target, cfg, g)
-    draft.reserve(cfg.max_new_tokens + g + 2)
+    state = common.Decode.start(target, cfg, "sd")
+    draft.reserve(len(state.seq))
     draft_valid = 0  # generated tokens whose draft rows agree with seq
     done = state.commit(1, cfg, 1)[2]
     while not done:

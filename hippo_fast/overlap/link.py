@@ -1,21 +1,7 @@
-"""The messages of two-process PEARL (hippo_fast/decoding/parallel_split.py), over torch.distributed
-point-to-point sends: gloo between CPU processes, NCCL between GPUs. Fixed-shape tensors on the hot
-path (one BLOCK and one DECISION per round); pickled objects (jobs, replies, timelines) around it.
-
-    target -> draft  START     [token 0, done]                        once per decode
-    draft -> target  BLOCK     gamma token ids (+ when the draft samples: q of each drawn token, gamma float64)
-    target -> draft  ROW?      [ROW, candidate row]     only on a rejection of a sampled draft's token:
-    draft -> target  q ROW     that candidate's q row (V float64), for the residual max(p - q, 0)
-    target -> draft  DECISION  [DECISION, n, draft rows still valid, replaced index, replaced token, rejected, done]
-
-What crosses per round is what the accept / residual rule reads: q(x) of each candidate, and the one q
-row of a rejected candidate (the residual of the first refusal is the only one drawn). Sending every q
-row would move gamma x V float64 a round (about 6 MB for Qwen's vocabulary at gamma 5).
-
-The target decides acceptance alone (it holds p and the ACCEPT / RESIDUAL uniforms); the draft draws
-with the DRAFT uniforms of the same keyed table (hippo_fast/sampling.py). No random state crosses.
-
-Objects are pickled into a length and a byte tensor sent as two messages (the same on gloo and NCCL).
+"""The transport of two-process PEARL: the messages of protocol.py over torch.distributed point-to-point
+sends, gloo between CPU processes, NCCL between GPUs; the process group both sides join. Fixed-shape
+tensors on the hot path; objects pickled into a length and a byte tensor sent as two messages (the same
+on gloo and NCCL).
 
 A watched link (`watch`, the target's side of a spawned worker under NCCL) receives with irecv and
 polls: a peer gone (`watch()` says how) or silent past `timeout_s` raises ConnectionError / TimeoutError
@@ -23,6 +9,9 @@ at once, which processes.DraftWorker turns into the WorkerError that gloo's clos
 blocking NCCL receive from a dead worker would instead wait for the group's timeout and then abort
 the whole process. A receive that waits for the worker's load or compile (`patient`) is bounded by
 the worker's life, not by `timeout_s`.
+
+NCCL needs each process's GPU named before the group exists (`init_group`: torch.cuda.set_device and
+device_id), else both ranks' communicators sit on cuda:0.
 """
 
 from __future__ import annotations
@@ -32,9 +21,7 @@ import time
 
 import torch
 
-DECISION, ROW = 0, 1  # the kinds of the target's messages after a BLOCK
-DECISION_FIELDS = ("kind", "n", "valid", "replaced_index", "replaced_token", "rejected", "done")  # ROW: "n" = row
-POLL_S = 50e-6  # a watched receive's sleep between polls: far below a decode round
+from hippo_fast.overlap.protocol import DECISION, DECISION_FIELDS, POLL_S, ROW
 
 
 class Link:
@@ -110,8 +97,13 @@ class Link:
                   for x in (DECISION, n, valid, replaced_index, replaced_token, int(rejected), int(done))]
         self._send(torch.stack(values))
 
-    def recv_decision(self) -> dict:
-        return dict(zip(DECISION_FIELDS, self._recv((len(DECISION_FIELDS),), torch.int64).tolist(), strict=True))
+    def recv_decision(self, row_of) -> dict:
+        """The round's DECISION, answering each ROW request on the way with `row_of(candidate)` (its q row)."""
+        while True:
+            decision = dict(zip(DECISION_FIELDS, self._recv((len(DECISION_FIELDS),), torch.int64).tolist(), strict=True))
+            if decision["kind"] != ROW:
+                return decision
+            self.send_row(row_of(decision["n"]))
 
     # ---- objects, around the decode -------------------------------------------------------------------
     def send_object(self, obj) -> None:
@@ -124,3 +116,33 @@ class Link:
         cpu = torch.device("cpu")
         size = int(self._recv((1,), torch.int64, home=cpu, patient=patient)[0])
         return pickle.loads(self._recv((size,), torch.uint8, home=cpu).numpy().tobytes())
+
+
+# ---- the process group ----------------------------------------------------------------------------------
+def backend_for(target_device: str, draft_device: str) -> str:
+    """NCCL between two different GPUs; gloo otherwise (CPUs, or both processes on one GPU, which NCCL
+    refuses: its messages then go through host memory)."""
+    t, d = torch.device(target_device), torch.device(draft_device)
+    if t.type == d.type == "cuda" and (t.index or 0) != (d.index or 0):
+        return "nccl"
+    return "gloo"
+
+
+def init_group(backend: str, device, **options) -> None:
+    """dist.init_process_group, under NCCL on this process's GPU: torch.cuda.set_device first (NCCL's
+    communicator and streams follow the current device, cuda:0 otherwise) and device_id (the
+    communicator is made now on that GPU, not guessed at the first send)."""
+    import torch.distributed as dist
+
+    if backend == "nccl":
+        device = torch.device(device)
+        torch.cuda.set_device(device)
+        options["device_id"] = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+    dist.init_process_group(backend, **options)
+
+
+def link_for(peer: int, backend: str, home) -> Link:
+    """The link to `peer`: tensors on the home GPU under NCCL, on the CPU under gloo; received ones
+    land on `home`, where the decode keeps its buffers (a sampled draft's q rows included)."""
+    home = torch.device(home)
+    return Link(peer, home if backend == "nccl" else torch.device("cpu"), home)

@@ -25,8 +25,7 @@ target's receives are watched (link.Link.watch: the worker's process polled, the
 bounded by the same timeout), which ends the request with the same WorkerError; the replies that wait
 for the worker's load or compile are bounded by its life, not by the timeout.
 
-NCCL needs each process's GPU named before the group exists (`init_group`: torch.cuda.set_device and
-device_id), else both ranks' communicators sit on cuda:0.
+The messages, jobs and timeouts are protocol.py's; the transport and the process group link.py's.
 """
 
 from __future__ import annotations
@@ -36,23 +35,17 @@ import datetime
 import itertools
 import os
 import time
-from typing import TYPE_CHECKING
 
 import torch
 
 from hippo import placement
-from hippo.errors import HippoError
-
-if TYPE_CHECKING:
-    from hippo_fast.overlap.link import Link
-
-START_TIMEOUT_S = 120.0
-DEFAULT_TIMEOUT_S = 300.0
-# How long a worker waits for its next job. A gloo operation's timeout is its process group's, so a
-# worker that joined with the requests' 300 s left after five idle minutes (exit status 1, found
-# 2026-12-02: a request after a pause failed on a dead worker). It waits as long as this process holds
-# it and ends when this side does: the stop message, or the link closing when this process dies.
-WORKER_IDLE_TIMEOUT_S = 7 * 24 * 3600.0
+from hippo.errors import CheckpointError, HippoError
+from hippo.pairing import vocabulary_hash
+from hippo_fast.cache import as_fast_context
+from hippo_fast.decoding.lanes import same_gpu
+from hippo_fast.decoding.parallel_split import decode_parallel_target
+from hippo_fast.overlap.link import backend_for, init_group, link_for
+from hippo_fast.overlap.protocol import DEFAULT_TIMEOUT_S, START_TIMEOUT_S, WORKER_IDLE_TIMEOUT_S, DraftJob
 
 
 class WorkerError(HippoError):
@@ -72,28 +65,6 @@ def _forget_failed_group() -> None:
         distributed_c10d._world.group_count = 0
 
 
-def backend_for(target_device: str, draft_device: str) -> str:
-    """NCCL between two different GPUs; gloo otherwise (CPUs, or both processes on one GPU, which NCCL
-    refuses: its messages then go through host memory)."""
-    t, d = torch.device(target_device), torch.device(draft_device)
-    if t.type == d.type == "cuda" and (t.index or 0) != (d.index or 0):
-        return "nccl"
-    return "gloo"
-
-
-def init_group(backend: str, device, **options) -> None:
-    """dist.init_process_group, under NCCL on this process's GPU: torch.cuda.set_device first (NCCL's
-    communicator and streams follow the current device, cuda:0 otherwise) and device_id (the
-    communicator is made now on that GPU, not guessed at the first send)."""
-    import torch.distributed as dist
-
-    if backend == "nccl":
-        device = torch.device(device)
-        torch.cuda.set_device(device)
-        options["device_id"] = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
-    dist.init_process_group(backend, **options)
-
-
 def watch_process(process):
     """link.Link's `watch` for a spawned worker: None while it runs, else how it ended."""
 
@@ -106,15 +77,6 @@ def watch_process(process):
 
 split_cores = placement.split_cores  # (this process's cores, the worker's)
 torchrun_share = placement.torchrun_share  # threads of one rank under torchrun
-
-
-def link_for(peer: int, backend: str, home) -> Link:
-    """The link to `peer`: tensors on the home GPU under NCCL, on the CPU under gloo; received ones
-    land on `home`, where the decode keeps its buffers (a sampled draft's q rows included)."""
-    from hippo_fast.overlap.link import Link
-
-    home = torch.device(home)
-    return Link(peer, home if backend == "nccl" else torch.device("cpu"), home)
 
 
 class DraftWorker:
@@ -171,8 +133,6 @@ class DraftWorker:
         own, theirs = split_cores(placement.allowed_cores()) if pin_cores else (None, None)
         init_method = f"tcp://127.0.0.1:{store.port}"
         backend = backend_for(target_device, device)
-        from hippo_fast.overlap.lanes import same_gpu
-
         if same_gpu(target_device, device):  # two CUDA contexts on one GPU take turns unless MPS shares it
             placement.log_once(f"placement: the draft worker shares {torch.device(device)} with this process: without "
                                "NVIDIA MPS their kernels time-slice, so expect little overlap (a second GPU: "
@@ -533,8 +493,6 @@ class RemoteDraftContext:
 
 def start_video_job(worker: DraftWorker, draft: RemoteDraft, request, clip, capacity: int, compile: bool) -> int:
     """Send the draft's job; the worker loads and encodes the video while this process prefills."""
-    from hippo_fast.overlap.worker import DraftJob
-
     worker.narrow()  # from here to the end of the decode this process keeps off the worker's core
     job_id = worker.new_id()
     job = DraftJob(draft.path, draft.dtype, draft.device, clip, request.prompt, request.prune.positions, capacity,
@@ -546,17 +504,14 @@ def start_video_job(worker: DraftWorker, draft: RemoteDraft, request, clip, capa
 def finish_video_job(worker: DraftWorker, job_id: int, kept, target, target_inputs) -> RemoteDraftContext:
     """Send the kept indices, wait for the pruned prefill, check vocabulary and grid as the one-process
     pipeline does (hippo.pairing), with the worker's facts."""
-    from hippo.errors import CheckpointError
-
     worker.send(("kept", job_id, kept))
     facts = worker.reply(job_id, "ready")
-    if facts["vocab"] != target.tokenizer.get_vocab():
+    if facts["vocab_sha256"] != vocabulary_hash(target.tokenizer):
         raise CheckpointError(f"draft {facts['name']} and target {target.name} do not share a vocabulary: pick a "
                               "draft from the same model family and tokenizer")
     if facts["grid"] != target_inputs.grid:
         raise CheckpointError(f"draft {facts['name']} turns the video into a {facts['grid']} token grid but target "
                               f"{target.name} into {target_inputs.grid}; pruning indices cannot transfer")
-    del facts["vocab"]
     return RemoteDraftContext(worker, job_id, facts)
 
 
@@ -569,9 +524,6 @@ def table_job(worker: DraftWorker, draft_context) -> RemoteDraftContext:
 
 def decode_remote(target_context, remote: RemoteDraftContext, cfg):
     """Two-process PEARL: the worker runs the draft half of job `remote`, this process the target half."""
-    from hippo_fast.cache import as_fast_context
-    from hippo_fast.decoding.parallel_split import decode_parallel_target
-
     worker = remote.worker
     vocab = as_fast_context(target_context).vocab_size
     worker.narrow()

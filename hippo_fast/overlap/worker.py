@@ -4,16 +4,7 @@ Started with `--preload PATH`, it loads that draft before it joins the process g
 which overlaps the target's load in `hippo generate`). Its torch threads follow its core(s)
 (hippo/placement.py); its placement is in every "ready" and "loaded" reply.
 
-Jobs (pickled objects over the Link):
-  ("load", id, (path, dtype, device))   load that draft now (cached). Replies ("loaded", id, facts).
-  ("video", id, DraftJob)   load the draft (cached per folder, dtype, device), prepare its inputs from the
-                            decoded frames the job carries, and run its vision encoder at once (it does not need the kept indices: this is the
-                            prefill overlap); then wait for ("kept", id, indices) and prefill the pruned
-                            context into a static cache. Replies ("ready", id, facts).
-  ("table", id, context)    a DecodeContext sent whole (the audit's table models). Replies ("ready", id, {}).
-  ("decode", id, cfg, V)    the draft half of two-process PEARL (parallel_split.draft_parallel).
-  ("step_time", id, token)  the median one-token forward of that context, seconds (`--gamma auto`).
-  ("release", id), ("stop",)
+Its jobs and their replies are hippo_fast/overlap/protocol.py's.
 A job that fails replies ("error", id, message) and the worker keeps serving. A failure inside a decode
 (the target is then waiting for a BLOCK, not an object) is written to the parent's pipe and ends the
 worker; the target's receive fails at once and reads the message (processes.DraftWorker).
@@ -25,28 +16,16 @@ import os
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
-
-import torch
 
 from hippo import placement
-from hippo_fast.overlap.processes import WORKER_IDLE_TIMEOUT_S
+from hippo.pairing import vocabulary_hash
+from hippo_fast import compiled
+from hippo_fast.cache import kv_row_bytes, max_positions, static_prefill
+from hippo_fast.decoding.parallel_split import draft_parallel
+from hippo_fast.overlap.link import backend_for, init_group, link_for
+from hippo_fast.overlap.protocol import WORKER_IDLE_TIMEOUT_S, DraftJob
 
 KEEP_CONTEXTS = 64  # prepared draft contexts kept for reuse (the audit decodes each case many times)
-
-
-@dataclass(frozen=True)
-class DraftJob:
-    """Everything the draft's process needs to build its context for one request."""
-
-    path: str
-    dtype: str
-    device: str
-    clip: object  # hippo.video.VideoClip: the decoded frames travel (rendered clips have no file to read)
-    prompt: str
-    positions: str
-    capacity: int
-    compile: bool = False
 
 
 class Server:
@@ -71,8 +50,6 @@ class Server:
     def loaded_facts(self, key: tuple[str, str, str], load_s: float) -> dict:
         """What the target's process needs to know of a loaded draft before a request: its cache's row size
         and maximum position (hippo_fast.cache.check_fits), this process's placement."""
-        from hippo_fast.cache import kv_row_bytes, max_positions
-
         draft = self.adapters[key]
         dtype = next(draft.model.parameters()).dtype
         return {"load_s": load_s, "kv_row_bytes": kv_row_bytes(draft.model.config, dtype),
@@ -85,9 +62,6 @@ class Server:
             self.contexts.popitem(last=False)
 
     def prepare_video(self, job_id, job: DraftJob) -> None:
-        from hippo_fast.cache import static_prefill
-        from hippo_fast.pipeline import compiled_forward
-
         started = time.perf_counter()
         failure = None
         try:
@@ -103,31 +77,17 @@ class Server:
         if failure is not None:
             raise failure
         context = static_prefill(draft, inputs, job.capacity, kept_grid_indices=message[2], positions=job.positions,
-                                 video_embeds=embeds, forward_fn=compiled_forward(draft.model) if job.compile else None)
+                                 video_embeds=embeds,
+                                 forward_fn=compiled.compiled_forward(draft.model) if job.compile else None)
         if job.compile:  # capture the one-token step now, not in the first round
-            from hippo_fast.pipeline import _WARMED
-
-            context.warm((1,), _WARMED.setdefault(draft.model, set()))
+            compiled.warm(context, (1,))
         self.keep(job_id, context)
         self.link.send_object(("ready", job_id, {
-            "grid": inputs.grid, "vocab": draft.tokenizer.get_vocab(), "name": draft.name,
+            "grid": inputs.grid, "vocab_sha256": vocabulary_hash(draft.tokenizer), "name": draft.name,
             "encode_s": encoded - started, "prefill_s": time.perf_counter() - encoded, "pid": os.getpid(),
             "placement": placement.describe("draft")}))
 
-    def step_time(self, job_id, token: int, repeats: int = 3) -> float:
-        context = self.contexts[job_id]
-        ids = torch.tensor([token], device=context.device)
-        times = []
-        for _ in range(repeats + 1):  # the first call may compile: not timed
-            t0 = time.perf_counter()
-            context.forward(ids, 0)[-1, 0].item()
-            times.append(time.perf_counter() - t0)
-        context.forwards -= repeats + 1
-        return sorted(times[1:])[repeats // 2]
-
     def serve(self) -> None:
-        from hippo_fast.decoding.parallel_split import draft_parallel
-
         while True:
             message = self.link.recv_object()
             kind = message[0]
@@ -149,7 +109,7 @@ class Server:
                     self.keep(job_id, message[2])
                     self.link.send_object(("ready", job_id, {"pid": os.getpid()}))
                 elif kind == "step_time":
-                    self.link.send_object(("step_time", job_id, self.step_time(job_id, message[2])))
+                    self.link.send_object(("step_time", job_id, self.contexts[job_id].step_time(message[2])))
                 elif kind == "release":
                     self.contexts.pop(job_id, None)
                 else:
@@ -190,8 +150,6 @@ def spawned_main(init_method: str, status: StatusPipe, cores, device: str, timeo
     import datetime
 
     import torch.distributed as dist
-
-    from hippo_fast.overlap.processes import init_group, link_for
 
     try:
         pin(cores)
@@ -261,8 +219,6 @@ def serve_under_torchrun(device: str = "cpu", target_device: str = "cpu",
     import datetime
 
     import torch.distributed as dist
-
-    from hippo_fast.overlap.processes import backend_for, init_group, link_for
 
     placement.follow_cores(threads=placement.torchrun_share(placement.allowed_cores()))  # the ranks share the cores
     backend = backend_for(target_device, device)

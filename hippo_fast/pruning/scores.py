@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from hippo.adapters.base import DecodeContext, PreparedInputs, VideoGrid, VideoLLMAdapter
+from hippo_fast import phases
 from hippo_ref.pruning.scores import (  # noqa: F401  (query_rows, resolve_layers: re-exported, the same names)
     TextQueryCapture,
     TokenScores,
@@ -137,23 +138,27 @@ def spatial_complexity(embeds: torch.Tensor, grid: VideoGrid, window: int = 3, m
 # ---- the one observed prefill -----------------------------------------------------------------------
 def scored_prefill(
     adapter: VideoLLMAdapter, inputs: PreparedInputs, params, video_embeds: torch.Tensor | None = None,
-    prefill=None, max_elements: int = MAX_ELEMENTS,
+    prefill=None, max_elements: int = MAX_ELEMENTS, phase=None,
 ) -> tuple[DecodeContext, TokenScores]:
     """The target's full-video prefill, observed, and the raw scores of its grid tokens (on the device).
 
     `prefill(inputs, video_embeds, observe) -> context with .cache` replaces
     `adapter.prefill(inputs, video_embeds=..., observe=...)` (e.g. one into a preallocated StaticCache);
     it must enter `observe` around the model's forward. `max_elements` bounds the scores' largest
-    buffer (MAX_ELEMENTS). The rest as hippo_ref's scored_prefill."""
+    buffer (MAX_ELEMENTS). `phase`: hippo_fast/phases.py's recorder of the prefill and the scoring. The
+    rest as hippo_ref's scored_prefill."""
+    phase = phase or phases.recorder(None, None)
     embeds = adapter.encode_video(inputs) if video_embeds is None else video_embeds
     capture = TextQueryCapture(adapter, inputs, params.attn_layers, params.text_tokens)
-    if prefill is None:
-        context = adapter.prefill(inputs, video_embeds=embeds, observe=capture)
-    else:
-        context = prefill(inputs, embeds, capture)
-    scores = TokenScores(
-        attn=attention_scores(capture, context, max_elements),
-        temp=temporal_novelty(embeds, inputs.grid, params.first_frame_temp),
-        spat=spatial_complexity(embeds, inputs.grid, params.spatial_window, max_elements),
-    )
+    with phase("target prefill"):
+        if prefill is None:
+            context = adapter.prefill(inputs, video_embeds=embeds, observe=capture)
+        else:
+            context = prefill(inputs, embeds, capture)
+    with phase("scoring"):
+        scores = TokenScores(
+            attn=attention_scores(capture, context, max_elements),
+            temp=temporal_novelty(embeds, inputs.grid, params.first_frame_temp),
+            spat=spatial_complexity(embeds, inputs.grid, params.spatial_window, max_elements),
+        )
     return context, scores

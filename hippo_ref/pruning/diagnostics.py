@@ -272,9 +272,8 @@ def run_kept(args) -> int:
 
 def mat_sweep(target, draft, clip, args, params) -> list[dict]:
     """Greedy MAT for every (method, ratio); `none` once (ratio 0). Each run is compared with AR."""
-    from hippo_ref.decoding.common import DecodeConfig
-    from hippo_ref.pipeline import GenerationRequest, generate
-    from hippo_ref.pruning.methods import PruneSpec
+    from hippo.generation import generate
+    from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
 
     methods = _methods(args.methods, ("none",) + SCORED_METHODS)
     ratios = _ratios(args.ratios)
@@ -283,12 +282,12 @@ def mat_sweep(target, draft, clip, args, params) -> list[dict]:
     def request(decoding, spec):
         return GenerationRequest(args.video, args.prompt, args.frames, decoding, spec, config)
 
-    ar = generate(target, None, request("ar", PruneSpec()), clip=clip).tokens
+    ar = generate("ref", target, None, request("ar", PruneSpec()), clip=clip).tokens
     rows = []
     for method in methods:
         for ratio in [0.0] if method == "none" else ratios:
             spec = PruneSpec(method, ratio, args.positions, params)
-            result = generate(target, draft, request(args.decoding, spec), clip=clip)
+            result = generate("ref", target, draft, request(args.decoding, spec), clip=clip)
             s = result.stats
             rows.append({"method": method, "ratio": ratio, "mat": s.decode.mat,
                          "mean_run_length": s.decode.mean_run_length,

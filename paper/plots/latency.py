@@ -1,14 +1,14 @@
 """Where one request's time goes, phase by phase, for AR, SD, SD + SpecVLM, PEARL and HIPPO on the main
 pair: the median over the zoo test videos of each phase's wall time.
 
-The phases are timed around the pipeline's own pieces, called in hippo_fast/pipeline.py's
-prepare_contexts order (hippo.video.load_video, adapter.prepare, adapter.encode_video, the static-cache
-prefill, hippo_fast.pruning's scores and kept_indices, the draft's prefill), then the decode, split by its
-timeline: the target's verify forwards and verification, the draft's work that the target did not hide,
-and the rest (messages, the loop's host work). Every phase is wall time of this process, one after
-the other, so they add up to the end-to-end time. With the draft in its own process (PEARL, HIPPO) the
-worker prepares and encodes the video while this process works on the target: "draft prefill" is then
-what this process waited for the worker's pruned prefill.
+The phases before the decode are the pipeline's own, recorded by it (`implementation("fast", phases=True)`,
+hippo_fast/phases.py: preprocessing, vision encoding, target prefill, scoring, pruning, draft prefill)
+after the video load timed here; the decode is split by its timeline: the target's verify forwards and
+verification, the draft's work that the target did not hide, and the rest (messages, the loop's host
+work). Every phase is wall time of this process, one after the other, so they add up to the end-to-end
+time. With the draft in its own process (PEARL, HIPPO) the worker prepares and encodes the video while
+this process works on the target: "draft prefill" is then what this process waited for the worker's
+pruned prefill.
 
 The zoo renders its videos in memory; each is written once as an MP4 (hippo.video.write_video) so that
 "video load" times the decoder a real request goes through.
@@ -16,7 +16,6 @@ The zoo renders its videos in memory; each is written once as an MP4 (hippo.vide
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import tempfile
@@ -34,23 +33,13 @@ PHASES = ("video load", "preprocessing", "vision encoding", "target prefill", "s
 DECODE_PHASES = ("draft decode", "verify decode", "decode other")
 
 
-@contextlib.contextmanager
-def phase(times: dict, name: str, device):
-    """Adds the block's wall time to times[name] (waiting for a CUDA device at its end)."""
-    import torch
-
-    start = time.perf_counter()
-    yield
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    times[name] += time.perf_counter() - start
-
-
 def implementation_of(impl: str):
-    """The method's implementation, the serial ones recording their timeline (draft / verify split)."""
-    from hippo_fast.pipeline import FastImplementation
+    """The method's implementation recording its phases, the serial ones their timeline (draft / verify split)."""
+    from hippo.generation import implementation
 
-    return FastImplementation(overlap="processes") if impl == "fast-processes" else FastImplementation(timeline=True)
+    if impl == "fast-processes":
+        return implementation("fast", overlap="processes", phases=True)
+    return implementation("fast", timeline=True, phases=True)
 
 
 def decode_phases(result) -> dict:
@@ -66,65 +55,16 @@ def decode_phases(result) -> dict:
 
 
 def time_request(impl, target, draft, request) -> tuple[dict, list[int]]:
-    """Seconds per phase of one request (prepare_contexts' steps, then the decode), and its tokens."""
-    from hippo.request import NEEDS_SCORES
+    """Seconds per phase of one request (the video load, prepare_contexts' phases, the decode's), and its tokens."""
     from hippo.video import load_video
-    from hippo_fast.cache import static_prefill
-    from hippo_fast.overlap import processes
-    from hippo_fast.pipeline import request_capacity
-    from hippo_fast.pruning.methods import kept_indices
-    from hippo_fast.pruning.scores import (
-        TextQueryCapture,
-        TokenScores,
-        attention_scores,
-        spatial_complexity,
-        temporal_novelty,
-    )
 
     times = dict.fromkeys(PHASES, 0.0)
-    device = target.device
-    with phase(times, "video load", device):
-        clip = load_video(request.video, request.frames)
-    capacity = request_capacity(request.config, request.decoding)
-    remote = impl.remote(request.decoding)
-    if remote:  # first, as the pipeline does: the worker encodes the video while this process prefills
-        worker = processes.session(processes.RemoteDraft.of(draft).device, target_device=str(device))
-        with phase(times, "draft prefill", device):
-            job = processes.start_video_job(worker, processes.RemoteDraft.of(draft), request, clip, capacity, False)
-    with phase(times, "preprocessing", device):
-        inputs = target.prepare(clip, request.prompt)
-    with phase(times, "vision encoding", device):
-        embeds = target.encode_video(inputs)
-    scores = None
-    if request.decoding != "ar" and request.prune.method in NEEDS_SCORES:  # scored_prefill, its steps timed apart
-        params = request.prune.params
-        capture = TextQueryCapture(target, inputs, params.attn_layers, params.text_tokens)
-        with phase(times, "target prefill", device):
-            target_context = static_prefill(target, inputs, capacity, video_embeds=embeds, observe=capture)
-        with phase(times, "scoring", device):
-            scores = TokenScores(attn=attention_scores(capture, target_context),
-                                 temp=temporal_novelty(embeds, inputs.grid, params.first_frame_temp),
-                                 spat=spatial_complexity(embeds, inputs.grid, params.spatial_window))
-    else:
-        with phase(times, "target prefill", device):
-            target_context = static_prefill(target, inputs, capacity, video_embeds=embeds)
-    draft_context = None
-    if request.decoding != "ar":
-        with phase(times, "pruning", device):
-            kept = kept_indices(request.prune, inputs.grid, scores)
-            kept = None if kept is None else kept.cpu()
-        if remote:
-            with phase(times, "draft prefill", device):
-                draft_context = processes.finish_video_job(worker, job, kept, target, inputs)
-        else:
-            with phase(times, "preprocessing", device):
-                draft_inputs = draft.prepare(clip, request.prompt)
-            with phase(times, "vision encoding", device):
-                draft_embeds = draft.encode_video(draft_inputs)
-            with phase(times, "draft prefill", device):
-                draft_context = static_prefill(draft, draft_inputs, capacity, kept_grid_indices=kept,
-                                               positions=request.prune.positions, video_embeds=draft_embeds)
-    result = impl.decode(request.decoding, target_context, draft_context, request.config)
+    start = time.perf_counter()
+    clip = load_video(request.video, request.frames)  # on the CPU: no device to wait for
+    times["video load"] = time.perf_counter() - start
+    prepared = impl.prepare_contexts(target, draft, request, clip)
+    times.update(prepared.phases)
+    result = impl.decode(request.decoding, prepared.target_context, prepared.draft_context, request.config)
     times.update(decode_phases(result))
     return times, result.tokens
 
@@ -147,7 +87,6 @@ def measure(job: FigureJob) -> dict:
     from hippo.checkpoint import load_adapter
     from hippo.request import DecodeConfig, GenerationRequest, PruneSpec
     from hippo.zoo.registry import PAIRS, ZOO_PREFIX
-    from hippo_fast.overlap import processes
 
     p = job.profile
     pair = p.pairs[0]
@@ -159,6 +98,7 @@ def measure(job: FigureJob) -> dict:
     tokens: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as folder:
         videos = write_videos(Path(folder), p.n)
+        impl = None
         try:
             for label, (decoding, prune, impl_name) in METHODS.items():
                 impl = implementation_of(impl_name)
@@ -169,7 +109,8 @@ def measure(job: FigureJob) -> dict:
                 tokens[label] = [t for _, t in runs]
                 out["methods"][label] = summarize([times for times, _ in runs], [len(t) for _, t in runs])
         finally:
-            processes.close_session()  # the worker holds a core of this process's while it lives
+            if impl is not None:
+                impl.close()  # the draft's worker holds a core of this process's while it lives
     out["same_tokens_as_ar"] = {label: t == tokens["AR"] for label, t in tokens.items()}
     out["load_average_at_end"] = os.getloadavg()[0]
     return out

@@ -34,11 +34,10 @@ def hippo_fast_speed(plan: dict, threads: int) -> dict:
 
     from hippo.checkpoint import load_adapter
     from hippo.request import DecodeConfig
-    from hippo_fast.cache import static_prefill
+    from hippo_fast.cache import request_capacity, static_prefill
     from hippo_fast.decoding.autoregressive import decode_autoregressive
     from hippo_fast.decoding.parallel import decode_parallel
     from hippo_fast.decoding.speculative import decode_speculative
-    from hippo_fast.pipeline import request_capacity
 
     torch.set_num_threads(threads)
     target, draft = load_adapter(plan["target"]), load_adapter(plan["draft"])
