@@ -1,15 +1,16 @@
 """The verification suite: profiles, the run of every check, negative controls, calibration, report.
 
-`run_suite(profile, candidates, out_dir)` runs, in order:
+`run_suite(profile, candidates, out_dir)` runs, in order (run_checks, then run_mutants, run_calibration):
   1. exact_step        (3a) the exact law of one accept/residual step, float64, == p to 1e-9
   2. oracle            (3b) JAX: exact laws of SD and PEARL on table models == AR's to 1e-12
   3. greedy_table      greedy tokens AND per-round acceptance == the oracle's simulation
   4. self_draft_table  target as its own draft: no rejection, greedy or sampled
-  5. mc_table          (3c) Monte Carlo of the implementations on table models vs the exact law
-  6. greedy_target_vs_generate / greedy_video   fp32 exact, every decoding x pruning x pair x video
-  7. mc_video          (3c) Monte Carlo on the video models (first 2 tokens, top-k sampling)
-     seeded_equivalence candidates drawing hippo's keyed uniforms == their reference schedule, per seed
-  8. reduced_precision bf16 greedy: mismatches diagnosed (near-tie or algorithmic)
+  5. greedy_target_vs_generate / greedy_video   fp32 exact, every decoding x pruning x pair x video
+  6. seeded_equivalence  candidates drawing hippo's keyed uniforms == their reference schedule, per seed
+  7. mc_table, mc_video  (3c) Monte Carlo on table models vs the exact law, and on the video models
+                       (first 2 tokens, top-k sampling)
+  8. reduced_precision bf16 greedy: mismatches diagnosed (near-tie or algorithmic); for a reduced-precision
+                       subject the diagnosis is greedy_video's
   9. mutants           the planted-bug catalogue: every mutant must be caught (mutation score)
  10. calibration       the statistical checks rerun on the correct implementation: false alarms
 The statistical checks of one run form one family, Holm-corrected at `alpha`.

@@ -28,15 +28,14 @@ there yet or gone, where its centre is on a 3 x 3 grid, and how it moves; then i
 clip. `fact_accuracy` scores generated captions against those facts.
 
 Splits: a video is a pure function of (split, index); the three splits use disjoint seed streams.
-Nothing is stored in the repository; `cache_split` renders a split into a gitignored uint8 npz.
+Nothing is stored in the repository: a video is rendered when it is asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -608,32 +607,3 @@ def attribute_breakdown(pairs) -> dict[str, float]:
             total[attribute] = total.get(attribute, 0) + 1
             right[attribute] = right.get(attribute, 0) + attribute_correct(text, attribute, value)
     return {a: right[a] / total[a] for a in sorted(total)}
-
-
-def spec_json(spec: VideoSpec) -> dict:
-    return asdict(spec)
-
-
-# ------------------------------------------------------------------------------------- caching
-
-def default_cache_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / ".cache" / "zoo-data"
-
-
-def cache_split(split: str, count: int | None = None, cache_dir: Path | None = None) -> Path:
-    """Render `count` videos of `split` into `<cache_dir>/<split>-<count>.npz` (uint8), once."""
-    count = SPLIT_SIZES[split] if count is None else count
-    path = (cache_dir or default_cache_dir()) / f"{split}-{count}.npz"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frames = np.stack([render(video_spec(split, i)) for i in range(count)])
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, frames=frames)
-        tmp.replace(path)
-    return path
-
-
-def load_split_frames(split: str, count: int | None = None, cache_dir: Path | None = None) -> np.ndarray:
-    """(count, FRAMES, SIZE, SIZE, 3) uint8 frames of `split`, rendered once and cached."""
-    with np.load(cache_split(split, count, cache_dir)) as data:
-        return data["frames"]

@@ -29,14 +29,6 @@ METHODS = {
 }
 
 
-def label_of(row: dict) -> str | None:
-    c = row["config"]
-    for label, (decoding, prune, impl) in METHODS.items():
-        if (c["decoding"], c["prune"], c["impl"]) == (decoding, prune, impl):
-            return label
-    return None
-
-
 def select(rows: list[dict], **config) -> list[dict]:
     """Rows whose configuration has these values (e.g. pair="qwen", decoding="sd", prune="hippo"),
     ordered by sample so that two selections pair up input for input."""
