@@ -31,6 +31,16 @@ from hippo.request import GenerationRequest, GenerationResult
 from hippo.stats import RequestStats
 
 IMPLEMENTATIONS = {"ref": "hippo_ref.pipeline", "fast": "hippo_fast.pipeline"}
+# The implementation variants, one vocabulary for the sweep (`--impls`), the benchmarks' rows and the
+# audit's candidates: name -> (its registered implementation, the options that make it).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "ref": ("ref", {}),
+    "fast": ("fast", {}),
+    "fast-compiled": ("fast", {"compile": True}),
+    "fast-processes": ("fast", {"overlap": "processes"}),  # the draft in its own (spawned) process: PEARL only
+    "fast-streams": ("fast", {"overlap": "streams"}),  # two CUDA streams (serial on a CPU): PEARL only
+    "fast-timed": ("fast", {"timeline": True}),  # SD and serial PEARL record their busy spans (the timeline)
+}
 
 
 def implementation(name: str, **options) -> Implementation:
@@ -38,6 +48,14 @@ def implementation(name: str, **options) -> Implementation:
     if name not in IMPLEMENTATIONS:
         raise ConfigError(f"unknown implementation {name!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
     return importlib.import_module(IMPLEMENTATIONS[name]).implementation(**options)
+
+
+def variant(name: str, **options) -> Implementation:
+    """The implementation variant `name` (VARIANTS), with further `options` (e.g. compile=True, phases=True)."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown implementation {name!r}; choose one of {', '.join(VARIANTS)}")
+    registered, preset = VARIANTS[name]
+    return implementation(registered, **{**preset, **options})
 
 
 @dataclass

@@ -68,10 +68,11 @@ this one). The forwards cost what they cost (same shapes, same kernels); the rep
 smallest greedy margin over the reference tokens. EOS is disabled (generation_config.eos_token_id = None) so
 that every row generates exactly --max-new-tokens tokens.
 
-Rows (fast rows call hippo_fast's decode functions on FastImplementation().prepare_contexts, so that
-the planted draft can be passed): `hf-generate` (the target's stock generate(), greedy), `fast-ar`,
-`fast-sd`, `fast-pearl` (decode_parallel(lanes=False)), `fast-pearl-streams` (lanes=True: the draft
-and the target on two CUDA streams; on a CPU the same calls in order, labelled so). Protocol and
+Rows (fast rows prepare with implementation("fast").prepare_contexts and decode with their variant's
+decode, so that the planted draft can be passed between): `hf-generate` (the target's stock generate(),
+greedy), `fast-ar`, `fast-sd`, `fast-pearl` (variant fast: the serial schedule), `fast-pearl-streams`
+(variant fast-streams: the draft and the target on two CUDA streams; on a CPU the same calls in order,
+labelled so). Protocol and
 definitions are paper/bench_perf.py's: one warm-up run per row (untimed, reported), then --repeats
 timed passes, the rows' order rotated by one per pass; tokens/s pooled; decode-only after both
 prefills (HF: end-to-end minus the preprocessing and one prompt forward); per-forward costs are the
@@ -405,7 +406,7 @@ class Row:
     label: str
     impl: str  # hf | fast
     decoding: str  # ar | sd | pearl
-    lanes: bool = False
+    variant: str = "fast"  # fast rows: the implementation variant (hippo.generation.VARIANTS) that decodes
     setting: str = "eager"  # eager | compiled (the fast rows')
 
     @property
@@ -420,7 +421,7 @@ def build_rows(device: torch.device, compiled: bool) -> list[Row]:
             Row("fast-ar", "hippo_fast AR", "fast", "ar", setting=setting),
             Row("fast-sd", "hippo_fast SD", "fast", "sd", setting=setting),
             Row("fast-pearl", "hippo_fast PEARL, serial", "fast", "pearl", setting=setting),
-            Row("fast-pearl-streams", f"hippo_fast PEARL, {streams}", "fast", "pearl", lanes=True, setting=setting)]
+            Row("fast-pearl-streams", f"hippo_fast PEARL, {streams}", "fast", "pearl", "fast-streams", setting=setting)]
 
 
 @dataclass
@@ -469,15 +470,10 @@ class Bench:
 
 
 def decode_row(row: Row, target_context, draft_context, config):
-    from hippo_fast.decoding.autoregressive import decode_autoregressive
-    from hippo_fast.decoding.parallel import decode_parallel
-    from hippo_fast.decoding.speculative import decode_speculative
+    """The row's decode alone: its variant's (uncompiled: run_fast has warmed the compiled shapes)."""
+    from hippo.generation import variant
 
-    if row.decoding == "ar":
-        return decode_autoregressive(target_context, config)
-    if row.decoding == "sd":
-        return decode_speculative(target_context, draft_context, config)
-    return decode_parallel(target_context, draft_context, config, lanes=row.lanes)
+    return variant(row.variant).decode(row.decoding, target_context, draft_context, config)
 
 
 def warm_compiled(row: Row, prepared, gamma: int) -> None:

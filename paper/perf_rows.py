@@ -7,9 +7,9 @@ scoring, pruning, prefills, decode), the decode-only time, and the decode stats 
 - `hf-generate`: the stock `model.generate(do_sample=False)` of the target on adapter.hf_generate_inputs.
 - `hf-assisted`: the same with `assistant_model=draft.model, num_assistant_tokens=gamma,
   num_assistant_tokens_schedule="constant"` (verification/candidates.py's HFAssisted call).
-- `ref-*` / `fast-*`: hippo.generation.generate with implementation("ref") / implementation("fast",
-  compile=..., overlap=...), the decoding and the draft's pruning of the row. `*-processes`: the draft
-  in its own process (a worker spawned on the last core, this process on the others); `*-streams`: two
+- `ref-*` / `fast-*`: hippo.generation.generate with the row's implementation variant
+  (hippo.generation.VARIANTS: ref, fast, fast-processes, fast-streams; compiled or not), the decoding and
+  the draft's pruning of the row. `*-processes`: the draft in its own process (a worker spawned on the last core, this process on the others); `*-streams`: two
   CUDA streams (GPU only: on a CPU the same calls run in order, which is fast-pearl itself).
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from hippo.generation import VARIANTS
 from hippo.request import DecodeConfig, GenerationRequest, PruneSpec, SamplingParams
 from hippo.stats import DecodeStats
 
@@ -29,11 +30,20 @@ class RowSpec:
     name: str  # the base row, e.g. fast-sd-specvlm
     kind: str  # hf | hf-assisted | impl
     description: str
-    impl: str | None = None  # ref | fast (kind impl)
+    variant: str | None = None  # kind impl: its implementation variant (hippo.generation.VARIANTS)
     decoding: str = "ar"
     prune: str = "none"  # the draft's pruning method (fast-hippo: replaced by --prune)
     compile: bool | None = None  # fast rows: compiled or eager
-    overlap: str = "off"  # fast PEARL rows: off | processes | streams (hippo_fast.pipeline.OVERLAPS)
+
+    @property
+    def impl(self) -> str | None:
+        """ref | fast: the registered implementation of its variant (None: an HF row)."""
+        return None if self.variant is None else VARIANTS[self.variant][0]
+
+    @property
+    def overlap(self) -> str:
+        """off | processes | streams: how its PEARL runs the draft beside the target."""
+        return "off" if self.variant is None else VARIANTS[self.variant][1].get("overlap", "off")
 
     @property
     def id(self) -> str:
@@ -56,13 +66,12 @@ BASE_ROWS: tuple[RowSpec, ...] = (
     RowSpec("fast-sd-specvlm", "impl", "hippo_fast SD + SpecVLM pruning", "fast", "sd", "specvlm"),
     RowSpec("fast-pearl", "impl", "hippo_fast PEARL (no pruning)", "fast", "pearl"),
     RowSpec("fast-hippo", "impl", "hippo_fast HIPPO (PEARL + pruning)", "fast", "pearl", "hippo"),
-    RowSpec("fast-pearl-processes", "impl", "hippo_fast PEARL, the draft in its own process", "fast", "pearl",
-            overlap="processes"),
-    RowSpec("fast-hippo-processes", "impl", "hippo_fast HIPPO, the draft in its own process", "fast", "pearl",
-            "hippo", overlap="processes"),
-    RowSpec("fast-pearl-streams", "impl", "hippo_fast PEARL, two CUDA streams", "fast", "pearl", overlap="streams"),
-    RowSpec("fast-hippo-streams", "impl", "hippo_fast HIPPO, two CUDA streams", "fast", "pearl", "hippo",
-            overlap="streams"),
+    RowSpec("fast-pearl-processes", "impl", "hippo_fast PEARL, the draft in its own process", "fast-processes",
+            "pearl"),
+    RowSpec("fast-hippo-processes", "impl", "hippo_fast HIPPO, the draft in its own process", "fast-processes",
+            "pearl", "hippo"),
+    RowSpec("fast-pearl-streams", "impl", "hippo_fast PEARL, two CUDA streams", "fast-streams", "pearl"),
+    RowSpec("fast-hippo-streams", "impl", "hippo_fast HIPPO, two CUDA streams", "fast-streams", "pearl", "hippo"),
 )
 # Overlapped rows that `--overlap` selects (the serial rows always run: they are what overlap is measured against).
 OVERLAP_ROWS = {"processes": ("fast-pearl-processes", "fast-hippo-processes"),
@@ -141,11 +150,9 @@ class Run:
 
 
 def _implementation(row: RowSpec):
-    from hippo.generation import implementation
+    from hippo.generation import variant
 
-    if row.impl != "fast":
-        return implementation(row.impl)
-    return implementation("fast", compile=bool(row.compile), overlap=row.overlap)
+    return variant(row.variant, compile=bool(row.compile)) if row.impl == "fast" else variant(row.variant)
 
 
 def run_row(row: RowSpec, target, draft, clip, prompt: str, settings: Settings) -> Run:
@@ -223,5 +230,5 @@ def reference_tokens(target, clip, prompt: str, settings: Settings) -> list[int]
 def ref_tokens_for(row: RowSpec, target, draft, clip, prompt: str, settings: Settings) -> list[int]:
     """hippo_ref's tokens for the request of `row` (same decoding, pruning, seed): what a fast row must
     produce under sampling."""
-    ref = replace(row, impl="ref", compile=None)
+    ref = replace(row, variant="ref", compile=None)
     return _run_impl(ref, target, draft, clip, prompt, settings).tokens

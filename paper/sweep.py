@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hippo.errors import ConfigError
-from paper.sweep_grid import IMPLS, Config, Grid, Sample, load_samples, plan
+from paper.sweep_grid import VARIANTS, Config, Grid, Sample, load_samples, plan
 
 __all__ = ["plan", "run_sweep", "read_rows", "merge_shards", "Grid", "Config"]
 
@@ -405,7 +405,7 @@ def run_sweep(grid: Grid, out: str | Path | None = None, *, allow_mixed_code: bo
 
 def _run_rows(grid: Grid, todo, total: int, device, context: dict, writer: RowWriter, bar, warmup: bool) -> None:
     from hippo.checkpoint import load_adapter
-    from hippo.generation import generate, implementation
+    from hippo.generation import generate, variant
 
     impls: dict[str, object] = {}
     warmed: set[Config] = set()
@@ -421,8 +421,7 @@ def _run_rows(grid: Grid, todo, total: int, device, context: dict, writer: RowWr
                           draft=load_adapter(draft_spec, grid.dtype, str(device)) if needs_draft else None)
         target, draft = models["target"], models["draft"]
         if config.impl not in impls:
-            name, options = IMPLS[config.impl]
-            impls[config.impl] = implementation(name, **options)
+            impls[config.impl] = variant(config.impl)
         if clip_of is None or clip_of[0] != (config.pair, sample.index):
             clip_of = ((config.pair, sample.index), sample.clip(config.frames))
         clip = clip_of[1]
@@ -464,7 +463,7 @@ def add_parser(bench) -> None:
     g.add_argument("--temperatures", default=None, help="0 = greedy (default 0)")
     g.add_argument("--weights", default=None, help="hippo's score weights w_g:w_t:w_s, e.g. 1:1:1,0:1:1 (ablations; "
                                                      "default 1:1:1)")
-    g.add_argument("--impls", default=None, help=f"implementations: {', '.join(IMPLS)} (default fast)")
+    g.add_argument("--impls", default=None, help=f"implementations: {', '.join(VARIANTS)} (default fast)")
     d = p.add_argument_group("data and settings")
     d.add_argument("--dataset", default=None, help="zoo (default) or a paper.datasets benchmark name")
     d.add_argument("--root", default=None, help="the benchmark's folder")

@@ -20,16 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hippo.errors import ConfigError, VideoError
+from hippo.generation import VARIANTS  # the implementation variants a grid names (--impls)
 
-# implementation name -> (hippo.generation implementation, its options)
-IMPLS: dict[str, tuple[str, dict]] = {
-    "ref": ("ref", {}),
-    "fast": ("fast", {}),
-    "fast-compiled": ("fast", {"compile": True}),
-    "fast-processes": ("fast", {"overlap": "processes"}),  # the draft in its own (spawned) process
-    "fast-streams": ("fast", {"overlap": "streams"}),  # two CUDA streams: GPU only
-    "fast-timed": ("fast", {"timeline": True}),  # SD and serial PEARL record their busy spans (rows' timeline)
-}
 OVERLAPPED = ("fast-processes", "fast-streams")  # PEARL only
 ZOO = "zoo"
 ZOO_SPLIT = "test"
@@ -120,7 +112,7 @@ class Grid:
                     raise ConfigError(f"unknown pair {pair!r}; zoo pairs: {', '.join(PAIRS)} (or --target DIR --draft DIR)")
         _subset("decoding", self.decodings, DECODINGS)
         _subset("pruning method", self.prune, PRUNING_METHOD_NAMES)
-        _subset("implementation", self.impls, IMPLS)
+        _subset("implementation", self.impls, VARIANTS)
         for r in self.ratios:
             if not 0 <= r < 1:
                 raise ConfigError(f"pruning ratio {r} is outside [0, 1) (the fraction of visual tokens removed)")

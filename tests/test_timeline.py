@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hippo.errors import ConfigError
-from hippo.generation import generate, implementation
+from hippo.generation import generate, implementation, variant
 from hippo.request import DecodeConfig, GenerationRequest, PruneSpec, SamplingParams
-from paper.sweep_grid import IMPLS
 
 SAMPLINGS = [SamplingParams(), SamplingParams(1.0, top_k=5)]
 
@@ -47,5 +46,4 @@ def test_the_timeline_changes_no_token_and_its_spans_are_well_formed(pair, synth
 def test_a_timeline_on_two_streams_is_refused_and_the_sweep_names_it():
     with pytest.raises(ConfigError, match="serialises the two streams"):
         implementation("fast", overlap="streams", timeline=True)
-    name, options = IMPLS["fast-timed"]
-    assert implementation(name, **options).timeline
+    assert variant("fast-timed").timeline

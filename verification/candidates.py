@@ -167,9 +167,9 @@ class TwoProcessPEARL(Candidate):
         return True
 
     def run_with_stats(self, case, config: DecodeConfig) -> RunResult:
-        from hippo.generation import implementation
+        from hippo.generation import variant
 
-        impl = implementation("fast", overlap="processes")
+        impl = variant("fast-processes")
         if isinstance(case, TableCase):
             target_context, draft_context = case.pair.contexts()
             key = id(case.pair)

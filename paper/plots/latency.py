@@ -34,12 +34,11 @@ DECODE_PHASES = ("draft decode", "verify decode", "decode other")
 
 
 def implementation_of(impl: str):
-    """The method's implementation recording its phases, the serial ones their timeline (draft / verify split)."""
-    from hippo.generation import implementation
+    """The method's implementation variant recording its phases, a serial one its timeline too (the draft /
+    verify split)."""
+    from hippo.generation import variant
 
-    if impl == "fast-processes":
-        return implementation("fast", overlap="processes", phases=True)
-    return implementation("fast", timeline=True, phases=True)
+    return variant("fast-timed" if impl == "fast" else impl, phases=True)
 
 
 def decode_phases(result) -> dict:
