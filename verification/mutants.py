@@ -442,7 +442,7 @@ def _reduced_precision_tv(mutant_mc_samples: int, mc_table_samples: int, alpha: 
 
 def _laws_drawing_drafts_from(setting, pair):
     """verification.oracle_jax.Laws whose draft paths are weighted by the bfloat16 r the mutant draws
-    from, while `check` (accept test, residual) keeps the float32 q: the mutant's exact output law."""
+    from, while the accept test and the residual keep the float32 q: the mutant's exact output law."""
     import numpy as np
 
     from verification.checks import _warp_of
@@ -464,24 +464,10 @@ def _laws_drawing_drafts_from(setting, pair):
                 paths = grown
             return paths
 
-        def check(self, ctx, candidates, weight, out, on_reject, on_accept_all):
-            """Laws.check with the implementation's accept test for every q: u q(x) < p(x), so a token that
-            r keeps and q drops (a bfloat16 tie at a top-k / top-p edge) is accepted iff p(x) > 0."""
-            for c in candidates:
-                p, q = self.p(ctx), self.q(ctx)
-                a = min(1.0, float(p[c] / q[c])) if q[c] > 0 else float(p[c] > 0)
-                if a < 1:
-                    residual = np.asarray(self.residual(ctx))
-                    for t in range(self.vocab):
-                        if residual[t] > 0:
-                            for y, prob in on_reject(ctx + (t,)).items():
-                                out[y] += weight * (1 - a) * float(residual[t]) * prob
-                weight *= a
-                if weight == 0:
-                    return
-                ctx = ctx + (c,)
-            for y, prob in on_accept_all(ctx).items():
-                out[y] += weight * prob
+        def acceptance(self, p, q, c) -> float:
+            """The implementation's accept test for every q: u q(x) < p(x), so a token that r keeps and q
+            drops (a bfloat16 tie at a top-k / top-p edge) is accepted iff p(x) > 0."""
+            return min(1.0, float(p[c] / q[c])) if q[c] > 0 else float(p[c] > 0)
 
         @functools.cache  # noqa: B019  (one law computation; the instance lives as long as it)
         def residual(self, ctx):

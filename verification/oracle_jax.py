@@ -90,12 +90,16 @@ class Laws:
             paths = grown
         return paths
 
+    def acceptance(self, p, q, c) -> float:
+        """The probability that candidate c is accepted: min(1, p(c) / q(c)) (the broken control: q / p)."""
+        ratio = q[c] / p[c] if self.broken_control and p[c] > 0 else p[c] / q[c]
+        return float(jnp.minimum(1.0, ratio))
+
     def check(self, ctx, candidates, weight, out, on_reject, on_accept_all):
         """Check candidates in order from ctx; add weighted continuations to `out`."""
         for c in candidates:
             p, q = self.p(ctx), self.q(ctx)
-            ratio = q[c] / p[c] if self.broken_control and p[c] > 0 else p[c] / q[c]
-            a = float(jnp.minimum(1.0, ratio))
+            a = self.acceptance(p, q, c)
             if a < 1:
                 r = np.asarray(self.residual(ctx))
                 for t in range(self.vocab):

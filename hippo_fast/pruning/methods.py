@@ -107,14 +107,9 @@ def prune_hippo(grid: VideoGrid, ratio: float, scores=None, params=None) -> torc
     return per_budget(grid, ratio, budget_of("hippo", params), top_k, fused_score(scores, grid, params.weights))
 
 
-PRUNING_METHODS: dict[str, ref.PruneMethod] = {
-    "none": prune_none,
-    "random": prune_random,
-    "uniform": prune_uniform,
-    "attn": prune_attn,
-    "specvlm": prune_specvlm,
-    "hippo": prune_hippo,
-}
+# hippo_ref's methods, name for name and in its order.
+PRUNING_METHODS: dict[str, ref.PruneMethod] = dict(zip(
+    ref.PRUNING_METHODS, (prune_none, prune_random, prune_uniform, prune_attn, prune_specvlm, prune_hippo), strict=True))
 
 
 def kept_indices(spec: PruneSpec, grid: VideoGrid, scores=None) -> torch.Tensor | None:

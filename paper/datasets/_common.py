@@ -84,6 +84,15 @@ def check_root(benchmark: str, root) -> Path:
     return root
 
 
+def detect_layout(benchmark: str, root: Path, layouts: Sequence[tuple[str, bool, str]], hint: str) -> str:
+    """The first of `layouts` (name, its files are under root, what they are) whose files are there."""
+    for name, present, _ in layouts:
+        if present:
+            return name
+    found = " nor ".join(what for _, _, what in layouts)
+    raise DatasetError(f"{benchmark}: neither {found} found under {root}: {hint}")
+
+
 def read_json_list(benchmark: str, root: Path, rel: str, expected, doc: str, hint: str) -> Table:
     path = require(benchmark, root, rel, hint)
     try:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 
-from hippo.errors import ConfigError, DatasetError
+from hippo.errors import ConfigError
+from paper.datasets import _common
 from paper.datasets._common import (
     check_prompt_mode,
     check_root,
@@ -73,13 +74,9 @@ def samples(root, prompt_mode: str = "benchmark", tasks=None, check_videos: bool
     root = check_root(NAME, root)
     tasks = select_tasks(NAME, tasks, None)
     if layout == "auto":
-        if (root / ANNOTATIONS).is_file():
-            layout = "original"
-        elif list(root.glob(PARQUET)):
-            layout = "lmms-eval"
-        else:
-            raise DatasetError(f"lvbench: neither {ANNOTATIONS} (THUDM/LVBench) nor {PARQUET} (lmms-eval's copy) "
-                               f"found under {root}: {HINT}")
+        layout = _common.detect_layout(NAME, root, [
+            ("original", (root / ANNOTATIONS).is_file(), f"{ANNOTATIONS} (THUDM/LVBench)"),
+            ("lmms-eval", bool(list(root.glob(PARQUET))), f"{PARQUET} (lmms-eval's copy)")], HINT)
     if layout == "original":
         yield from _original(root, tasks, check_videos, video_dir)
     elif layout == "lmms-eval":

@@ -26,7 +26,8 @@ Task names are the file names without their number ("plotQA"), in both layouts' 
 
 from __future__ import annotations
 
-from hippo.errors import ConfigError, DatasetError
+from hippo.errors import ConfigError
+from paper.datasets import _common
 from paper.datasets._common import (
     check_prompt_mode,
     check_root,
@@ -73,13 +74,9 @@ def samples(root, prompt_mode: str = "benchmark", tasks=None, check_videos: bool
     check_prompt_mode(prompt_mode)
     root = check_root(NAME, root)
     if layout == "auto":
-        if (root / "json").is_dir():
-            layout = "original"
-        elif list(root.glob(DEV_ANNOTATIONS)):
-            layout = "dev"
-        else:
-            raise DatasetError(f"mlvu: neither json/<N>_<task>.json (the MLVU repository's layout) nor "
-                               f"{DEV_ANNOTATIONS} (lmms-eval's MLVU_dev) found under {root}: {HINT}")
+        layout = _common.detect_layout(NAME, root, [
+            ("original", (root / "json").is_dir(), "json/<N>_<task>.json (the MLVU repository's layout)"),
+            ("dev", bool(list(root.glob(DEV_ANNOTATIONS))), f"{DEV_ANNOTATIONS} (lmms-eval's MLVU_dev)")], HINT)
     if layout == "original":
         yield from _original(root, prompt_mode, tasks, check_videos, "video" if video_dir is None else video_dir)
     elif layout == "dev":
