@@ -188,6 +188,11 @@ def run_generate(args) -> int:
     if args.overlap != "off" and (args.impl != "fast" or args.decoding != "pearl"):
         raise ConfigError(f"--overlap {args.overlap} runs PEARL's two halves at the same time: it needs --impl fast "
                           "--decoding pearl (SD and AR are serial by definition)")
+
+    def check_line(line_request) -> None:  # a --requests line that sets its own decoding
+        if args.overlap != "off" and line_request.decoding != "pearl":
+            raise ConfigError(f"decoding {line_request.decoding} is serial, and --overlap {args.overlap} runs PEARL's "
+                              'two halves at the same time: give the line "decoding": "pearl", or run it without --overlap')
     if args.draft_device is not None and args.overlap != "processes":
         raise ConfigError("--draft-device applies to --overlap processes (one process holds both models otherwise)")
     options = {"compile": True} if args.compile else {}
@@ -213,7 +218,11 @@ def run_generate(args) -> int:
     if args.requests is not None:
         from hippo.requests_file import read_requests
 
-        lines, clip = read_requests(args.requests, request), None
+        lines, clip = read_requests(args.requests, request, check=check_line), None
+        if all(line.error for line in lines):  # nothing to run: report the lines without loading a model
+            from hippo.requests_file import run_requests
+
+            return run_requests(lines, None)
     else:
         lines, clip = None, load_video(args.video, args.frames)
     follow_cores(args)

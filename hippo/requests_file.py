@@ -44,8 +44,9 @@ def resolve_video(video: str, base: Path) -> str:
     return str(base / video)  # loading it then says the file is missing, naming this path
 
 
-def read_requests(path: str | Path, defaults: GenerationRequest) -> list[RequestLine]:
-    """Every non-blank line of `path`, parsed: its request, or why it is not one."""
+def read_requests(path: str | Path, defaults: GenerationRequest, check=None) -> list[RequestLine]:
+    """Every non-blank line of `path`, parsed: its request, or why it is not one (a HippoError of
+    `check(request)`, the command's own refusals of a request it cannot run, included)."""
     from dataclasses import replace
 
     path = Path(path)
@@ -59,6 +60,8 @@ def read_requests(path: str | Path, defaults: GenerationRequest) -> list[Request
                 continue
             try:
                 request = GenerationRequest.from_record(json.loads(text), defaults)
+                if check is not None:
+                    check(request)
                 lines.append(RequestLine(number, replace(request, video=resolve_video(request.video, base))))
             except json.JSONDecodeError as err:
                 lines.append(RequestLine(number, error=f"not valid JSON ({err.msg} at column {err.colno})"))

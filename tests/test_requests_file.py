@@ -79,3 +79,20 @@ def test_a_line_takes_the_command_lines_values_for_what_it_omits(tmp_path):
     assert "not valid JSON" in bad[0].error and "JSON object" in bad[1].error and "gamma must be" in bad[2].error
     with pytest.raises(ConfigError, match="no such file"):
         read_requests(tmp_path / "none.jsonl", defaults)
+
+
+def test_a_line_the_command_cannot_run_is_an_error_row(capsys, tmp_path, pair, synthetic_video, monkeypatch):
+    """--overlap processes runs PEARL only: a line asking for serial SD is refused by its number (it
+    used to reach the worker and fail there); with no line left to run, no model is loaded."""
+    import hippo.checkpoint
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded for a file with no runnable line")
+
+    monkeypatch.setattr(hippo.checkpoint, "load_adapter", no_model)
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"video": synthetic_video, "prompt": "x", "decoding": "sd"}) + "\n")
+    assert main([*base_argv(pair, "--requests", str(path)), "--overlap", "processes"]) == 2
+    captured = capsys.readouterr()
+    row = json.loads(captured.out.splitlines()[0])
+    assert row["line"] == 1 and 'give the line "decoding": "pearl"' in row["error"]
