@@ -2,13 +2,16 @@
 # The smol pair's bars (docs/ZOO.md), on two cores: export the finished training state, materialize, then
 # detailed-caption facts + draft MAT on the 200 test videos (two halves, one per core), short-question
 # accuracy on the 200 test examples, and MAT under pruning at 0.9 on the first 32 videos.
-# Usage: scripts/smol_eval.sh OUT_DIR   (after `hippo zoo train-pretrained --start-from-shipped --no-export`)
+# Usage: scripts/smol_eval.sh OUT_DIR [WORK_DIR]   (after `hippo zoo train-pretrained --start-from-shipped
+# --no-export [--work-dir WORK_DIR]`; WORK_DIR defaults to the job's default folder)
 set -e
-out=${1:?usage: scripts/smol_eval.sh OUT_DIR}
+out=${1:?usage: scripts/smol_eval.sh OUT_DIR [WORK_DIR]}
+work=()
+[ -n "$2" ] && work=(--work-dir "$(realpath "$2")")
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
 export OMP_NUM_THREADS=1
-hippo zoo train-pretrained --export-only > "$out/export.out" 2>&1
+hippo zoo train-pretrained --export-only "${work[@]}" > "$out/export.out" 2>&1
 hippo zoo materialize smol --no-fetch > "$out/materialize.out" 2>&1
 (taskset -c 0 hippo zoo detail smol -n 100 --first 0 --methods none --no-pearl --json "$out/detail-a.json" > "$out/detail-a.out" 2>&1
  taskset -c 0 hippo zoo accuracy smol-target --split test -n 200 > "$out/accuracy.out" 2>&1) &

@@ -102,6 +102,11 @@ class Recipe:
         return (self.image_size // self.patch_size // 2) ** 2
 
 
+# A trial after the third run (2026-12-06), not shipped: a smaller draft (1.6M parameters beside its 6.3M
+# embedding) for fewer steps, to see whether a draft that reads the video can sit under the MAT bar of 4.8.
+# It could not (MAT 5.18 on the first 20 test videos; 4.99 at its step 300): docs/ZOO.md.
+SMALL_DRAFT_TRIAL = Recipe(draft_hidden=128, draft_layers=2, draft_heads=2, draft_kv_heads=1, draft_intermediate=384,
+                           draft_steps=400)
 # The second run (2026-12-06, continuing the first's shipped target): its target is the one shipped.
 SECOND_RUN = Recipe(vision_steps=300, target_steps=420, align_steps=0, draft_steps=300, draft_aux_weight=0.0)
 # The first run (2026-12-06, from SmolLM2 and a random tower): its shipped target is the second's start.
