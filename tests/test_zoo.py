@@ -579,6 +579,11 @@ def test_detail_table_merges_parts_and_renders_every_method(tmp_path):
     assert "- / - / 3.00 (- / - / 6.0)" in table and "- / - / 4.90 (- / - / 18.0)" in table
     diff, low, high = report.mat_change("random@0.9")
     assert diff < 0 and high < 0 and f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]" in table
+    alone = render_detail_table([DetailReport("smol", 3, 0.9, 0.5, 110.0, 90.0, mat={"none": 5.0},
+                                              per_example={"none": none})])  # --methods none --no-pearl
+    assert alone.splitlines()[:3] == ["| pair | facts right target / draft | tokens target / draft | MAT / run length, "
+                                      "no pruning |", "|---|---|---|---|", "| smol | 90.0% / 50.0% | 110.0 / 90.0 | 5.00 / - |"]
+    assert "MAT change" not in alone
     readme = tmp_path / "R.md"
     readme.write_text(f"a\n{DETAIL_START}\nold\n{DETAIL_END}\nb\n")
     write_table(table, readme, DETAIL_START, DETAIL_END)

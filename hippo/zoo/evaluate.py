@@ -396,15 +396,17 @@ def merge_detail(reports: list[DetailReport]) -> list[DetailReport]:
 def render_detail_table(reports: list[DetailReport]) -> str:
     """The README / ZOO.md table of the detailed captions (markdown) of `reports`."""
     methods = sorted({k.split("@")[0] for r in reports for k in r.mat if k != "none"})
-    lines = [
-        "| pair | facts right target / draft | tokens target / draft | MAT / run length, no pruning | "
-        + " | ".join(f"{m}: MAT 0.5 / 0.75 / 0.9 (run length)" for m in methods) + " |",
-        "|---" * (4 + len(methods)) + "|",
-    ]
+    header = ["pair", "facts right target / draft", "tokens target / draft", "MAT / run length, no pruning",
+              *(f"{m}: MAT 0.5 / 0.75 / 0.9 (run length)" for m in methods)]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+
+    def cell(values: dict, key: str, digits: int) -> str:  # "-": not measured (e.g. PEARL under --no-pearl)
+        return f"{values[key]:.{digits}f}" if key in values else "-"
+
     for r in reports:
         cells = [r.pair, f"{100 * r.target_facts:.1f}% / {100 * r.draft_facts:.1f}%",
                  f"{r.target_tokens:.1f} / {r.draft_tokens:.1f}",
-                 f"{r.mat.get('none', float('nan')):.2f} / {r.run_length.get('none', float('nan')):.1f}"]
+                 f"{cell(r.mat, 'none', 2)} / {cell(r.run_length, 'none', 1)}"]
         for m in methods:
             mats = " / ".join(f"{r.mat[f'{m}@{x}']:.2f}" if f"{m}@{x}" in r.mat else "-" for x in RATIOS)
             runs = " / ".join(f"{r.run_length[f'{m}@{x}']:.1f}" if f"{m}@{x}" in r.run_length else "-" for x in RATIOS)
@@ -415,10 +417,11 @@ def render_detail_table(reports: list[DetailReport]) -> str:
               "fp32 CPU: facts right = dataset.fact_accuracy of the greedy captions; tokens = mean answer length; MAT "
               "of `sd`; run length = PEARL's mean run length (tokens between rejections). Regenerate with `hippo zoo "
               "detail PAIR --json F` per pair, then `hippo zoo detail-table F ... --write README.md`."]
-    lines += ["", f"MAT change at ratio {RATIOS[-1]} against no pruning, 95% paired bootstrap interval over the videos "
-              "(2000 resamples, seed 0):", "", "| pair | " + " | ".join(methods) + " |",
-              "|---" * (1 + len(methods)) + "|"]
-    lines += mat_change_rows(reports, methods)
+    if methods:
+        lines += ["", f"MAT change at ratio {RATIOS[-1]} against no pruning, 95% paired bootstrap interval over the "
+                  "videos (2000 resamples, seed 0):", "", "| pair | " + " | ".join(methods) + " |",
+                  "|---" * (1 + len(methods)) + "|"]
+        lines += mat_change_rows(reports, methods)
     return "\n".join(lines)
 
 
