@@ -11,7 +11,9 @@ the reference answers).
 
 Phases, in order, each resumed from its last saved step: `vision` (tower + projector on the
 auxiliary attribute task, hippo.zoo.train.AuxHead), `target` (tower, projector, newline, deltas on the
-answers plus the auxiliary loss), `draft`. Batch k of step s is a pure function of (seed, phase, s), so
+answers plus the auxiliary loss), `draft-align` (the draft's projector alone on that attribute task),
+`draft` (distillation, plus the attributes read from the prompt's tail: prompt_tail_states); a phase
+of 0 steps is skipped. Batch k of step s is a pure function of (seed, phase, s), so
 a resumed run sees exactly the batches the uninterrupted run would. Training clips have
 `Recipe.train_frames` frames (the detailed caption's wording does not depend on the clip's length:
 hippo.zoo.dataset.segment_lead), tests 16. Matmuls run under bfloat16 autocast (the CPU's AMX units);
