@@ -127,6 +127,10 @@ class FastImplementation:
         for overlap "processes", whose start or draft load, if this request meets it, is reported apart)."""
         if request.decoding != "ar" and draft is None:
             raise ConfigError(f"--decoding {request.decoding} needs a draft model: pass --draft")
+        if isinstance(draft, processes.RemoteDraft) and request.decoding != "ar" and not self.remote(request.decoding):
+            raise ConfigError(f"the draft is loaded in its own process, which serves PEARL's draft half only: decoding "
+                              f"{request.decoding} is serial; use decoding pearl (with overlap 'processes'), or a draft "
+                              "loaded in this process")
         capacity = request_capacity(request.config, request.decoding)
         if self.compile and self.overlap == "streams" and request.decoding == "pearl":
             check_graph_pools(target.device, draft.device, next(target.model.parameters()).device.type == "cuda")

@@ -298,3 +298,14 @@ def test_a_failed_process_group_start_does_not_hang_the_next_worker(pair, synthe
     assert again.tokens == generate(implementation("fast"), pair.target, pair.draft, req).tokens
     assert processes.session("cpu") is worker
     processes.close_session()
+
+
+def test_a_draft_in_its_own_process_refuses_serial_decoding(pair):
+    """The worker serves PEARL's draft half only: serial SD with a RemoteDraft is refused by the
+    implementation (whoever calls it: the CLI, a sweep, the Python API) before any worker starts or any
+    input is read (the clip is not even given)."""
+    from hippo.errors import ConfigError
+
+    req = GenerationRequest("unused.mp4", "what moves", 4, "sd", PruneSpec("none", 0.0), config=DecodeConfig(max_new_tokens=4))
+    with pytest.raises(ConfigError, match="decoding sd is serial"):
+        implementation("fast", overlap="processes").prepare_contexts(pair.target, RemoteDraft(pair.draft_dir), req, None)

@@ -536,6 +536,19 @@ def _answer_step(recipe, phase: str, steps: int, batch_size: int, adapter, optim
     return step_fn
 
 
+def _part_means(job, phase: str, names: tuple[str, ...], every: int = 20):
+    """`record(row)`: a step's loss parts (one number per name); every `every` steps their means go to the log."""
+    rows: list[list[float]] = []
+
+    def record(row: list[float]) -> None:
+        rows.append(row)
+        if len(rows) == every:
+            job.log({"phase": phase, **{n: round(float(np.mean([r[k] for r in rows])), 4) for k, n in enumerate(names)}})
+            rows.clear()
+
+    return record
+
+
 def _target_phase(job, recipe, target, adapter, aux, llm_aux, params, captured, first, done, out_of_time) -> str:
     lora = [p for n, p in params.items() if n.startswith("deltas.")]
     rest = [p for n, p in params.items() if not n.startswith("deltas.")]
@@ -543,7 +556,7 @@ def _target_phase(job, recipe, target, adapter, aux, llm_aux, params, captured, 
                                {"params": lora, "lr": recipe.lora_lr, "base": recipe.lora_lr}], weight_decay=0.0)
 
     video_token = target.config.video_token_id
-    parts: list[list[float]] = []  # per step: answer CE, tower aux, LLM aux (logged every 20 steps)
+    record = _part_means(job, "target", ("answer_ce", "tower_aux", "llm_aux"))
 
     def loss_fn(batch, examples):
         loss = _answer_loss(target, batch)
@@ -557,12 +570,7 @@ def _target_phase(job, recipe, target, adapter, aux, llm_aux, params, captured, 
                                        recipe.tokens_per_frame + 1)
             deep = llm_aux.loss(states, specs)
             loss, row[2] = loss + recipe.llm_aux_weight * deep, deep.item()
-        parts.append(row)
-        if len(parts) == 20:
-            job.log({"phase": "target", "answer_ce": round(float(np.mean([r[0] for r in parts])), 4),
-                     "tower_aux": round(float(np.mean([r[1] for r in parts])), 4),
-                     "llm_aux": round(float(np.mean([r[2] for r in parts])), 4)})
-            parts.clear()
+        record(row)
         return loss
 
     step_fn = _answer_step(recipe, "target", recipe.target_steps, recipe.target_batch, adapter, optim, loss_fn)
@@ -572,11 +580,10 @@ def _target_phase(job, recipe, target, adapter, aux, llm_aux, params, captured, 
 
 
 def _draft(job, recipe, tokenizer, llm, target):
-    """The draft as the job's state has it (built, then its saved parameters restored), its trainable
-    parameters under the state's names (`draft.` + name), and an adapter around it."""
+    """The draft as built (each phase restores the job's saved parameters once, its own heads with them),
+    its trainable parameters under the state's names (`draft.` + name), and an adapter around it."""
     draft = build_draft(recipe, tokenizer, llm, target)
     prefixed = {f"draft.{n}": p for n, p in _trainable(draft.named_parameters()).items()}
-    _restore(prefixed, job.state["params"])
     return draft, prefixed, make_adapter(draft, tokenizer, layout_folder(job.work_dir, "draft", draft, tokenizer, recipe))
 
 
@@ -617,7 +624,7 @@ def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, don
     captured = {}
     draft.model.language_model.norm.register_forward_hook(lambda m, a, out: captured.__setitem__("hidden", out))
     video_token = draft.config.video_token_id
-    parts: list[list[float]] = []  # per step: answer loss, video aux (logged every 20 steps)
+    record = _part_means(job, "draft", ("answer_loss", "video_aux"))
 
     def loss_fn(batch, examples):
         input_ids, labels = batch["input_ids"], batch["labels"]
@@ -627,11 +634,7 @@ def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, don
             states = prompt_tail_states(captured.pop("hidden").float(), input_ids, labels, video_token)
             deep = video_aux.loss(states, [ex.video for ex in examples])
             loss, row[1] = loss + recipe.draft_aux_weight * deep, deep.item()
-        parts.append(row)
-        if len(parts) == 20:
-            job.log({"phase": "draft", "answer_loss": round(float(np.mean([r[0] for r in parts])), 4),
-                     "video_aux": round(float(np.mean([r[1] for r in parts])), 4)})
-            parts.clear()
+        record(row)
         return loss
 
     target.eval()
