@@ -22,15 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from hippo_fast.phases import PHASES as PREPARE_PHASES
 from paper.plots import style
 from paper.plots.job import FigureJob, Outcome
 from paper.plots.rows import METHODS
 
 RATIO = 0.9
 GAMMA = 5  # the sweep's default draft length (paper/sweep_grid.py Grid.gammas)
-PHASES = ("video load", "preprocessing", "vision encoding", "target prefill", "scoring", "pruning", "draft prefill",
-          "draft decode", "verify decode", "decode other")
 DECODE_PHASES = ("draft decode", "verify decode", "decode other")
+PHASES = ("video load", *PREPARE_PHASES, *DECODE_PHASES)  # prepare_contexts' own, as the pipeline names them
 
 
 def implementation_of(impl: str):
