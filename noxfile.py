@@ -59,7 +59,7 @@ def wheel(session):
     session.run("hippo", "verify", "--quick", "--out", str(elsewhere / "report"), env=ENV)
 
 
-BENCH_COMMANDS = ("perf", "sweep")  # hippo bench's subcommands (paper/bench_perf.py, paper/sweep.py)
+BENCH_COMMANDS = ("perf", "sweep")  # hippo bench's subcommands (paper/measure/perf.py, paper/sweep/runner.py)
 
 
 @nox.session(python="3.11")

@@ -144,8 +144,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "zoo": ("hippo.zoo.cli", "the trained model zoo shipped with the package (list, train, table)"),
     "verify": ("verification.cli", "audit losslessness: exact laws, greedy equality, Monte Carlo, mutants"),
     "inspect": ("hippo_ref.pruning.diagnostics", "pruning diagnostics: position bias, kept tokens, MAT sweep (PNG + JSON)"),
-    "bench": ("paper.bench_perf", "benchmarks (perf: tokens/s of every implementation, one process)"),
-    "figures": ("paper.figures", "regenerate the paper's figures, tables and paper/REPRODUCTION.md (needs a passing "
+    "bench": ("paper.measure.perf", "benchmarks (perf: tokens/s of every implementation, one process)"),
+    "figures": ("paper.reproduce.figures", "regenerate the paper's figures, tables and paper/REPRODUCTION.md (needs a passing "
                                  "`hippo verify` certificate of this code)"),
 }
 

@@ -1,7 +1,7 @@
 """Per-token cost of candidate draft sizes on hippo_fast's compiled decode path, against the zoo target.
 
 Random weights of each candidate size (cost does not depend on the values), the zoo tokenizer and a
-zoo test video; each draft's one-token step timed by paper.perf_measure.ForwardTimer beside the
+zoo test video; each draft's one-token step timed by paper.measure.instruments.ForwardTimer beside the
 shipped target's, in one process. Used on 2026-12-02 to size the zoo's second drafts (`*-draft-wide`,
 docs/ZOO.md): the issue asks for a draft whose step costs about a fifth of its target's.
 
@@ -27,7 +27,7 @@ def main() -> None:
     from hippo.zoo import dataset
     from hippo.zoo.registry import DRAFT_SIZE, PAIRS, QWEN_DRAFT_SECTION, zoo_model
     from hippo.zoo.tokenizer import build_zoo_tokenizer
-    from paper.perf_measure import ForwardTimer
+    from paper.measure.instruments import ForwardTimer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "llava_onevision"])

@@ -17,7 +17,7 @@ bit-identical to a CPU's, so seeded tokens are compared within a device), on hip
                      hippo_fast.host_syncs counts the same reads): the decode's own reads are its one per
                      round (host_syncs.intended); the stock model's eager forward is left out, a compiled
                      one is not
-  bench-systems      paper/bench_systems.py's smaller real-size preset (llava-ov-0.5b-7b, 8 frames, one
+  bench-systems      paper/measure/systems.py's smaller real-size preset (llava-ov-0.5b-7b, 8 frames, one
                      timed pass; `tiny` on a CPU), its equality gate included
 Writes gpu-check.json and gpu-check.md (and the benchmark's own JSON and Markdown) under --out; exit
 status 0 when every check passed, 1 otherwise (the failures are in both files).
@@ -78,7 +78,7 @@ class Setup:
     def __init__(self, device: str, work: Path, tokens: int):
         from hippo.checkpoint import load_adapter
         from hippo.tiny import write_tiny_pair
-        from paper.bench_systems import synthetic_clips
+        from paper.measure.systems import synthetic_clips
 
         self.device, self.tokens = device, tokens
         self.target_dir, self.draft_dir = (str(p) for p in write_tiny_pair(work / "tiny", "qwen2_5_vl"))
@@ -223,7 +223,7 @@ def check_bench_systems(device: str, out_dir: Path, timeout_s: float) -> dict:
     preset = ["--preset", "llava-ov-0.5b-7b", "--frames", "8", "--dtype", "bfloat16", "--max-new-tokens", "32"]
     if not cuda:
         preset = ["--preset", "tiny", "--frames", "4", "--dtype", "float32", "--max-new-tokens", "9", "--gamma", "3"]
-    argv = [sys.executable, "-m", "paper.bench_systems", *preset, "--device", device, "--acceptance", "self",
+    argv = [sys.executable, "-m", "paper.measure.systems", *preset, "--device", device, "--acceptance", "self",
             "--repeats", "1", "--json", str(out_dir / "bench-systems.json"),
             "--markdown", str(out_dir / "bench-systems.md")]
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)

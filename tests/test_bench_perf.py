@@ -10,7 +10,7 @@ import torch
 
 from hippo.cli import main
 from hippo.tiny import write_tiny_pair
-from paper import perf_rows
+from paper.measure import rows as perf_rows
 
 ROWS = ["hf-generate", "hf-assisted", "ref-ar", "ref-sd", "ref-pearl", "fast-ar/eager", "fast-sd/eager",
         "fast-sd-specvlm/eager", "fast-pearl/eager", "fast-hippo/eager", "fast-pearl-processes/eager",

@@ -1,4 +1,4 @@
-"""paper/bench_systems.py on the `tiny` preset (CPU, seconds): the table, the equality gate, what the
+"""paper/measure/systems.py on the `tiny` preset (CPU, seconds): the table, the equality gate, what the
 controlled acceptance does to MAT, the one-line errors; and the real-size presets' configs, built on
 the meta device (no memory, no weights) against the released models' parameter counts."""
 
@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from paper import bench_systems
+from paper.measure import systems as bench_systems
 
 GAMMA = 3
 MAX_NEW = 1 + 3 * (GAMMA + 1)  # token 0 from the prefill, then three full SD rounds: MAT exactly gamma + 1

@@ -1,4 +1,4 @@
-"""Tests for paper.datasets: each benchmark's loader on small fixture files written here in the published
+"""Tests for paper.sweep.datasets: each benchmark's loader on small fixture files written here in the published
 formats (field names, folders; shared/benchmark-formats.md, checked against lmms-eval's task code), the
 prompts character for character, the gold letters, the error messages, the speed protocol, score_choice."""
 
@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from videos import write_test_video  # noqa: E402
 
 from hippo.errors import ConfigError, DatasetError  # noqa: E402
-from paper.datasets import (  # noqa: E402
+from paper.sweep.datasets import (  # noqa: E402
     BENCHMARKS,
     DETAIL_DESCRIPTION_PROMPT,
     SPEED_MAX_NEW_TOKENS,

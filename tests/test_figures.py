@@ -1,4 +1,4 @@
-"""`hippo figures` (paper/figures.py): the certificate gate, the sweep-derived figures and tables of the
+"""`hippo figures` (paper/reproduce/figures.py): the certificate gate, the sweep-derived figures and tables of the
 smoke profile, paper/REPRODUCTION.md's claims table, and the sweep's hippo score-weight axis."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import pytest
 
 from hippo.cli import main
-from paper import figures
-from paper.plots import rows as plot_rows
-from paper.sweep_grid import Grid, plan
+from paper.reproduce import figures
+from paper.reproduce.plots import rows as plot_rows
+from paper.sweep.grid import Grid, plan
 from verification.report import source_hash
 
 
@@ -64,7 +64,7 @@ def test_the_sweep_figures_and_reproduction_table_of_the_smoke_profile(tmp_path,
         assert f"| qwen | {label} |" in main_table
     assert "| qwen | AR | 1.00 [1.00, 1.00] |" in main_table  # AR commits one token per round, exactly
     reproduction = (tmp_path / "REPRODUCTION.md").read_text()
-    for title, _ in __import__("paper.reproduction", fromlist=["CLAIMS"]).CLAIMS:
+    for title, _ in __import__("paper.reproduce.reproduction", fromlist=["CLAIMS"]).CLAIMS:
         assert title in reproduction
     assert "**reproduced**" in reproduction  # the lossless claim, from the certificate
     assert "no GPU systems benchmark result" in reproduction
@@ -84,7 +84,7 @@ def test_a_failing_figure_does_not_stop_the_others(tmp_path, monkeypatch):
     def broken(job):
         raise RuntimeError("planted")
 
-    monkeypatch.setattr("paper.plots.gamma.build", broken)
+    monkeypatch.setattr("paper.reproduce.plots.gamma.build", broken)
     assert main(figures_argv(tmp_path, certificate, "--only", "gamma,systems")) == 1
     reproduction = (tmp_path / "REPRODUCTION.md").read_text()
     assert "gamma: FAILED" in reproduction and "RuntimeError: planted" in reproduction
@@ -117,7 +117,7 @@ def test_speedup_refuses_rows_whose_tokens_differ():
 
 
 def test_rows_of_other_code_are_moved_aside_not_mixed(tmp_path):
-    from paper.plots.job import PROFILES, FigureJob
+    from paper.reproduce.plots.job import PROFILES, FigureJob
 
     job = FigureJob(tmp_path / "results", tmp_path / "figures", tmp_path / "tables", PROFILES["smoke"], progress=False,
                     log=lambda m: None)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hippo.adapters.base import VideoGrid
-from paper.plots import overlays, position_bias
-from paper.plots.job import PROFILES, FigureJob
+from paper.reproduce.plots import overlays, position_bias
+from paper.reproduce.plots.job import PROFILES, FigureJob
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

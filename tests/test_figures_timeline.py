@@ -1,4 +1,4 @@
-"""The timeline figures (paper/plots/gantt.py, paper/plots/latency.py) at the smoke profile: they run,
+"""The timeline figures (paper/reproduce/plots/gantt.py, paper/reproduce/plots/latency.py) at the smoke profile: they run,
 draw, and their numbers hold together. One draft worker serves both (as in tests/test_overlap.py, the
 session's worker is kept instead of one started per figure)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from hippo_fast.overlap import processes
-from paper.plots import gantt, latency
-from paper.plots.job import PROFILES, FigureJob
+from paper.reproduce.plots import gantt, latency
+from paper.reproduce.plots.job import PROFILES, FigureJob
 
 
 @pytest.fixture

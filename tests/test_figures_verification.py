@@ -1,4 +1,4 @@
-"""The verification figures (paper/plots/verification_plots.py) on the smoke profile."""
+"""The verification figures (paper/reproduce/plots/verification_plots.py) on the smoke profile."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from paper.plots import verification_plots
-from paper.plots.job import PROFILES, FigureJob
+from paper.reproduce.plots import verification_plots
+from paper.reproduce.plots.job import PROFILES, FigureJob
 
 # Calibration p-values as report.json holds them: 40 evenly spread tests, none below alpha.
 REPORT = {"calibration": {"runs": 10, "samples_per_check": 1000, "false_alarms": 0, "false_alarm_rate": 0.0,

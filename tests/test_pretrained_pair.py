@@ -312,8 +312,8 @@ def test_sweep_and_bench_take_long_zoo_clips():
     from types import SimpleNamespace
 
     from hippo.errors import ConfigError
-    from paper.bench_perf import load_inputs
-    from paper.sweep_grid import zoo_samples
+    from paper.measure.perf import load_inputs
+    from paper.sweep.grid import zoo_samples
 
     (sample,) = zoo_samples(1, 16)
     assert sample.video == "zoo:test/0@16" and sample.clip(16).num_frames == 16

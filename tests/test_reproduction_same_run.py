@@ -1,5 +1,5 @@
 """Same-run comparisons and the figures' gates: no speedup or paired difference divides rows of two
-sweeps (paper/plots/same_run.py), every row names its sweep (paper/sweep.py), greedy rows that differ
+sweeps (paper/reproduce/plots/same_run.py), every row names its sweep (paper/sweep/runner.py), greedy rows that differ
 from AR's are never drawn, and the systems figure draws only the current code's results."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from paper.plots import latency, rows, same_run, systems
-from paper.plots.same_run import CrossSweepError
-from paper.sweep import planned_configs, row_order, sweep_id
-from paper.sweep_grid import Grid, load_samples
+from paper.reproduce.plots import latency, rows, same_run, systems
+from paper.reproduce.plots.same_run import CrossSweepError
+from paper.sweep.grid import Grid, load_samples
+from paper.sweep.runner import planned_configs, row_order, sweep_id
 
 
 def row(sample, decoding="sd", tokens=(1, 2, 3), seconds=1.0, sweep="a1", run="r1", pair="qwen"):

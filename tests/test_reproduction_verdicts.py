@@ -1,16 +1,17 @@
-"""The graded verdicts of paper/REPRODUCTION.md (paper/verdicts.py, paper/reproduction.py) on hand-made
+"""The graded verdicts of paper/REPRODUCTION.md (paper/reproduce/verdicts.py, paper/reproduce/reproduction.py) on hand-made
 numbers: every grade, the settings a claim holds at, ratio-to-ratio sizes from paper/published.json."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from paper import reproduction, verdicts
-from paper.plots import published
-from paper.plots.job import Outcome
-from paper.verdicts import DIRECTION, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Effect, Expectation
+from paper.reproduce import reproduction, verdicts
+from paper.reproduce.plots import published
+from paper.reproduce.plots.job import Outcome
+from paper.reproduce.verdicts import DIRECTION, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Effect, Expectation
 
 
 def ratio_effect(estimate, low, high, n=12):
@@ -136,6 +137,6 @@ def test_published_numbers_live_in_one_file_each_with_its_source_and_quantity():
 
 
 def test_the_report_module_types_no_published_number():
-    source = (published.DATA.parent / "reproduction.py").read_text()
+    source = Path(reproduction.__file__).read_text()
     for p in published.values():
         assert f"{p.value:g}" not in source.replace("JUDGED_RATIO = \"0.9\"", ""), p

@@ -1,4 +1,4 @@
-"""`hippo bench sweep` (paper/sweep.py): the plan, the rows, resume after SIGKILL and a cut-short line,
+"""`hippo bench sweep` (paper/sweep/runner.py): the plan, the rows, resume after SIGKILL and a cut-short line,
 shards under torchrun merged equal to one run, the refusal of rows of other code, bad input."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from hippo.cli import build_parser, main
 from hippo.errors import ConfigError
 from hippo.tiny import write_tiny_pair
 from hippo.video import sample_frame_indices
-from paper import sweep
-from paper.sweep_grid import Grid, load_samples, plan
+from paper.sweep import runner as sweep
+from paper.sweep.grid import Grid, load_samples, plan
 from verification.report import source_hash
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -101,12 +101,12 @@ def test_a_run_writes_one_recorded_row_per_sample_and_configuration(small_run):
 
 def test_benchmark_samples_read_their_segment_and_score_choices(folders, synthetic_video, tmp_path, monkeypatch,
                                                                  capsys):
-    """paper.datasets' samples (its loader replaced by two samples of synthetic_video): a segment (1.0-2.5 s
+    """paper.sweep.datasets' samples (its loader replaced by two samples of synthetic_video): a segment (1.0-2.5 s
     of 30 frames at 10 fps = frames 10..25) is read as its 8 segment-centre frames; a multiple-choice row
     records score_choice; the rows pass `hippo verify --recorded`'s greedy check against the target;
     a sample made of a frame folder is refused in one line."""
     from hippo.checkpoint import load_adapter
-    from paper import datasets
+    from paper.sweep import datasets
     from verification.recorded import check_recorded_greedy
     from verification.recorded import read_rows as read_recorded
 

@@ -1,7 +1,7 @@
 """What `hippo bench perf` measures besides the rows' own timings: the device's memory bandwidth, the
 bytes one decode forward reads, the per-forward cost of a fast static context, peak memory of a run,
 the compilations that happen inside a timed run, a one-line progress display, and the profile of a few
-decode steps. Definitions (one each) are in paper/bench_perf.py's docstring.
+decode steps. Definitions (one each) are in paper/measure/perf.py's docstring.
 """
 
 from __future__ import annotations

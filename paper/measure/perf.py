@@ -1,4 +1,4 @@
-"""`hippo bench perf`: the speed benchmark. Every row (paper/perf_rows.py) runs in ONE process on the
+"""`hippo bench perf`: the speed benchmark. Every row (paper/measure/rows.py) runs in ONE process on the
 same inputs, warm-up excluded and reported, outputs checked for equality before any time is reported.
 
     hippo bench perf [--pair qwen|llava | --target DIR --draft DIR] [--video FILE ... --prompt TEXT]
@@ -40,18 +40,18 @@ Definitions (one each):
 - run length: PEARL's mean run length (DecodeStats.mean_run_length), pooled: committed / runs.
 - per-forward cost: median wall time of one StaticContext.forward on the fast path's static context of
   the first input (compile setting of the row), at generated offset 0, in steady state (a burst of
-  calls of that one forward; perf_measure.ForwardTimer), over samples taken after every input of the
+  calls of that one forward; instruments.ForwardTimer), over samples taken after every input of the
   timed phase (the same machine as the timed runs): the target's one-token step
   (t_target, on fast AR's context), the row's target verify (t_verify: gamma + 1 tokens for SD; gamma
   for PEARL's post-verify forward), the draft's one-token step on the row's (pruned) context (t_draft).
 - bandwidth floor: (decode parameter bytes + KV bytes) / measured read bandwidth. Parameter bytes:
   every parameter except the vision encoder / projector and an untied input embedding
-  (perf_measure.decode_parameter_bytes). KV bytes: layers x 2 x kv_heads x head_dim x rows x dtype
+  (instruments.decode_parameter_bytes). KV bytes: layers x 2 x kv_heads x head_dim x rows x dtype
   size, rows = the context's prompt rows + the forward's tokens. Read bandwidth: torch.sum over a
   tensor far larger than the last-level cache (DRAM), timed in the same run; "at size": the same over
   a tensor of the target's decode parameter bytes (cache-resident when it fits: then a forward can
   beat the DRAM floor).
-- peak memory: perf_measure.PeakMemory (CPU: the process's peak RSS per run, reset before each run;
+- peak memory: instruments.PeakMemory (CPU: the process's peak RSS per run, reset before each run;
   CUDA: max_memory_allocated); the largest over the timed runs, and its increment over the run's start.
 - ideal (serial): MAT x t_target / (gamma x t_draft + t_verify), the decode speedup over AR that the
   measured acceptance and per-forward costs imply when draft and target run one after the other, with
@@ -119,7 +119,7 @@ def add_subcommand(sub) -> None:
                       help="fast rows eager (off), compiled (on) or both (default)")
     run_.add_argument("--repeats", type=int, default=1, help="timed passes over the inputs")
     run_.add_argument("--rows", default="all", help="comma-separated rows (default all): " + ", ".join(
-        __import__("paper.perf_rows", fromlist=["ROW_NAMES"]).ROW_NAMES) + "; a fast row may end in /eager or /compiled")
+        __import__("paper.measure.rows", fromlist=["ROW_NAMES"]).ROW_NAMES) + "; a fast row may end in /eager or /compiled")
     run_.add_argument("--overlap", default=None,
                       help="overlapped PEARL rows to add: processes, streams, both or off (default: processes on a "
                            "CPU, both on a GPU; streams need a GPU)")
@@ -133,7 +133,7 @@ def add_subcommand(sub) -> None:
                      help="measure nothing: re-render the Markdown of a JSON report this command wrote (to --markdown; "
                           "--note replaces its note, in the JSON too)")
     _PERF_PARSER = p
-    from paper import sweep
+    from paper.sweep import runner as sweep
 
     sweep.add_parser(bench)
 
@@ -209,7 +209,7 @@ def load_inputs(args) -> list[Input]:
 
 def check_args(args):
     from hippo.request import PruneSpec, SamplingParams
-    from paper.perf_rows import build_rows
+    from paper.measure.rows import build_rows
 
     for flag, value in (("--threads", args.threads), ("--repeats", args.repeats), ("--gamma", args.gamma),
                         ("--max-new-tokens", args.max_new_tokens)):
@@ -281,10 +281,12 @@ def first_divergence(got: list[int], want: list[int]) -> str:
 
 def run(args) -> int:
     if args.bench_command == "sweep":
-        from paper import sweep
+        from paper.sweep import runner as sweep
 
         return sweep.run(args)
-    from paper import perf_measure, perf_report, perf_rows
+    from paper.measure import instruments
+    from paper.measure import report as perf_report
+    from paper.measure import rows as perf_rows
 
     if args.render:
         return render_stored(args)
@@ -308,18 +310,18 @@ def run(args) -> int:
                                   args.seed, args.frames or 8, device)
     greedy = args.temperature == 0
     rows = [RowState(s) for s in specs]
-    memory = perf_measure.PeakMemory(device)
+    memory = instruments.PeakMemory(device)
 
     def timed(row: RowState, i: int) -> perf_rows.Run:
         memory.start()
-        graphs = perf_measure.compiled_graphs()
+        graphs = instruments.compiled_graphs()
         result = perf_rows.run_row(row.spec, target, draft, inputs[i].clip, inputs[i].prompt, settings)
         result.peak_bytes, result.increment_bytes = memory.stop()
-        result.compiles = perf_measure.compiled_graphs() - graphs
+        result.compiles = instruments.compiled_graphs() - graphs
         return result
 
     # 1. warm-up on the first input
-    progress = perf_measure.Progress(len(rows) * (1 + len(inputs) * args.repeats), "bench perf")
+    progress = instruments.Progress(len(rows) * (1 + len(inputs) * args.repeats), "bench perf")
     warm: dict[str, perf_rows.Run] = {}
     for row in rows:
         progress.update(f"warm-up {row.spec.id}")
@@ -377,7 +379,7 @@ def run(args) -> int:
     # per-forward cost (on the first input's contexts), so that they see the same machine
     timers = cost_timers(active, target, draft, inputs[0], settings)
     samples = max(1, -(-COST_SAMPLES // (len(inputs) * args.repeats)))
-    other_load = perf_measure.OtherLoad()
+    other_load = instruments.OtherLoad()
     for repeat in range(args.repeats):
         for i in range(len(inputs)):
             shift = (repeat * len(inputs) + i) % max(1, len(active))
@@ -413,9 +415,9 @@ def run(args) -> int:
         return 1
 
     # 4. per-forward costs, bandwidth, profile
-    bandwidth = perf_measure.measured_bandwidth(device)
-    target_bytes = perf_measure.decode_parameter_bytes(target.model)
-    bandwidth_at_size = perf_measure.measured_bandwidth(device, max(1 << 20, target_bytes))
+    bandwidth = instruments.measured_bandwidth(device)
+    target_bytes = instruments.decode_parameter_bytes(target.model)
+    bandwidth_at_size = instruments.measured_bandwidth(device, max(1 << 20, target_bytes))
     costs = forward_cost_table(timers, bandwidth["read_gbs"])
     profiles = []
     for row in active:
@@ -446,7 +448,7 @@ def run(args) -> int:
 def render_stored(args) -> int:
     import json
 
-    from paper import perf_report
+    from paper.measure import report as perf_report
 
     try:
         report = json.loads(Path(args.render).read_text())
@@ -470,7 +472,7 @@ def cost_timers(active, target, draft, first: Input, settings) -> dict:
     contexts of its own request (first input)."""
     from hippo.generation import implementation
     from hippo.request import PruneSpec
-    from paper import perf_measure
+    from paper.measure import instruments
 
     timers: dict = {}
     fast = [r.spec for r in active if r.spec.impl == "fast"]
@@ -485,7 +487,7 @@ def cost_timers(active, target, draft, first: Input, settings) -> dict:
             k = settings.gamma + 1 if spec.decoding == "sd" else settings.gamma
             measured += [(spec.id, prepared.target_context, k), (spec.id, prepared.draft_context, 1)]
         try:
-            timers["compiled" if compiled else "eager"] = perf_measure.ForwardTimer(measured)
+            timers["compiled" if compiled else "eager"] = instruments.ForwardTimer(measured)
         except Exception as err:  # e.g. a compiled forward that fails: the rows still run, without costs
             print(f"bench perf: per-forward costs ({'compiled' if compiled else 'eager'}) not measured: "
                   f"{reason(err)}", file=sys.stderr)
@@ -506,12 +508,12 @@ def forward_cost_table(timers: dict, read_gbs: float) -> dict:
 def profile_row(spec, target, draft, first: Input, settings) -> dict:
     """torch.profiler summary of the decode of `spec` on fresh contexts of the first input."""
     from hippo.generation import implementation
-    from paper import perf_measure
+    from paper.measure import instruments
 
     impl = implementation("fast", compile=bool(spec.compile))
     request = settings.request(spec, first.clip, first.prompt, target.eos_token_ids)
     prepared = impl.prepare_contexts(target, draft if spec.decoding != "ar" else None, request, first.clip)
-    return perf_measure.profile_decode(
+    return instruments.profile_decode(
         lambda: impl.decode(spec.decoding, prepared.target_context, prepared.draft_context, request.config),
         settings.device)
 

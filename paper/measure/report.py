@@ -1,5 +1,5 @@
 """The report of `hippo bench perf`: per-row summaries from the timed runs (definitions in
-paper/bench_perf.py's docstring), the JSON written for the figures, and the Markdown table."""
+paper/measure/perf.py's docstring), the JSON written for the figures, and the Markdown table."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def summarize(row) -> dict:
 
 def ideal_speedups(spec, stats, costs) -> dict:
     """The decode speedups over AR implied by the row's measured rounds (`stats`: its runs' DecodeStats)
-    and per-forward costs (definitions in paper/bench_perf.py's docstring)."""
+    and per-forward costs (definitions in paper/measure/perf.py's docstring)."""
     setting = costs.get(spec.setting)
     if spec.impl != "fast" or spec.decoding == "ar" or not setting or spec.id not in setting["rows"] or not stats:
         return {}
@@ -284,7 +284,7 @@ def render_markdown(report: dict) -> str:
               "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify); ideal overlap (PEARL rows) = "
               "MAT x t_target / max(gamma x t_draft, t_verify), PEARL's pre-verify rounds (the first, and each "
               "after a rejection) counted with their one-token target forward (t_target) instead of t_verify; "
-              "achieved = decode-only x fast AR (definitions: paper/bench_perf.py). Achieved can exceed ideal: fast "
+              "achieved = decode-only x fast AR (definitions: paper/measure/perf.py). Achieved can exceed ideal: fast "
               "AR pays its loop's per-token work (sampling, the host sync) on top of t_target at every token, SD "
               "and PEARL once per round.",
               f"- peak memory: {report['memory_method']}; the largest over the row's timed runs (+ its increment "

@@ -186,7 +186,7 @@ def hf_generate_kwargs(target, settings: Settings) -> dict:
 @torch.no_grad()
 def _prompt_forward_s(adapter, hf_inputs, device) -> float:
     """Wall time of one stock forward of the whole prompt (video encoder included): HF's prefill."""
-    from paper.perf_measure import synchronize
+    from paper.measure.instruments import synchronize
 
     t0 = time.perf_counter()
     adapter.model(**hf_inputs, use_cache=True, logits_to_keep=1)
@@ -195,7 +195,7 @@ def _prompt_forward_s(adapter, hf_inputs, device) -> float:
 
 
 def _run_hf(row, target, draft, clip, prompt, settings) -> Run:
-    from paper.perf_measure import synchronize
+    from paper.measure.instruments import synchronize
 
     kwargs = hf_generate_kwargs(target, settings)
     if row.kind == "hf-assisted":

@@ -1,7 +1,7 @@
 """Peak memory of HIPPO's s_attn scoring (KV reconstruction) against a plain SDPA prefill, and against
 the eager `output_attentions=True` route, at more than 4096 visual tokens; reference and fast scoring.
 
-    python paper/bench_scoring_memory.py [--families qwen2_5_vl,llava_onevision] [--impl ref,fast]
+    python paper/measure/scoring_memory.py [--families qwen2_5_vl,llava_onevision] [--impl ref,fast]
         [--max-elements N] [--write docs/scoring-memory.md]
 
 For each family it writes a random "bench-size" checkpoint (hidden 512, 4 layers, 8 query / 2 KV heads,
@@ -234,7 +234,7 @@ def main() -> int:
     options = [f"--families {args.families}" if args.families != ",".join(FAMILIES) else "",
                f"--impl {args.impl}" if args.impl != "ref,fast" else "",
                f"--max-elements {args.max_elements}" if args.max_elements != MAX_ELEMENTS else ""]
-    command = " ".join(["python paper/bench_scoring_memory.py", *filter(None, options)])
+    command = " ".join(["python paper/measure/scoring_memory.py", *filter(None, options)])
     report = "\n".join([
         "# Peak memory of the pruning scores (s_attn by KV reconstruction)",
         "",

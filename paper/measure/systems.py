@@ -10,21 +10,21 @@ On a GPU, both presets at 32 and 64 frames, each under full and under planted ac
 builds its models once, in seconds, and measures both frame counts; not yet run on a GPU, so no
 durations are given here; --repeats 1 shortens a run that must fit a small device budget):
 
-    python -m paper.bench_systems --preset llava-ov-0.5b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
+    python -m paper.measure.systems --preset llava-ov-0.5b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
         --acceptance self --json reports/bench-systems/llava-self.json --markdown reports/bench-systems/llava-self.md
-    python -m paper.bench_systems --preset llava-ov-0.5b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
+    python -m paper.measure.systems --preset llava-ov-0.5b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
         --acceptance planted:0.2 --json reports/bench-systems/llava-planted.json \\
         --markdown reports/bench-systems/llava-planted.md
-    python -m paper.bench_systems --preset qwen2.5-vl-3b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
+    python -m paper.measure.systems --preset qwen2.5-vl-3b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
         --acceptance self --json reports/bench-systems/qwen-self.json --markdown reports/bench-systems/qwen-self.md
-    python -m paper.bench_systems --preset qwen2.5-vl-3b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
+    python -m paper.measure.systems --preset qwen2.5-vl-3b-7b --frames 32 64 --dtype bfloat16 --device cuda \\
         --acceptance planted:0.2 --json reports/bench-systems/qwen-planted.json \\
         --markdown reports/bench-systems/qwen-planted.md
 
 (--compile: the fast rows through torch.compile; --gamma, --max-new-tokens as needed). On a CPU, the
 same code with the tiny configs (what tests/test_bench_systems.py runs):
 
-    python -m paper.bench_systems --preset tiny --frames 4 --dtype float32 --device cpu --max-new-tokens 13 \\
+    python -m paper.measure.systems --preset tiny --frames 4 --dtype float32 --device cpu --max-new-tokens 13 \\
         --gamma 3 --repeats 1
 
 Presets (architecture numbers of the released checkpoints' config.json, written here by hand; the
@@ -73,10 +73,10 @@ decode, so that the planted draft can be passed between): `hf-generate` (the tar
 greedy), `fast-ar`, `fast-sd`, `fast-pearl` (variant fast: the serial schedule), `fast-pearl-streams`
 (variant fast-streams: the draft and the target on two CUDA streams; on a CPU the same calls in order,
 labelled so). Protocol and
-definitions are paper/bench_perf.py's: one warm-up run per row (untimed, reported), then --repeats
+definitions are paper/measure/perf.py's: one warm-up run per row (untimed, reported), then --repeats
 timed passes, the rows' order rotated by one per pass; tokens/s pooled; decode-only after both
 prefills (HF: end-to-end minus the preprocessing and one prompt forward); per-forward costs are the
-medians of perf_measure.ForwardTimer samples taken between the passes (target step = 1 token, SD
+medians of instruments.ForwardTimer samples taken between the passes (target step = 1 token, SD
 verify = gamma + 1, PEARL verify = gamma, draft step = 1 token on the draft as the decode calls it);
 ideal serial / overlap speedups are perf_report.ideal_speedups over the rows' measured rounds.
 """
@@ -490,7 +490,7 @@ def warm_compiled(row: Row, prepared, gamma: int) -> None:
 
 def run_fast(row: Row, bench: Bench, case: Case):
     """One request of a fast row: from the decoded frames to the last token."""
-    from paper.perf_rows import Run
+    from paper.measure.rows import Run
 
     start = time.perf_counter()
     prepared = bench.prepare(case, row.decoding)
@@ -503,8 +503,8 @@ def run_fast(row: Row, bench: Bench, case: Case):
 
 
 def run_hf(bench: Bench, case: Case):
-    """One request of the target's stock generate() (paper/perf_rows.py's hf-generate row)."""
-    from paper import perf_rows
+    """One request of the target's stock generate() (paper/measure/rows.py's hf-generate row)."""
+    from paper.measure import rows as perf_rows
 
     cfg = bench.config
     settings = perf_rows.Settings(cfg.max_new_tokens, cfg.gamma, 0.0, "none", 0.0, cfg.seed, case.frames, bench.device)
@@ -551,7 +551,7 @@ def greedy_margin(target_context, reference: list[int]) -> float:
 
 def gate(results: list[tuple[Row, int, object]], cases: dict[int, Case]) -> list[str]:
     """The equality gate: each (row, frames, run) whose tokens differ from the target's greedy tokens."""
-    from paper.bench_perf import first_divergence
+    from paper.measure.perf import first_divergence
 
     return [f"  row {row.id}, {frames} frames: differs from the target's greedy tokens (hippo_fast AR): "
             f"{first_divergence(run.tokens, cases[frames].reference)}"
@@ -559,10 +559,10 @@ def gate(results: list[tuple[Row, int, object]], cases: dict[int, Case]) -> list
 
 
 def cost_timer(bench: Bench, case: Case):
-    """perf_measure.ForwardTimer over the forwards the rows' decodes make, on one SD preparation:
+    """instruments.ForwardTimer over the forwards the rows' decodes make, on one SD preparation:
     the target's 1-token step, SD's (gamma + 1)-token and PEARL's gamma-token verify, the draft step
     (through the planted wrapper when there is one: as the decode calls it)."""
-    from paper.perf_measure import ForwardTimer
+    from paper.measure.instruments import ForwardTimer
 
     prepared = bench.prepare(case, "sd")
     g = bench.config.gamma
@@ -598,16 +598,16 @@ class GateFailure(Exception):
 def measure_case(bench: Bench, case: Case, rows: list[Row], repeats: int, memory) -> dict:
     """Warm-up (gated), `repeats` timed passes in rotated order with cost samples between them, the gate
     again, then the summaries."""
-    from paper import perf_measure
+    from paper.measure import instruments
 
     results = [RowResult(row) for row in rows]
 
     def timed(row: Row):
         memory.start()
-        graphs = perf_measure.compiled_graphs()
+        graphs = instruments.compiled_graphs()
         run = run_row(row, bench, case)
         run.peak_bytes, run.increment_bytes = memory.stop()
-        run.compiles = perf_measure.compiled_graphs() - graphs
+        run.compiles = instruments.compiled_graphs() - graphs
         return run
 
     warm = []
@@ -626,14 +626,14 @@ def measure_case(bench: Bench, case: Case, rows: list[Row], repeats: int, memory
         timer.sample(per_pass)
     if mismatches := gate([(r.spec, f, run) for r in results for f, _, run in r.runs], {case.frames: case}):
         raise GateFailure("\n".join(mismatches))
-    bandwidth = perf_measure.measured_bandwidth(bench.device, None if bench.device.type == "cuda" else 64 * MIB, 3)
+    bandwidth = instruments.measured_bandwidth(bench.device, None if bench.device.type == "cuda" else 64 * MIB, 3)
     costs = cost_table(timer, bandwidth["read_gbs"], rows)
     return case_report(case, results, costs, bandwidth)
 
 
 def case_report(case: Case, results: list[RowResult], costs: dict, bandwidth: dict) -> dict:
     """Per row: the pooled summary, x HF and x fast AR (e2e and decode-only), the ideal speedups."""
-    from paper import perf_report
+    from paper.measure import report as perf_report
 
     summaries = {r.spec.id: perf_report.summarize(r) for r in results}
     hf, ar = summaries["hf-generate"], summaries["fast-ar"]
@@ -699,7 +699,7 @@ def render_markdown(report: dict) -> str:
               "timed passes; x HF / x fast AR: the row's tok/s over theirs.",
               "- per-forward ms: medians (bandwidth floor in parentheses: parameter + KV bytes / measured read "
               "bandwidth); ideal serial = MAT x t_target / (gamma x t_draft + t_verify), ideal overlap (PEARL) = "
-              "MAT x t_target / max(gamma x t_draft, t_verify), over the measured rounds (paper/bench_perf.py).",
+              "MAT x t_target / max(gamma x t_draft, t_verify), over the measured rounds (paper/measure/perf.py).",
               f"- acceptance {cfg['acceptance']}: " + ACCEPTANCE_NOTES[cfg["acceptance"].split(":")[0]],
               f"- peak memory: {report['memory_method']}; the largest over the row's timed runs."]
     return "\n".join(lines) + "\n"
@@ -753,7 +753,7 @@ def _cost(c: dict) -> str:
 
 # ---- command line ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m paper.bench_systems", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m paper.measure.systems", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="llava-ov-0.5b-7b", help=f"one of {', '.join(PRESETS)}")
     p.add_argument("--frames", type=int, nargs="+", default=[32, 64], help="frame counts, one table each")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
@@ -773,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args) -> tuple[Preset, Acceptance, torch.device]:
     """Every argument, before any model is built: a ConfigError names the bad one."""
-    from paper.bench_perf import check_device
+    from paper.measure.perf import check_device
 
     preset = preset_named(args.preset)
     acceptance = parse_acceptance(args.acceptance)
@@ -787,7 +787,7 @@ def check_args(args) -> tuple[Preset, Acceptance, torch.device]:
 def command_line(argv: list[str]) -> str:
     import shlex
 
-    return " ".join(["python -m paper.bench_systems", *(shlex.quote(a) for a in argv)])
+    return " ".join(["python -m paper.measure.systems", *(shlex.quote(a) for a in argv)])
 
 
 def load_average():
@@ -807,7 +807,8 @@ def make_bench(args, preset: Preset, acceptance: Acceptance, device: torch.devic
 
 def run(args, argv: list[str]) -> int:
     """Check the arguments, build, measure every frame count, report; 1 without any time if the gate fails."""
-    from paper import bench_perf, perf_measure
+    from paper.measure import instruments
+    from paper.measure import perf as bench_perf
 
     preset, acceptance, device = check_args(args)
     with tempfile.TemporaryDirectory(prefix="bench-systems-") as scratch:
@@ -817,7 +818,7 @@ def run(args, argv: list[str]) -> int:
         load_start = load_average()
         bench = make_bench(args, preset, acceptance, device, work_dir)
         rows = build_rows(device, args.compile)
-        memory = perf_measure.PeakMemory(device)
+        memory = instruments.PeakMemory(device)
         try:
             cases = [measure_case(bench, prepare_case(bench, n, clips[n], args.seed), rows, args.repeats, memory)
                      for n in args.frames]
@@ -841,12 +842,12 @@ def build_report(args, argv, preset, acceptance, device, video, memory_method, e
                        "seed": args.seed, "prompt": PROMPT},
             "gate": "every row's tokens, warm-up and timed runs, equal the target's greedy tokens (hippo_fast AR)",
             "memory_method": memory_method, "environment": env, "cases": cases,
-            "source_sha256": source_hash()}  # the code that made it: paper/plots/systems.py draws only the current code's
+            "source_sha256": source_hash()}  # the code that made it: paper/reproduce/plots/systems.py draws only the current code's
 
 
 def write_outputs(report: dict, json_path: str | None, markdown_path: str | None) -> None:
     """Print the Markdown; write it and the JSON where asked."""
-    from paper.perf_report import to_json
+    from paper.measure.report import to_json
 
     markdown = render_markdown(report)
     for path, text in ((json_path, to_json(report)), (markdown_path, markdown)):

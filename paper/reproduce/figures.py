@@ -5,7 +5,7 @@ has passed the audit.
 The gate: a `hippo verify` certificate (default reports/verify-quick/certificate.json, what `nox -s
 verify` writes) whose verdict is PASS and whose source hash is the current code's
 (verification.report.source_hash). Without one nothing runs and the command exits 3 saying how to get
-one. Then each figure module (paper/plots/) runs its sweeps (resumable, into --results), draws, and
+one. Then each figure module (paper/reproduce/plots/) runs its sweeps (resumable, into --results), draws, and
 returns the numbers the claims are judged on; a module that fails does not stop the others (its
 sweeps' finished rows stay for the rerun), and the command exits 1 naming it.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from hippo.errors import HippoError
 
 COMMAND = "figures"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CERTIFICATE = Path("reports/verify-quick/certificate.json")
 # One module per figure or table, in the order they run (main first: others reuse its sweep).
 MODULES = ("main_table", "ratio", "gamma", "ablation", "gantt", "latency", "position_bias", "overlays",
@@ -61,7 +61,7 @@ def require_certificate(path: Path) -> tuple[dict, dict | None]:
 
 
 def add_subcommand(sub) -> None:
-    from paper.plots.job import PROFILES
+    from paper.reproduce.plots.job import PROFILES
 
     p = sub.add_parser(COMMAND, help="regenerate the paper's figures, tables and paper/REPRODUCTION.md "
                                      "(needs a passing `hippo verify` certificate of this code)",
@@ -79,8 +79,8 @@ def add_subcommand(sub) -> None:
 
 
 def run(args) -> int:
-    from paper.plots.job import PROFILES, FigureJob
-    from paper.reproduction import write_reproduction
+    from paper.reproduce.plots.job import PROFILES, FigureJob
+    from paper.reproduce.reproduction import write_reproduction
 
     try:
         certificate, report = require_certificate(args.certificate)
@@ -105,7 +105,7 @@ def run(args) -> int:
     for name in only:
         start = time.perf_counter()
         try:
-            outcomes[name] = importlib.import_module(f"paper.plots.{name}").build(job)
+            outcomes[name] = importlib.import_module(f"paper.reproduce.plots.{name}").build(job)
         except Exception as err:  # one figure's failure must not cost the others theirs
             traceback.print_exc()
             failed[name] = f"{type(err).__name__}: {err}"

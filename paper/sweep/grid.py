@@ -26,7 +26,7 @@ OVERLAPPED = ("fast-processes", "fast-streams")  # PEARL only
 ZOO = "zoo"
 ZOO_SPLIT = "test"
 ZOO_PROMPT_MODE = "detail"  # the zoo's speed protocol: the detailed-caption question (hippo.zoo.dataset)
-PROMPT_MODES = ("benchmark", "speed")  # paper.datasets.load_benchmark
+PROMPT_MODES = ("benchmark", "speed")  # paper.sweep.datasets.load_benchmark
 
 # Grid keys: CLI flag (without --, dashes as underscores) -> kind. Lists accept "a,b" or a JSON list.
 LIST_KEYS = {"pairs": str, "decodings": str, "prune": str, "ratios": float, "gammas": "gamma",
@@ -43,7 +43,7 @@ class Grid:
     target: str | None = None  # an own pair (folders or zoo:NAME) instead of `pairs`
     draft: str | None = None
     dataset: str = ZOO
-    root: str | None = None  # the benchmark's folder (paper.datasets)
+    root: str | None = None  # the benchmark's folder (paper.sweep.datasets)
     prompt_mode: str | None = None  # benchmarks: benchmark | speed (default benchmark)
     tasks: tuple[str, ...] | None = None
     n: int = 20
@@ -298,13 +298,13 @@ class Sample:
     prompt: str
     record: dict  # the sample's own fields, in every row
     clip: Callable[[int], object] = field(repr=False)  # frames -> hippo.video.VideoClip
-    source: object = None  # the paper.datasets BenchmarkSample (score_choice reads it)
+    source: object = None  # the paper.sweep.datasets BenchmarkSample (score_choice reads it)
 
     def correct(self, text: str) -> bool | None:
-        """Multiple-choice samples: paper.datasets.score_choice(text, sample); others None."""
+        """Multiple-choice samples: paper.sweep.datasets.score_choice(text, sample); others None."""
         if self.source is None or not getattr(self.source, "choices", None):
             return None
-        from paper import datasets
+        from paper.sweep import datasets
 
         return datasets.score_choice(text, self.source)
 
@@ -342,11 +342,11 @@ def _zoo_frames(label: str):
 
 
 def benchmark_samples(grid: Grid) -> list[Sample]:
-    """paper.datasets.load_benchmark(dataset, root, prompt_mode, tasks, limit=n), imported on use."""
+    """paper.sweep.datasets.load_benchmark(dataset, root, prompt_mode, tasks, limit=n), imported on use."""
     try:
-        from paper import datasets
+        from paper.sweep import datasets
     except ImportError as err:
-        raise ConfigError(f"--dataset {grid.dataset}: the benchmark loaders (paper.datasets) cannot be imported "
+        raise ConfigError(f"--dataset {grid.dataset}: the benchmark loaders (paper.sweep.datasets) cannot be imported "
                           f"({err}); use --dataset zoo") from None
     loaded = datasets.load_benchmark(grid.dataset, grid.root, prompt_mode=grid.dataset_prompt_mode,
                                      tasks=list(grid.tasks) if grid.tasks else None, limit=grid.n)

@@ -8,13 +8,13 @@ configuration), resumable and shardable.
                       [--max-new-tokens 128] [--frames 8] [--seed 0] --out FILE.jsonl
     hippo bench sweep --merge FILE.jsonl          (merge the shard files of FILE, run nothing)
 
-The grid (paper/sweep_grid.py): flags take comma-separated values; `--grid PLAN.json` is a JSON object
+The grid (paper/sweep/grid.py): flags take comma-separated values; `--grid PLAN.json` is a JSON object
 with the same keys (flag names, "max-new-tokens" or "max_new_tokens"; lists as JSON lists or "a,b"),
 flags given on the command line override it. `ar` ignores prune, ratio and gamma; prune `none` ignores
 the ratios; fast-processes / fast-streams run pearl only (other decodings are dropped, said once);
 fast-streams needs CUDA. Datasets: `zoo` (default: the first n test-split videos with the
 detailed-caption question, rendered in memory, recorded as video "zoo:test/<i>") or a benchmark of
-paper.datasets (`load_benchmark`; a sample's segment is read as the frames inside it, sampled with
+paper.sweep.datasets (`load_benchmark`; a sample's segment is read as the frames inside it, sampled with
 hippo.video's segment-centre formula). Sampling seed: --seed for greedy rows; for temperature > 0,
 seed + the sample's index in the dataset (the row's `seed`).
 
@@ -26,7 +26,7 @@ One row (a JSON object per line):
     key          "<pair>|<dataset>:<prompt mode>|<sample id>|<decoding>|<prune>@<ratio>|gamma=<g>|T=<t>|<impl>|
                  new=<max new tokens>|frames=<f>|seed=<s>|<positions>|<dtype>": the row's identity
     row_index, grid_rows   its place in the grid's row order, and the grid's size
-    config       the configuration's fields (paper.sweep_grid.Config)
+    config       the configuration's fields (paper.sweep.grid.Config)
     pair         {name, target, draft}: the checkpoints
     sample       the sample's record (zoo: split, index, sample_id; benchmarks: BenchmarkSample.as_record())
     video, frames, prompt, decoding, prune, sampling, draft_sampling, seed, gamma, max_new_tokens,
@@ -35,7 +35,7 @@ One row (a JSON object per line):
                  --recorded` reads these rows as they are (one pair's rows per target); stats hold the
                  timings (decode_s, prefill_s, total_s), mat, accepted_per_round, forwards
     implementation, dtype, device
-    correct      multiple-choice benchmark samples: paper.datasets.score_choice(text, sample); else null
+    correct      multiple-choice benchmark samples: paper.sweep.datasets.score_choice(text, sample); else null
     timeline     the decode's busy spans (hippo.stats.Timeline.as_json: fast-processes, fast-timed), or null
     warmup_s     the untimed warm-up run before this row (null: none ran)
     environment  python, torch, transformers, cpu, gpu, threads, hostname, OMP_NUM_THREADS
@@ -43,7 +43,7 @@ One row (a JSON object per line):
     sweep        {id, file, run}: `id` names the sweep the row belongs to (sweep_id: its output file's
                  name and every row key of its grid, so resumed runs and shards of one grid share it);
                  `run` names the invocation that wrote the row. Figures divide only rows of one id
-                 (paper/plots/same_run.py)
+                 (paper/reproduce/plots/same_run.py)
     shard        [rank, world size] under torchrun, else null
     time_utc     when the row was written
 
@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hippo.errors import ConfigError
-from paper.sweep_grid import VARIANTS, Config, Grid, Sample, load_samples, plan
+from paper.sweep.grid import VARIANTS, Config, Grid, Sample, load_samples, plan
 
 __all__ = ["plan", "run_sweep", "read_rows", "merge_shards", "Grid", "Config"]
 
@@ -311,7 +311,7 @@ def row_order(grid: Grid, configs: list[Config], samples: list[Sample]) -> list[
 def sweep_id(out: Path, keys: list[str]) -> str:
     """The identity of one sweep: its output file's name and its grid's row keys in order (12 hex digits).
     Rows with the same id ran interleaved, sample by sample, in one grid: the only rows a speedup or a
-    paired difference may divide (paper/plots/same_run.py)."""
+    paired difference may divide (paper/reproduce/plots/same_run.py)."""
     import hashlib
 
     digest = hashlib.sha256(Path(out).name.encode())
@@ -447,11 +447,11 @@ def _run_rows(grid: Grid, todo, total: int, device, context: dict, writer: RowWr
 
 # ---- the command ----------------------------------------------------------------------------------------
 def add_parser(bench) -> None:
-    """`hippo bench sweep`, in the `bench` group of paper/bench_perf.py. Grid flags default to None so
+    """`hippo bench sweep`, in the `bench` group of paper/measure/perf.py. Grid flags default to None so
     that a --grid file's values hold unless a flag is given."""
     p = bench.add_parser(SUBCOMMAND, help="a grid of configurations over a dataset, one JSONL row each (resumable)",
                          description=__doc__.split("\n\n")[0])
-    g = p.add_argument_group("the grid (comma-separated values; defaults in paper/sweep_grid.py Grid)")
+    g = p.add_argument_group("the grid (comma-separated values; defaults in paper/sweep/grid.py Grid)")
     g.add_argument("--grid", default=None, metavar="PLAN.json", help="a JSON object with these flags' names as keys")
     g.add_argument("--pairs", default=None, help="zoo pairs, e.g. qwen,llava (default qwen)")
     g.add_argument("--target", default=None, help="an own pair's target folder (instead of --pairs)")
@@ -465,7 +465,7 @@ def add_parser(bench) -> None:
                                                      "default 1:1:1)")
     g.add_argument("--impls", default=None, help=f"implementations: {', '.join(VARIANTS)} (default fast)")
     d = p.add_argument_group("data and settings")
-    d.add_argument("--dataset", default=None, help="zoo (default) or a paper.datasets benchmark name")
+    d.add_argument("--dataset", default=None, help="zoo (default) or a paper.sweep.datasets benchmark name")
     d.add_argument("--root", default=None, help="the benchmark's folder")
     d.add_argument("--prompt-mode", default=None, help="benchmarks: benchmark (default) or speed")
     d.add_argument("--tasks", default=None, help="benchmarks: the tasks to keep, comma-separated")

@@ -5,10 +5,10 @@ main sweep's, over that sweep's own AR."""
 
 from __future__ import annotations
 
-from paper.plots import style
-from paper.plots.job import FigureJob, Outcome
-from paper.plots.main_table import RATIO, main_sweep, method_rows
-from paper.plots.rows import lossless_gate, select, speedup, summarize
+from paper.reproduce.plots import style
+from paper.reproduce.plots.job import FigureJob, Outcome
+from paper.reproduce.plots.main_table import RATIO, main_sweep, method_rows
+from paper.reproduce.plots.rows import lossless_gate, select, speedup, summarize
 
 # (label, (w_g, w_t, w_s)): the fused score with one component switched off
 VARIANTS = (("HIPPO", (1.0, 1.0, 1.0)), ("w/o s_attn", (0.0, 1.0, 1.0)), ("w/o s_temp", (1.0, 0.0, 1.0)),

@@ -5,9 +5,9 @@ every gamma run in one sweep, interleaved, so every speedup divides rows of that
 
 from __future__ import annotations
 
-from paper.plots import style
-from paper.plots.job import FigureJob, Outcome
-from paper.plots.rows import lossless_gate, select, speedup, summarize
+from paper.reproduce.plots import style
+from paper.reproduce.plots.job import FigureJob, Outcome
+from paper.reproduce.plots.rows import lossless_gate, select, speedup, summarize
 
 RATIO = 0.9
 

@@ -8,9 +8,9 @@ two-process decode always records its lanes)."""
 from __future__ import annotations
 
 from hippo.stats import Timeline
-from paper.plots import style
-from paper.plots.job import FigureJob, Outcome
-from paper.plots.rows import lossless_gate, select
+from paper.reproduce.plots import style
+from paper.reproduce.plots.job import FigureJob, Outcome
+from paper.reproduce.plots.rows import lossless_gate, select
 
 RATIO = 0.9
 GAMMA = 5  # both panels: the schedule is the only difference

@@ -20,7 +20,7 @@ def paper_hash() -> str:
     """sha256 over paper/'s sources (the figure code: a measurement made by other figure code is redone)."""
     import hashlib
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
@@ -85,12 +85,12 @@ class FigureJob:
             Path(folder).mkdir(parents=True, exist_ok=True)
 
     def sweep(self, name: str, also: tuple[dict, ...] = (), **grid) -> list[dict]:
-        """The rows of one `hippo bench sweep` (paper.sweep_grid.Grid fields; samples default to the
+        """The rows of one `hippo bench sweep` (paper.sweep.grid.Grid fields; samples default to the
         profile's; `also`: more grids' fields, run interleaved in the same sweep), run into
         results/<name>.jsonl; finished rows are kept, missing ones run. Rows of other code or of another
         sweep (a changed grid) are moved aside, so that every row returned shares one sweep id."""
-        from paper.sweep import grid_sweep_id, read_rows, run_sweep
-        from paper.sweep_grid import Grid
+        from paper.sweep.grid import Grid
+        from paper.sweep.runner import grid_sweep_id, read_rows, run_sweep
         from verification.report import source_hash
 
         p = self.profile

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 from hippo_fast.phases import PHASES as PREPARE_PHASES
-from paper.plots import style
-from paper.plots.job import FigureJob, Outcome
-from paper.plots.rows import METHODS
+from paper.reproduce.plots import style
+from paper.reproduce.plots.job import FigureJob, Outcome
+from paper.reproduce.plots.rows import METHODS
 
 RATIO = 0.9
-GAMMA = 5  # the sweep's default draft length (paper/sweep_grid.py Grid.gammas)
+GAMMA = 5  # the sweep's default draft length (paper/sweep/grid.py Grid.gammas)
 DECODE_PHASES = ("draft decode", "verify decode", "decode other")
 PHASES = ("video load", *PREPARE_PHASES, *DECODE_PHASES)  # prepare_contexts' own, as the pipeline names them
 
@@ -71,7 +71,7 @@ def time_request(impl, target, draft, request) -> tuple[dict, list[int]]:
 def write_videos(folder: Path, count: int) -> list[tuple[str, str]]:
     """The first `count` zoo test videos as MP4 files in `folder`, with their prompts."""
     from hippo.video import write_video
-    from paper.sweep_grid import zoo_samples
+    from paper.sweep.grid import zoo_samples
 
     out = []
     for sample in zoo_samples(count):

@@ -3,9 +3,9 @@ pruning, PEARL, HIPPO), decode-only and end to end, and a bar chart of the speed
 
 from __future__ import annotations
 
-from paper.plots import published, style
-from paper.plots.job import FigureJob, Outcome
-from paper.plots.rows import METHODS, lossless_gate, select, speedup, summarize
+from paper.reproduce.plots import published, style
+from paper.reproduce.plots.job import FigureJob, Outcome
+from paper.reproduce.plots.rows import METHODS, lossless_gate, select, speedup, summarize
 
 RATIO = 0.9  # the paper's headline pruning ratio
 

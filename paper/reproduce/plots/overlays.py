@@ -1,6 +1,6 @@
 """Kept-token overlays on real frames: what each pruning method keeps at ratio 0.9.
 
-The zoo qwen target scores the real clip (paper.plots.scored_videos); each of the profile's methods
+The zoo qwen target scores the real clip (paper.reproduce.plots.scored_videos); each of the profile's methods
 picks its kept grid tokens (hippo_ref.pruning.methods.kept_indices, default PruneParams); one panel
 column per method, the frames as rows, pruned cells darkened (hippo_ref's draw_kept, as `hippo inspect
 kept` draws them). Numbers: per method the share of kept tokens on the frame border and the Jaccard
@@ -12,8 +12,15 @@ from __future__ import annotations
 import torch
 
 from hippo_ref.pruning.diagnostics import border_mask, border_share, display_frames, draw_kept, keep_mask
-from paper.plots.job import FigureJob, FigureProfile, Outcome
-from paper.plots.scored_videos import REAL_VIDEO, grid_json, grid_of, real_clip, score_video, target_spec
+from paper.reproduce.plots.job import FigureJob, FigureProfile, Outcome
+from paper.reproduce.plots.scored_videos import (
+    REAL_VIDEO,
+    grid_json,
+    grid_of,
+    real_clip,
+    score_video,
+    target_spec,
+)
 
 NAME = "kept_overlays"
 PAIR = "qwen"  # whose zoo target scores the clip
@@ -70,7 +77,7 @@ def measure(profile: FigureProfile, log=print) -> dict:
 # ---- figure ----------------------------------------------------------------------------------------------
 def draw(value: dict, numbers: dict, clip):
     from hippo_ref.pruning.methods import DEFAULT_BUDGET, per_frame_budget
-    from paper.plots.style import METHOD_COLORS, subplots
+    from paper.reproduce.plots.style import METHOD_COLORS, subplots
 
     grid = grid_of(value["grid"])
     methods = list(value["kept"])

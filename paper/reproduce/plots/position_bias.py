@@ -15,8 +15,8 @@ import torch
 
 from hippo.adapters.base import VideoGrid
 from hippo_ref.pruning.diagnostics import border_mask, border_to_interior, position_bias
-from paper.plots.job import FigureJob, FigureProfile, Outcome
-from paper.plots.scored_videos import (
+from paper.reproduce.plots.job import FigureJob, FigureProfile, Outcome
+from paper.reproduce.plots.scored_videos import (
     REAL_VIDEO,
     grid_json,
     grid_of,
@@ -150,7 +150,7 @@ def _heatmap(fig, ax, entry: dict, score: str, norm, title: str) -> None:
 
 
 def _frame_bars(ax, entry: dict, title: str) -> None:
-    from paper.plots.style import METHOD_COLORS
+    from paper.reproduce.plots.style import METHOD_COLORS
 
     frames = entry["grid"]["frames"]
     x = torch.arange(frames).numpy()
@@ -170,7 +170,7 @@ def _frame_bars(ax, entry: dict, title: str) -> None:
 def draw(value: dict, profile: FigureProfile):
     from matplotlib.colors import TwoSlopeNorm
 
-    from paper.plots.style import subplots
+    from paper.reproduce.plots.style import subplots
 
     rows = [(pair, name) for pair in value["pairs"] for name in VIDEO_SETS]
     fig, axes = subplots(len(rows), 3, width=15, height=3.6 * len(rows), squeeze=False)

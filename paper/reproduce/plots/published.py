@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "published.json"
+DATA = Path(__file__).resolve().parents[2] / "published.json"
 
 
 @dataclass(frozen=True)

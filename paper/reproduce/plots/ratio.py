@@ -4,10 +4,10 @@ and every paired difference divides rows of this one sweep."""
 
 from __future__ import annotations
 
-from paper.plots import published, style
-from paper.plots.job import FigureJob, Outcome
-from paper.plots.main_table import method_rows
-from paper.plots.rows import lossless_gate, mat_difference, select, speedup, summarize
+from paper.reproduce.plots import published, style
+from paper.reproduce.plots.job import FigureJob, Outcome
+from paper.reproduce.plots.main_table import method_rows
+from paper.reproduce.plots.rows import lossless_gate, mat_difference, select, speedup, summarize
 
 
 def ratio_sweep(job: FigureJob) -> list[dict]:

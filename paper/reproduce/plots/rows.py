@@ -1,6 +1,6 @@
-"""Sweep rows (paper/sweep.py) -> the measures the figures draw, each from its one definition in
+"""Sweep rows (paper/sweep/runner.py) -> the measures the figures draw, each from its one definition in
 hippo.stats: pooled MAT and run length, pooled speedups over AR and paired MAT differences with paired
-bootstrap intervals, each from rows of one sweep (paper/plots/same_run.py), and the lossless gate every
+bootstrap intervals, each from rows of one sweep (paper/reproduce/plots/same_run.py), and the lossless gate every
 figure passes its rows through before drawing them."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hippo.stats import (
     pooled_run_length,
     pooled_speedup,
 )
-from paper.plots.same_run import check_same_sweep
+from paper.reproduce.plots.same_run import check_same_sweep
 
 # The paper's methods as sweep configurations: (decoding, pruning method, implementation).
 # PEARL and HIPPO run draft and target at the same time (the draft in its own process); their serial
@@ -129,7 +129,7 @@ def lossless_gate(rows: list[dict]) -> list[dict]:
     """`rows`, after checking that every greedy row has the tokens of its sweep's AR row for the same
     pair, sample and length (the paper's claim, and what makes a speedup compare equal work). Raises
     NotLosslessError naming the first row that differs or that has no AR row in its sweep to check."""
-    from paper.plots.same_run import sweep_of
+    from paper.reproduce.plots.same_run import sweep_of
 
     def input_of(row: dict) -> tuple:
         c = row["config"]

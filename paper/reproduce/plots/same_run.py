@@ -3,8 +3,8 @@
 Timings drift between runs (other work on the cores, thermal state, another machine): the same HIPPO
 configuration read 2.74x over an AR baseline of its own sweep and 3.17x in another. Rows of one sweep
 ran interleaved, sample by sample, so drift weighs on both sides alike; rows of two sweeps carry the
-drift between them into the ratio. Every row paper/sweep.py writes names its sweep (`sweep.id`,
-paper.sweep.sweep_id); these functions refuse anything else.
+drift between them into the ratio. Every row paper/sweep/runner.py writes names its sweep (`sweep.id`,
+paper.sweep.runner.sweep_id); these functions refuse anything else.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def prompt() -> str:
 
 def zoo_clips(n: int, frames: int) -> list:
     """The first n zoo test videos, `frames` frames each (hippo.video's sampling over the rendered 8)."""
-    from paper.sweep_grid import zoo_samples
+    from paper.sweep.grid import zoo_samples
 
     return [sample.clip(frames) for sample in zoo_samples(n)]
 

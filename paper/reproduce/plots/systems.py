@@ -1,4 +1,4 @@
-"""Speedup vs frames at real model sizes, from the GPU systems benchmark's JSON (paper/bench_systems.py)
+"""Speedup vs frames at real model sizes, from the GPU systems benchmark's JSON (paper/measure/systems.py)
 when one exists: random weights of the released architectures, controlled acceptance. Only results made
 by the current code (their source_sha256 is verification.report.source_hash()) are drawn; the benchmark
 writes a result only after its equality gate passed (every row's tokens are the target's greedy ones)."""
@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paper.plots import style
-from paper.plots.job import FigureJob, Outcome
+from paper.reproduce.plots import style
+from paper.reproduce.plots.job import FigureJob, Outcome
 
-REPO = Path(__file__).resolve().parents[2]
-# Where paper/bench_systems.py's documented commands write (reports/, local) and where committed GPU
+REPO = Path(__file__).resolve().parents[3]
+# Where paper/measure/systems.py's documented commands write (reports/, local) and where committed GPU
 # results live (docs/bench-systems/).
 SEARCHED = (REPO / "docs" / "bench-systems", REPO / "reports" / "bench-systems")
 
@@ -37,7 +37,7 @@ def reports(folders=SEARCHED) -> tuple[list[tuple[Path, dict]], list[str]]:
                 skipped.append(f"{path.name} not drawn: made by "
                                + (f"other code (source {str(made_by)[:12]}, this code {current[:12]})" if made_by
                                   else "code that did not record its source hash")
-                               + "; rerun its command (top of paper/bench_systems.py) on this code")
+                               + "; rerun its command (top of paper/measure/systems.py) on this code")
                 continue
             found.append((path, report))
     return found, skipped
@@ -70,7 +70,7 @@ def plot(numbers: dict):
         ax.set_ylabel("decode speedup over fast AR (x)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Real-size architectures, random weights, controlled acceptance (paper/bench_systems.py)")
+    fig.suptitle("Real-size architectures, random weights, controlled acceptance (paper/measure/systems.py)")
     fig.tight_layout()
     return fig
 
@@ -80,6 +80,6 @@ def build(job: FigureJob) -> Outcome:
     if not found:
         return Outcome(notes=["no GPU systems benchmark result of this code (docs/bench-systems/*.json or "
                               "reports/bench-systems/*.json): the commands that make one are at the top of "
-                              "paper/bench_systems.py", *skipped])
+                              "paper/measure/systems.py", *skipped])
     numbers = measure(found)
     return Outcome(figures=[job.save(plot(numbers), "systems")], numbers=numbers, notes=skipped)

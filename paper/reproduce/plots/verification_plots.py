@@ -19,8 +19,8 @@ from dataclasses import asdict
 import numpy as np
 from scipy import stats
 
-from paper.plots import style
-from paper.plots.job import FigureJob, Outcome
+from paper.reproduce.plots import style
+from paper.reproduce.plots.job import FigureJob, Outcome
 
 # gamma 1 over 4 tokens: rounds end in a rejection or a bonus token inside the tokens compared, so a
 # bug of the accept test, of the residual or of the bonus changes the law there (at 2000 decodes:

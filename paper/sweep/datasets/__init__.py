@@ -1,6 +1,6 @@
 """Loaders for a user's local copies of the six benchmarks the HIPPO paper uses, and the zoo's default set.
 
-    from paper.datasets import load_benchmark, zoo_samples, score_choice
+    from paper.sweep.datasets import load_benchmark, zoo_samples, score_choice
     samples = load_benchmark("mvbench", "/data/MVBench", prompt_mode="speed", tasks=["action_sequence"])
     correct = [score_choice(text, s) for s, text in zip(samples, answers)]   # None: open-ended
 
@@ -15,7 +15,7 @@ files, fields and folders; shared/benchmark-formats.md has the published formats
     videomme         videomme/test-00000-of-00001.parquet; data/<videoID>.mp4
     longvideobench   lvb_val.json / lvb_test_wo_gt.json or their parquet twins; videos/<video_path>
 
-Every sample is a BenchmarkSample (paper/datasets/sample.py) whose `question` is the benchmark's own
+Every sample is a BenchmarkSample (paper/sweep/datasets/sample.py) whose `question` is the benchmark's own
 prompt exactly as lmms-eval builds it and whose `prompt` is what the model is given:
     prompt_mode="benchmark"  the question itself.
     prompt_mode="speed"      the speed protocol SpecVLM's code runs: MVBench, MLVU and LongVideoBench get
@@ -40,8 +40,8 @@ import inspect
 import itertools
 
 from hippo.errors import ConfigError, DatasetError
-from paper.datasets import longvideobench, lvbench, mlvu, mvbench, vdc, videomme
-from paper.datasets.sample import (
+from paper.sweep.datasets import longvideobench, lvbench, mlvu, mvbench, vdc, videomme
+from paper.sweep.datasets.sample import (
     DETAIL_DESCRIPTION_PROMPT,
     PROMPT_MODES,
     SPEED_MAX_NEW_TOKENS,

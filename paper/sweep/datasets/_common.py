@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from hippo.errors import ConfigError, DatasetError
-from paper.datasets.sample import LETTERS, PROMPT_MODES
+from paper.sweep.datasets.sample import LETTERS, PROMPT_MODES
 
 PYARROW_PIN = "pyarrow==26.0.1"
 

@@ -20,7 +20,7 @@ None there (score_choice gives None). Speed mode: DETAIL_DESCRIPTION_PROMPT (Spe
 from __future__ import annotations
 
 from hippo.errors import ConfigError, DatasetError
-from paper.datasets._common import (
+from paper.sweep.datasets._common import (
     check_prompt_mode,
     check_root,
     keep_rows,
@@ -31,7 +31,7 @@ from paper.datasets._common import (
     select_tasks,
     unique_ids,
 )
-from paper.datasets.sample import DETAIL_DESCRIPTION_PROMPT, LETTERS, BenchmarkSample
+from paper.sweep.datasets.sample import DETAIL_DESCRIPTION_PROMPT, LETTERS, BenchmarkSample
 
 NAME = "longvideobench"
 SPLITS = {"val": ("lvb_val.json", "validation-00000-of-00001.parquet"),
@@ -40,7 +40,7 @@ VIDEO_DIR = "videos"
 PAD = "N/A"  # the parquet twins pad option0..option4 with it
 POST_PROMPT = "Answer with the option's letter from the given choices directly.\n"
 FIELDS = ("id", "question", "candidates (parquet: option0..option4)", "correct_choice (val)", "video_path")
-DOC = "paper/datasets/longvideobench.py"
+DOC = "paper/sweep/datasets/longvideobench.py"
 HINT = ("point --root at the folder the LongVideoBench download unpacks to (it holds lvb_val.json or "
         "validation-00000-of-00001.parquet, and videos/)")
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 
 from hippo.errors import ConfigError
-from paper.datasets import _common
-from paper.datasets._common import (
+from paper.sweep.datasets import _common
+from paper.sweep.datasets._common import (
     check_prompt_mode,
     check_root,
     glob_one_split,
@@ -38,7 +38,7 @@ from paper.datasets._common import (
     select_tasks,
     unique_ids,
 )
-from paper.datasets.sample import LETTERS, BenchmarkSample
+from paper.sweep.datasets.sample import LETTERS, BenchmarkSample
 
 NAME = "lvbench"
 ANNOTATIONS = "video_info.meta.jsonl"
@@ -47,7 +47,7 @@ VIDEO_DIR = "videos"
 POST_PROMPT = "\nAnswer the question with the option letter"
 LINE_FIELDS = ("key", "qa: a list of {uid, question, answer, question_type}")
 PARQUET_FIELDS = ("video_path", "question", "answer", "options (optional)")
-DOC = "paper/datasets/lvbench.py"
+DOC = "paper/sweep/datasets/lvbench.py"
 HINT = ("point --root at the folder that holds video_info.meta.jsonl (THUDM/LVBench) or data/train-*.parquet "
         "(lmms-eval's LVBench)")
 _OPTION_LINE = re.compile(r"^\(([A-Z])\)\s?(.*)$")

@@ -27,8 +27,8 @@ Task names are the file names without their number ("plotQA"), in both layouts' 
 from __future__ import annotations
 
 from hippo.errors import ConfigError
-from paper.datasets import _common
-from paper.datasets._common import (
+from paper.sweep.datasets import _common
+from paper.sweep.datasets._common import (
     check_prompt_mode,
     check_root,
     glob_one_split,
@@ -42,7 +42,7 @@ from paper.datasets._common import (
     select_tasks,
     unique_ids,
 )
-from paper.datasets.sample import DETAIL_DESCRIPTION_PROMPT, LETTERS, BenchmarkSample
+from paper.sweep.datasets.sample import DETAIL_DESCRIPTION_PROMPT, LETTERS, BenchmarkSample
 
 NAME = "mlvu"
 # task -> its file stem (json/<stem>.json, video/<stem>/): multiple choice, then generation.
@@ -57,7 +57,7 @@ POST_PROMPT = "\nOnly give the best option.\nBest option: ("
 ORIGINAL_FIELDS = ("video", "question", "candidates", "answer")
 GENERATION_FIELDS = ("video", "question", "answer")
 DEV_FIELDS = ("video_name", "question", "candidates", "answer", "task_type", "question_id")
-DOC = "paper/datasets/mlvu.py"
+DOC = "paper/sweep/datasets/mlvu.py"
 HINT = ("point --root at the folder the MLVU download unpacks to: json/ and video/ (the MLVU repository) "
         "or mlvu/test-*.parquet (lmms-eval's MLVU_dev)")
 

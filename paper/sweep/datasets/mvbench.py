@@ -25,7 +25,7 @@ replaces MVBench's question; its code runs SPECVLM_TASKS only, pass tasks=SPECVL
 from __future__ import annotations
 
 from hippo.errors import ConfigError
-from paper.datasets._common import (
+from paper.sweep.datasets._common import (
     check_prompt_mode,
     check_root,
     letter_of,
@@ -33,7 +33,7 @@ from paper.datasets._common import (
     resolve_media,
     select_tasks,
 )
-from paper.datasets.sample import DETAIL_DESCRIPTION_PROMPT, LETTERS, BenchmarkSample
+from paper.sweep.datasets.sample import DETAIL_DESCRIPTION_PROMPT, LETTERS, BenchmarkSample
 
 NAME = "mvbench"
 TASKS = (
@@ -98,7 +98,7 @@ FRAME_FOLDER_FPS = 3
 SPECVLM_TASKS = ("action_sequence", "action_prediction")  # the two tasks SpecVLM's load_data concatenates
 POST_PROMPT = "Only give the best option.\n"
 FIELDS = ("video", "question", "candidates", "answer")
-DOC = "paper/datasets/mvbench.py"
+DOC = "paper/sweep/datasets/mvbench.py"
 HINT = "point --root at the folder the MVBench download unpacks to (it holds json/ and the video folders)"
 
 

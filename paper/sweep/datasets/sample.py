@@ -23,7 +23,7 @@ class BenchmarkSample:
     """One question about one video, as a benchmark publishes it.
 
     Attributes:
-        benchmark: the benchmark's name in paper.datasets.BENCHMARKS (or "zoo").
+        benchmark: the benchmark's name in paper.sweep.datasets.BENCHMARKS (or "zoo").
         sample_id: stable and unique within the benchmark (the sweep's row key): the benchmark's own id
             where it has one (uid, question_id, id), else built from the task and the row index.
         task: the benchmark's sub-task or category, or None.

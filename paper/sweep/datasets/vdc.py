@@ -15,15 +15,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from hippo.errors import ConfigError
-from paper.datasets._common import check_prompt_mode, check_root, read_parquet, resolve_media, unique_ids
-from paper.datasets.sample import BenchmarkSample
+from paper.sweep.datasets._common import (
+    check_prompt_mode,
+    check_root,
+    read_parquet,
+    resolve_media,
+    unique_ids,
+)
+from paper.sweep.datasets.sample import BenchmarkSample
 
 NAME = "vdc"
 ANNOTATIONS = "data/test-00000-of-00001.parquet"
 VIDEO_DIR = "Test_Videos"
 EXTENSIONS = (".mp4", ".MP4", ".mkv")  # tried in this order, as lmms-eval does
 FIELDS = ("video_name", "question", "answer")
-DOC = "paper/datasets/vdc.py"
+DOC = "paper/sweep/datasets/vdc.py"
 HINT = "point --root at the folder the VideoDetailCaption download unpacks to (it holds data/ and Test_Videos/)"
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from paper.datasets._common import (
+from paper.sweep.datasets._common import (
     check_prompt_mode,
     check_root,
     keep_rows,
@@ -31,7 +31,7 @@ from paper.datasets._common import (
     select_tasks,
     unique_ids,
 )
-from paper.datasets.sample import LETTERS, BenchmarkSample
+from paper.sweep.datasets.sample import LETTERS, BenchmarkSample
 
 NAME = "videomme"
 ANNOTATIONS = "videomme/test-00000-of-00001.parquet"
@@ -41,7 +41,7 @@ OPTION_PROMPT = ("Select the best answer to the following multiple-choice questi
                  "subtitles. Respond with only the letter (A, B, C, or D) of the correct option.")
 POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 FIELDS = ("videoID", "question_id", "task_type", "question", "options", "answer")
-DOC = "paper/datasets/videomme.py"
+DOC = "paper/sweep/datasets/videomme.py"
 HINT = "point --root at the folder the Video-MME download unpacks to (it holds videomme/ and data/)"
 _LETTER = re.compile(r"^\(?[A-Z][.)]\s*")
 
