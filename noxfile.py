@@ -91,7 +91,8 @@ VLLM_REMOVED = ("torchvision", "torchaudio", "torchcodec")
 # (method, run-time fix of a vLLM bug, planted bug): vLLM as shipped, with the fix, and a negative control.
 VLLM_RUNS = (("ar", None, None), ("ngram", None, None), ("draft_model", None, None),
              ("ngram", "expand-copy-back", None), ("draft_model", "expand-copy-back", None),
-             ("ngram", "expand-copy-back", "residual-is-target"), ("ngram", "expand-copy-back", "accept-ratio-inverted"))
+             ("draft_model", "expand-copy-back", "residual-is-target"),
+             ("ngram", "expand-copy-back", "accept-ratio-inverted"))
 
 
 @nox.session(python="3.11")

@@ -64,3 +64,27 @@ def test_report_sections_keep_implementations_apart():
     assert table["vllm 0.32.0 ar"]["verdict"] == "pass" and table["vllm 0.32.0 ar"]["greedy_identical"] == 1
     assert table["vllm 0.32.0 ngram"]["verdict"] == "fail" and table["vllm 0.32.0 ngram"]["sampled_rows"] == 100
     assert table["vllm 0.32.0 ngram"]["min_detectable_tv"] == 0.25
+
+
+def _sampled(prompt, seed, tokens, name):
+    return {"prompt": prompt, "sampling": {"temperature": 1.0}, "seed": seed, "tokens": tokens, "implementation": name}
+
+
+def test_a_planted_bug_that_moves_the_law_less_than_the_audit_can_see_is_reported_below_detectability():
+    from verification.engines.vllm_report import coupled_difference, negative_controls
+
+    twin, planted = "vllm 0.32.0 draft_model fixed:f", "vllm 0.32.0 draft_model fixed:f planted:b"
+    base = [_sampled("p", s, [1, 2, 3, 9], twin) for s in range(10)]
+    # seed 0 changes in the first 3 tokens, seed 1 only after them (outside the audited prefix)
+    bug = [_sampled("p", s, [1, 5, 3] if s == 0 else [1, 2, 3, 7] if s == 1 else [1, 2, 3, 9], planted)
+           for s in range(10)]
+    coupling = coupled_difference(bug, base, tokens=3)
+    assert coupling["pairs"] == 10 and coupling["changed"] == 1 and coupling["max_bound"] == pytest.approx(0.1)
+    table = {twin: {"verdict": "pass", "min_detectable_tv": 0.2},
+             planted: {"verdict": "pass", "min_detectable_tv": 0.2}}
+    (control,) = negative_controls(table, {twin: base, planted: bug}, tokens=3)
+    assert control["outcome"] == "below detectability" and not control["caught"]
+    table[planted]["min_detectable_tv"] = 0.05  # the audit had the power and still passed it: not caught
+    assert negative_controls(table, {twin: base, planted: bug}, tokens=3)[0]["outcome"] == "NOT CAUGHT"
+    table[planted]["verdict"] = "fail"
+    assert negative_controls(table, {twin: base, planted: bug}, tokens=3)[0]["outcome"] == "caught"

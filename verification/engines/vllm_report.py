@@ -69,17 +69,44 @@ def _results(report: dict) -> list[CheckResult]:
     return [CheckResult(**c) for c in report["checks"]]
 
 
-def negative_controls(table: dict) -> list[dict]:
+def coupled_difference(planted: list[dict], twin: list[dict], tokens: int) -> dict:
+    """How far a planted bug moves vLLM's sampled law, measured by coupling: the planted run and its twin draw
+    with the same seeds, so in each pool (prompt, sampling setting) the fraction of seeds whose first `tokens`
+    tokens differ bounds the total variation between the two runs' laws of those tokens from above
+    (TV <= P(X != Y) for any coupling). `max_bound` is the largest over the pools; None when no seed pairs."""
+    def key(r):
+        return r["prompt"], json.dumps(r["sampling"], sort_keys=True), r["seed"]
+
+    others = {key(r): r["tokens"][:tokens] for r in twin if r.get("seed") is not None}
+    pools: dict[tuple, list[int]] = {}
+    for r in planted:
+        if r.get("seed") is None or key(r) not in others:
+            continue
+        pools.setdefault(key(r)[:2], []).append(int(r["tokens"][:tokens] != others[key(r)]))
+    bounds = {f"{prompt[:40]} {sampling}": sum(d) / len(d) for (prompt, sampling), d in pools.items()}
+    return {"pools": bounds, "pairs": sum(len(d) for d in pools.values()),
+            "changed": sum(sum(d) for d in pools.values()), "max_bound": max(bounds.values()) if bounds else None}
+
+
+def negative_controls(table: dict, rows: dict[str, list[dict]] | None = None, tokens: int = 3) -> list[dict]:
     """Each planted run against its twin without the bug (the same label before " planted:"): caught when the
-    planted run fails and the twin passes."""
+    planted run fails and the twin passes. Where both runs' rows are given, the TV the bug induces is bounded by
+    coupling (`coupled_difference`); a bug not caught whose bound lies below the run's minimal detectable TV is
+    "below detectability": the audit lacked the power to see it, which is reported, not hidden."""
+    rows = rows or {}
     out = []
     for name, s in table.items():
         if " planted:" not in name:
             continue
         twin = name.split(" planted:")[0]
         twin_verdict = table.get(twin, {}).get("verdict")
+        caught = s["verdict"] == "fail" and twin_verdict == "pass"
+        coupling = coupled_difference(rows[name], rows[twin], tokens) if name in rows and twin in rows else None
+        bound, power = (coupling or {}).get("max_bound"), s.get("min_detectable_tv")
+        below = not caught and bound is not None and power is not None and bound < power
         out.append({"planted": name, "verdict": s["verdict"], "twin": twin, "twin_verdict": twin_verdict,
-                    "caught": s["verdict"] == "fail" and twin_verdict == "pass"})
+                    "caught": caught, "coupling": coupling, "min_detectable_tv": power,
+                    "outcome": "caught" if caught else "below detectability" if below else "NOT CAUGHT"})
     return out
 
 
@@ -104,6 +131,12 @@ def build(work: Path, threads: int) -> dict:
     times = [json.loads(p.read_text()) for p in sorted((work / "times").glob("*.json"))]
     audit = json.loads((work / "audit" / "report.json").read_text())
     table = recorded_by_implementation(_results(audit))
+    rows: dict[str, list[dict]] = {}
+    for path in sorted((work / "rows").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows.setdefault(row["implementation"], []).append(row)
     fast = hippo_fast_speed(plan, threads)
     shipped = [t for t in times if not t["engine"].get("fix") and not t["engine"].get("planted_bug")]
     loads = [x for t in times for x in t["load_average_1min"]] + fast["load_average_1min"]
@@ -113,7 +146,7 @@ def build(work: Path, threads: int) -> dict:
         "prompts": len(plan["prompts"]), "greedy_max_tokens": plan["greedy_max_tokens"], "sampled": plan["sampled"],
         "audit": {"verdict": audit["certificate"]["verdict"], "command": "hippo verify --recorded",
                   "per_implementation": table, "revision": audit["certificate"].get("revision")},
-        "negative_controls": negative_controls(table),
+        "negative_controls": negative_controls(table, rows, int(plan["sampled"]["max_tokens"])),
         "refused": [{"implementation": t["implementation"], **r} for t in times for r in t.get("refused", [])],
         "runs": [{k: t[k] for k in ("implementation", "load_s", "sampled", "load_average_1min", "torch_threads",
                                     "torch", "transformers")} for t in times],
@@ -146,8 +179,15 @@ def markdown(report: dict) -> str:
                   for r in report["refused"]]
     lines += ["", "## Negative control (a bug planted in vLLM's rejection sampler at run time)", ""]
     for c in report["negative_controls"]:
-        lines.append(f"- `{c['planted']}`: {c['verdict'].upper()}; without the bug (`{c['twin']}`): "
-                     f"{(c['twin_verdict'] or 'not run').upper()}: **{'caught' if c['caught'] else 'NOT CAUGHT'}**")
+        line = (f"- `{c['planted']}`: {c['verdict'].upper()}; without the bug (`{c['twin']}`): "
+                f"{(c['twin_verdict'] or 'not run').upper()}: **{c['outcome']}**")
+        if c.get("coupling") and c["coupling"]["max_bound"] is not None:
+            k = c["coupling"]
+            line += (f". Same seeds with and without the bug: {k['changed']} of {k['pairs']} sampled rows changed "
+                     f"(largest pool {k['max_bound']:.3f}), so the bug moves the law of the first "
+                     f"{report['sampled']['max_tokens']} tokens by TV <= {k['max_bound']:.3f}; the audit's minimal "
+                     f"detectable TV for this run is {num(c['min_detectable_tv'])}")
+        lines.append(line)
     lines += ["", "## Speed at batch 1 (greedy; tokens compared first, time shown only where identical)", ""]
     if report["load_average_1min"]["busy"]:
         lines += [f"**Busy machine: the 1-minute load average reached {report['load_average_1min']['max']:.2f} "

@@ -33,7 +33,11 @@ from verification.engines import vllm_rows  # noqa: E402
 def plant_residual_is_target(torch, rs) -> None:
     """After a rejection the replacement token is drawn from the target's p itself, not from the residual
     (p - q)+ (the draft token not removed): the draft token comes out too often. Models the classic mistake
-    of resampling from the target on rejection."""
+    of resampling from the target on rejection. Its effect is small by nature: at a draft position the law
+    becomes min(p, q) + r p (r the rejection probability) instead of p, which is near p when the draft is good
+    (r small) and when it is poor (min(p, q) small); with the n-gram method (q one-hot) a rejection happens
+    where p of the draft token is small, and then p itself rarely draws it. The session runs it with the
+    draft model, beside its twin with the same seeds, and the report bounds the TV it induces by coupling."""
     real = rs.sample_recovered_tokens
 
     def recovered_from_target(max_spec_len, num_draft_tokens, cu_num_draft_tokens, draft_token_ids, draft_probs,
