@@ -102,6 +102,7 @@ def vllm(session):
     reports/vllm-audit (`-- --out DIR` elsewhere, `-- --rows-per-pool N`). Not in the default sessions (minutes,
     a second venv of 3.5 GB)."""
     import argparse
+    import json
     import shutil
     from pathlib import Path
 
@@ -132,9 +133,11 @@ def vllm(session):
         session.run(python, "verification/engines/vllm_runner.py", "--plan", str(work / "plan.json"),
                     "--method", method, "--rows", str(work / "rows" / f"{name}.jsonl"),
                     "--times", str(work / "times" / f"{name}.json"), *extra, env=env, external=True)
+    video_target = json.loads((work / "plan.json").read_text())["video_target"]
+    session.run(python, "verification/engines/vllm_video_probe.py", "--model", video_target,
+                "--out", str(work / "video.json"), env=env, external=True)
     rows = work / "rows.jsonl"
     rows.write_text("".join(p.read_text() for p in sorted((work / "rows").glob("*.jsonl"))))
-    import json
 
     target = json.loads((work / "plan.json").read_text())["target"]
     # exit 1 = a FAIL verdict: a finding about vLLM (or the planted bug caught), reported, not a session failure

@@ -88,3 +88,23 @@ def test_a_planted_bug_that_moves_the_law_less_than_the_audit_can_see_is_reporte
     assert negative_controls(table, {twin: base, planted: bug}, tokens=3)[0]["outcome"] == "NOT CAUGHT"
     table[planted]["verdict"] = "fail"
     assert negative_controls(table, {twin: base, planted: bug}, tokens=3)[0]["outcome"] == "caught"
+
+
+def test_the_report_says_what_vllm_refused_on_the_video_pair():
+    from verification.engines.vllm_report import markdown
+
+    report = {
+        "vllm": "0.32.0", "target": "/c/smollm2", "draft": "/c/first6", "threads": 1, "prompts": 3,
+        "greedy_max_tokens": 48, "sampled": {"rows_per_pool": 100, "settings": [{"temperature": 1.0}], "max_tokens": 3},
+        "audit": {"verdict": "pass", "per_implementation": {}}, "refused": [],
+        "negative_controls": [{"planted": "x planted:b", "verdict": "pass", "twin": "x", "twin_verdict": "pass",
+                               "caught": False, "outcome": "below detectability", "min_detectable_tv": 0.197,
+                               "coupling": {"pairs": 400, "changed": 13, "max_bound": 0.07, "pools": {}}}],
+        "video_pair": {"version": "0.32.0", "class": "llava_onevision", "runs": False, "stage": "load",
+                       "error": "OSError: no image processor", "frames": 16,
+                       "native_implementation": "ModuleNotFoundError: No module named 'torchvision'"},
+        "speed": [], "runs": [], "load_average_1min": {"max": 0.5, "busy": False},
+    }
+    text = markdown(report)
+    assert "refused at load" in text and "torchvision" in text and "text target only" in text
+    assert "**below detectability**" in text and "13 of 400" in text and "TV <= 0.070" in text

@@ -59,6 +59,10 @@ def main(argv=None) -> int:
     models = materialize()
     plan = write_plan(Path(args.out), models["target"], models["draft"], rows_per_pool=args.rows_per_pool,
                       threads=args.threads)
+    from hippo.zoo.registry import resolve_zoo
+
+    plan["video_target"] = str(resolve_zoo("zoo:smol-target"))  # materialized once (about 20 s), for the video probe
+    Path(args.out).write_text(json.dumps(plan, indent=1))
     print(f"plan {args.out}: {len(plan['prompts'])} prompts, target {plan['target']}, draft {plan['draft']}")
     return 0
 

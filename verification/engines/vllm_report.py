@@ -150,6 +150,7 @@ def build(work: Path, threads: int) -> dict:
         "refused": [{"implementation": t["implementation"], **r} for t in times for r in t.get("refused", [])],
         "runs": [{k: t[k] for k in ("implementation", "load_s", "sampled", "load_average_1min", "torch_threads",
                                     "torch", "transformers")} for t in times],
+        "video_pair": json.loads((work / "video.json").read_text()) if (work / "video.json").is_file() else None,
         "speed": speed_rows(shipped, fast),
         "load_average_1min": {"max": max(loads) if loads else None, "busy": bool(loads) and max(loads) > threads},
     }
@@ -188,6 +189,17 @@ def markdown(report: dict) -> str:
                      f"{report['sampled']['max_tokens']} tokens by TV <= {k['max_bound']:.3f}; the audit's minimal "
                      f"detectable TV for this run is {num(c['min_detectable_tv'])}")
         lines.append(line)
+    video = report.get("video_pair")
+    if video:
+        lines += ["", f"## The pretrained video pair (`zoo:smol-target`, {video['class']}) in vLLM", ""]
+        if video["runs"]:
+            lines.append(f"vLLM {video['version']} runs it: greedy {len(video['tokens'])} tokens on a "
+                         f"{video['frames']}-frame clip ({video['tokens']}).")
+        else:
+            lines.append(f"vLLM {video['version']} does not run it here: refused at {video['stage']} "
+                         f"(`{video['error'][:300]}`); its own LLaVA-OneVision implementation: "
+                         f"`{video.get('native_implementation', 'not probed')}`. No video rows, so vLLM's "
+                         "speculative decoding is audited on the text target only.")
     lines += ["", "## Speed at batch 1 (greedy; tokens compared first, time shown only where identical)", ""]
     if report["load_average_1min"]["busy"]:
         lines += [f"**Busy machine: the 1-minute load average reached {report['load_average_1min']['max']:.2f} "
