@@ -1,4 +1,4 @@
-"""paper/measure/systems.py on the `tiny` preset (CPU, seconds): the table, the equality gate, what the
+"""paper/measure/systems.py on the `tiny` preset (CPU, seconds): the tables, the equality gate, what the
 controlled acceptance does to MAT, the one-line errors; and the real-size presets' configs, built on
 the meta device (no memory, no weights) against the released models' parameter counts."""
 
@@ -38,19 +38,22 @@ def reports(tmp_path_factory):
 
 
 def rows_of(report) -> dict:
+    """The rows of the one frame count, by base name (their ids end in /eager: no --compile)."""
     (case,) = report["cases"]
-    return {row["id"]: row for row in case["rows"]}
+    return {row["name"]: row for row in case["rows"]}
 
 
 def test_table_prints_with_every_row(reports):
     rc, stdout, report = reports["self"]
     assert rc == 0
-    assert "| row | tok/s decode | tok/s e2e | x HF decode | x HF e2e | x fast AR decode |" in stdout
-    assert "| row | target step ms | verify ms [tokens] | draft step ms | ideal serial | ideal overlap |" in stdout
+    assert "| row | tok/s e2e | tok/s decode | x HF e2e | x HF decode | x fast AR e2e | x fast AR decode |" in stdout
+    assert "| row | target step | target verify [tokens] | draft step | ideal serial | ideal overlap |" in stdout
     assert list(rows_of(report)) == ["hf-generate", "fast-ar", "fast-sd", "fast-pearl", "fast-pearl-streams"]
-    for row_id in rows_of(report):
+    ids = [row["id"] for row in rows_of(report).values()]
+    assert ids == ["hf-generate", "fast-ar/eager", "fast-sd/eager", "fast-pearl/eager", "fast-pearl-streams/eager"]
+    for row_id in ids:
         assert f"\n| {row_id} | " in stdout
-    assert "fast-pearl-streams = hippo_fast PEARL, CPU: no streams, the same calls in order" in stdout
+    assert "fast-pearl-streams/eager = hippo_fast PEARL, CPU: no streams, the same calls in order" in stdout
     env = report["environment"]
     assert env["torch"] == torch.__version__ and env["transformers"] and env["device_name"]
 
@@ -141,7 +144,7 @@ def test_gate_refuses_a_row_with_different_tokens(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(bench_systems, "decode_row", short_sd)
     assert bench_systems.main(bench(tmp_path, "self")) == 1
     captured = capsys.readouterr()
-    assert "OUTPUT MISMATCH" in captured.err and "row fast-sd, 4 frames" in captured.err
+    assert "OUTPUT MISMATCH" in captured.err and "row fast-sd/eager, input 4 frames" in captured.err
     assert "| row |" not in captured.out and not (tmp_path / "report.json").exists()
 
 

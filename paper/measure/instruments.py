@@ -1,12 +1,15 @@
-"""What `hippo bench perf` measures besides the rows' own timings: the device's memory bandwidth, the
-bytes one decode forward reads, the per-forward cost of a fast static context, peak memory of a run,
-the compilations that happen inside a timed run, a one-line progress display, and the profile of a few
-decode steps. Definitions (one each) are in paper/measure/perf.py's docstring.
+"""What the benchmarks measure besides the rows' own timings: the device's memory bandwidth, the bytes
+one decode forward reads, the per-forward cost of a fast static context, peak memory of a run, the
+compilations that happen inside a timed run, a one-line progress display, the profile of a few decode
+steps, and the machine a report was made on. Definitions (one each) are in paper/measure/protocol.py.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -182,8 +185,6 @@ class PeakMemory:
         except ImportError:
             pass
         try:
-            import os
-
             return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError):
             return None
@@ -235,14 +236,10 @@ class OtherLoad:
     (None elsewhere); 0 means the benchmark had its CPUs to itself."""
 
     def __init__(self):
-        import os
-
         self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         self.start = self._sample()
 
     def _sample(self):
-        import os
-
         try:
             busy = 0
             for line in Path("/proc/stat").read_text().splitlines():
@@ -363,4 +360,48 @@ def profile_decode(fn, device: torch.device) -> dict:
         "tokens": len(result.tokens), "wall_ms": wall_us / 1000, "ms_per_token": wall_us / 1000 / tokens,
         "op_calls": calls, "op_calls_per_token": calls / tokens, "share": share,
         "top": [{"op": k, "self_ms": us / 1000, "calls": c, "share": us / wall_us} for k, (us, c) in top],
+    }
+
+
+# ---- environment -------------------------------------------------------------------------------------
+def _git(*cmd) -> str | None:
+    try:
+        return subprocess.run(["git", *cmd], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device, load_start, load_end, user_env: dict) -> dict:
+    """The machine and software of a report; `user_env`: OMP_NUM_THREADS and TORCHINDUCTOR_CACHE_DIR as the
+    user set them (read at the start of the run: torch.compile sets the latter itself)."""
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    llc = None
+    try:
+        llc = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+    except OSError:
+        pass
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+        "platform": platform.platform(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
+        "cpus": os.cpu_count(), "last_level_cache": llc,
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "threads": torch.get_num_threads(), "omp_num_threads": user_env.get("OMP_NUM_THREADS"),
+        "inductor_cache_dir": user_env.get("TORCHINDUCTOR_CACHE_DIR"),
+        "git_revision": _git("rev-parse", "HEAD"),
+        "git_modified_files": dirty.splitlines() if dirty else [],
+        "load_average_start": list(load_start) if load_start else None,
+        "load_average_end": list(load_end) if load_end else None,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

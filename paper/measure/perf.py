@@ -1,5 +1,5 @@
-"""`hippo bench perf`: the speed benchmark. Every row (paper/measure/rows.py) runs in ONE process on the
-same inputs, warm-up excluded and reported, outputs checked for equality before any time is reported.
+"""`hippo bench perf`: the speed benchmark on zoo pairs or any checkpoints: every row (paper/measure/rows.py)
+in ONE process on the same inputs, under paper/measure/protocol.py.
 
     hippo bench perf [--pair qwen|llava | --target DIR --draft DIR] [--video FILE ... --prompt TEXT]
                      [-n 20] [--max-new-tokens 128] [--gamma 5] [--ratio 0.9] [--compile off|on|both]
@@ -11,72 +11,22 @@ has it, else each example's own question (`--prompt-mode question`); or `--video
 `--prompt`. Videos are decoded / rendered once, before any timing: end-to-end times start at the
 decoded frames.
 
-Protocol:
-1. Warm-up: every row runs once on the first input, untimed (torch.compile compiles there); its wall
-   time is reported as "warm-up s".
-2. Timing: for each repeat and input, every row runs once, the order of the rows rotated by one per
-   input, so that noise of the machine falls on all rows alike.
-3. Equality gate, before anything is reported. Greedy: every run's tokens must equal HF
-   generate()'s greedy tokens on that input. Sampling (--temperature > 0): every fast row's tokens must
-   equal hippo_ref's with the same request and seed (HF rows use torch's RNG and are not compared).
-   A difference prints the row, the input and the first differing token, and exits with status 1
-   without a timing table.
-4. The per-forward costs (sampled during step 2), the bandwidth, the profile (--profile), the report.
-
-Definitions (one each):
-- generated tokens: the tokens a request returns (an end-of-turn token included, as generate()).
-- tokens/s (e2e): generated tokens / end-to-end seconds, pooled over the timed runs (sums of both).
-  End-to-end: the request's wall time from the decoded frames: preprocessing, video encoders, scoring,
-  pruning, both prefills, decode (hippo.stats.RequestStats.total_s; HF rows: adapter.prepare +
-  generate()).
-- tokens/s (decode): generated tokens / decode-only seconds (hippo.stats.DecodeStats.decode_s: after
-  both prefills). HF rows: generate() does not separate them; their decode-only time is end-to-end
-  minus the preprocessing and one stock forward of the prompt by each model it prefills (target; and
-  the assistant for hf-assisted), timed right after the run.
-- x HF: tokens/s of the row / tokens/s of hf-generate (e2e and decode-only separately).
-- x fast AR: tokens/s of the row / tokens/s of fast-ar with the same compile setting (HF and ref rows
-  are eager: fast-ar/eager).
-- MAT: tokens committed per target round (DecodeStats.mat), pooled: total committed / total rounds.
-- run length: PEARL's mean run length (DecodeStats.mean_run_length), pooled: committed / runs.
-- per-forward cost: median wall time of one StaticContext.forward on the fast path's static context of
-  the first input (compile setting of the row), at generated offset 0, in steady state (a burst of
-  calls of that one forward; instruments.ForwardTimer), over samples taken after every input of the
-  timed phase (the same machine as the timed runs): the target's one-token step
-  (t_target, on fast AR's context), the row's target verify (t_verify: gamma + 1 tokens for SD; gamma
-  for PEARL's post-verify forward), the draft's one-token step on the row's (pruned) context (t_draft).
-- bandwidth floor: (decode parameter bytes + KV bytes) / measured read bandwidth. Parameter bytes:
-  every parameter except the vision encoder / projector and an untied input embedding
-  (instruments.decode_parameter_bytes). KV bytes: layers x 2 x kv_heads x head_dim x rows x dtype
-  size, rows = the context's prompt rows + the forward's tokens. Read bandwidth: torch.sum over a
-  tensor far larger than the last-level cache (DRAM), timed in the same run; "at size": the same over
-  a tensor of the target's decode parameter bytes (cache-resident when it fits: then a forward can
-  beat the DRAM floor).
-- peak memory: instruments.PeakMemory (CPU: the process's peak RSS per run, reset before each run;
-  CUDA: max_memory_allocated); the largest over the timed runs, and its increment over the run's start.
-- ideal (serial): MAT x t_target / (gamma x t_draft + t_verify), the decode speedup over AR that the
-  measured acceptance and per-forward costs imply when draft and target run one after the other, with
-  nothing else costing time. Computed over the row's measured rounds: committed tokens x t_target /
-  sum over rounds of (gamma x t_draft + t_round), t_round = t_verify, except PEARL's pre-verify rounds
-  (its first round and every round after a rejection), whose target forward is one token: t_target.
-  With every round a verify round this is exactly the formula above.
-- ideal (overlap), PEARL rows: MAT x t_target / max(gamma x t_draft, t_verify): the same with the
-  round's draft block and target forward at the same time (part 2's schedule); over the measured
-  rounds: committed x t_target / sum of max(gamma x t_draft, t_round).
-- achieved: the row's decode-only x fast AR.
+Protocol and definitions: paper/measure/protocol.py. The equality gate's reference here: greedy, every
+run's tokens must equal HF generate()'s greedy tokens on that input; sampling (--temperature > 0), every
+fast row's tokens must equal hippo_ref's with the same request and seed (HF rows use torch's RNG and are
+not compared). After the protocol: the per-forward costs, the bandwidth, the profile (--profile), the
+report (paper/measure/report.py).
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import shlex
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hippo.errors import ConfigError, HippoError
+from hippo.errors import ConfigError
 
 COMMAND = "bench"
 DEFAULT_JSON = "reports/bench-perf/bench.json"
@@ -133,9 +83,9 @@ def add_subcommand(sub) -> None:
                      help="measure nothing: re-render the Markdown of a JSON report this command wrote (to --markdown; "
                           "--note replaces its note, in the JSON too)")
     _PERF_PARSER = p
-    from paper.sweep import runner as sweep
+    from paper.sweep import runner
 
-    sweep.add_parser(bench)
+    runner.add_parser(bench)
 
 
 # ---- argument checks (cheap, before any model is loaded) ---------------------------------------------
@@ -249,44 +199,42 @@ def resolve_models(args, rows) -> tuple[str, str | None]:
 
 
 # ---- the run ----------------------------------------------------------------------------------------
-@dataclass
-class RowState:
-    spec: object
-    warmup_s: float | None = None
-    skipped: str | None = None
-    runs: list = None  # [(input index, repeat, Run)]
+class ReferenceGate:
+    """Greedy: HF generate()'s greedy tokens on each input (the hf-generate row's first run there when it
+    runs, else one generate() of its own). Sampling: each fast row's request under hippo_ref."""
 
-    def __post_init__(self):
-        self.runs = []
+    def __init__(self, greedy: bool, target, draft, inputs: list[Input], settings, seed: int):
+        self.greedy, self.target, self.draft, self.inputs, self.settings = greedy, target, draft, inputs, settings
+        self.seed = seed
+        self.tokens: dict = {}
 
+    def seen(self, spec, i: int, run) -> None:
+        if self.greedy and spec.kind == "hf":
+            self.tokens.setdefault(("hf", i), run.tokens)
 
-def reason(err: BaseException) -> str:
-    """One line: the exception's type and first line, and its cause's (torch.compile wraps its reasons)."""
-    def line(e):
-        text = str(e).strip().splitlines()
-        return f"{type(e).__name__}: {text[0] if text else ''}".strip()
+    def reference(self, spec, i: int) -> tuple[str, list[int]] | None:
+        from paper.measure import rows
 
-    out = line(err)
-    if err.__cause__ is not None:
-        out += f" (cause: {line(err.__cause__)})"
-    return out[:400]
-
-
-def first_divergence(got: list[int], want: list[int]) -> str:
-    for i, (a, b) in enumerate(zip(got, want, strict=False)):
-        if a != b:
-            return f"first divergence at generated token {i}: got {a}, expected {b}"
-    return f"same first {min(len(got), len(want))} tokens, then lengths differ: got {len(got)}, expected {len(want)}"
+        clip, prompt = self.inputs[i].clip, self.inputs[i].prompt
+        if self.greedy:
+            if ("hf", i) not in self.tokens:
+                self.tokens["hf", i] = rows.reference_tokens(self.target, clip, prompt, self.settings)
+            return "HF generate() greedy", self.tokens["hf", i]
+        if spec.impl != "fast":
+            return None
+        if (spec.name, i) not in self.tokens:
+            self.tokens[spec.name, i] = rows.ref_tokens_for(spec, self.target, self.draft, clip, prompt,
+                                                            self.settings)
+        return f"hippo_ref (same request, seed {self.seed})", self.tokens[spec.name, i]
 
 
 def run(args) -> int:
     if args.bench_command == "sweep":
-        from paper.sweep import runner as sweep
+        from paper.sweep import runner
 
-        return sweep.run(args)
-    from paper.measure import instruments
-    from paper.measure import report as perf_report
-    from paper.measure import rows as perf_rows
+        return runner.run(args)
+    from hippo.checkpoint import load_adapter
+    from paper.measure import instruments, protocol, report, rows
 
     if args.render:
         return render_stored(args)
@@ -300,209 +248,82 @@ def run(args) -> int:
     follow_cores(args.threads, any(r.overlap == "processes" for r in specs))
     target_path, draft_path = resolve_models(args, specs)
     inputs = load_inputs(args)
-    from hippo.checkpoint import load_adapter
-
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     target = load_adapter(target_path, args.dtype, str(device))
     needs_draft = any(r.decoding != "ar" or r.kind == "hf-assisted" for r in specs)
     draft = load_adapter(draft_path, args.dtype, str(device)) if needs_draft else None
-    settings = perf_rows.Settings(args.max_new_tokens, args.gamma, args.ratio, args.prune, args.temperature,
-                                  args.seed, args.frames or 8, device)
+    settings = rows.Settings(args.max_new_tokens, args.gamma, args.ratio, args.prune, args.temperature,
+                             args.seed, args.frames or 8, device)
     greedy = args.temperature == 0
-    rows = [RowState(s) for s in specs]
+    states = [protocol.RowState(s) for s in specs]
     memory = instruments.PeakMemory(device)
+    first = inputs[0]
 
-    def timed(row: RowState, i: int) -> perf_rows.Run:
-        memory.start()
-        graphs = instruments.compiled_graphs()
-        result = perf_rows.run_row(row.spec, target, draft, inputs[i].clip, inputs[i].prompt, settings)
-        result.peak_bytes, result.increment_bytes = memory.stop()
-        result.compiles = instruments.compiled_graphs() - graphs
-        return result
+    def prepare(spec, decoding: str, compiled: bool):
+        from hippo.generation import implementation
+        from hippo.request import PruneSpec
 
-    # 1. warm-up on the first input
-    progress = instruments.Progress(len(rows) * (1 + len(inputs) * args.repeats), "bench perf")
-    warm: dict[str, perf_rows.Run] = {}
-    for row in rows:
-        progress.update(f"warm-up {row.spec.id}")
-        t0 = time.perf_counter()
-        try:
-            warm[row.spec.id] = timed(row, 0)
-        except HippoError:  # the user's to fix (a parameter, a checkpoint): one line, exit 2
-            raise
-        except Exception as err:  # a row that cannot run is reported with the reason, not fatal
-            row.skipped = f"failed in the warm-up on {inputs[0].name}: {reason(err)}"
-            print(f"bench perf: row {row.spec.id} {row.skipped}", file=sys.stderr)
-            continue
-        row.warmup_s = time.perf_counter() - t0
-    active = [r for r in rows if r.skipped is None]
-    progress.total = len(rows) + len(active) * len(inputs) * args.repeats
+        prune = PruneSpec() if decoding == "ar" else None
+        request = settings.request(spec, first.clip, first.prompt, target.eos_token_ids, decoding=decoding,
+                                   prune=prune)
+        impl = implementation("fast", compile=compiled)
+        return impl.prepare_contexts(target, draft if decoding != "ar" else None, request, first.clip)
 
-    # references of the equality gate
-    references: dict = {}
-
-    def reference(row: RowState, i: int) -> tuple[str, list[int]] | None:
-        if greedy:
-            if ("hf", i) not in references:
-                references["hf", i] = perf_rows.reference_tokens(target, inputs[i].clip, inputs[i].prompt, settings)
-            return "HF generate() greedy", references["hf", i]
-        if row.spec.impl != "fast":
-            return None
-        key = (row.spec.name, i)
-        if key not in references:
-            references[key] = perf_rows.ref_tokens_for(row.spec, target, draft, inputs[i].clip, inputs[i].prompt,
-                                                       settings)
-        return f"hippo_ref (same request, seed {args.seed})", references[key]
-
-    hf_row = next((r for r in active if r.spec.kind == "hf"), None)
-    if greedy and hf_row is not None:
-        references["hf", 0] = warm[hf_row.spec.id].tokens
-
-    def gate(checks) -> bool:
-        mismatches = []
-        for row, i, tokens in checks:
-            ref = reference(row, i)
-            if ref is not None and tokens != ref[1]:
-                mismatches.append(f"  row {row.spec.id}, input {inputs[i].name}: differs from {ref[0]}: "
-                                  f"{first_divergence(tokens, ref[1])}")
-        if mismatches:
-            print("bench perf: OUTPUT MISMATCH, no time is reported (a row's tokens must equal the reference's):",
-                  file=sys.stderr)
-            print("\n".join(mismatches), file=sys.stderr)
-        return not mismatches
-
-    if not gate([(r, 0, warm[r.spec.id].tokens) for r in active]):
-        progress.finish()
+    gate = ReferenceGate(greedy, target, draft, inputs, settings, args.seed)
+    try:
+        timers, other_load_share = protocol.measure(
+            states, [i.name for i in inputs],
+            lambda spec, i: rows.run_row(spec, target, draft, inputs[i].clip, inputs[i].prompt, settings),
+            gate.reference, seen=gate.seen, repeats=args.repeats, memory=memory, cost_samples=COST_SAMPLES,
+            make_timers=lambda active: protocol.cost_timers(active, prepare, args.gamma, "bench perf"),
+            label="bench perf")
+    except protocol.GateFailure as failure:
+        print(f"bench perf: OUTPUT MISMATCH, no time is reported (a row's tokens must equal the reference's):\n"
+              f"{failure}", file=sys.stderr)
         return 1
+    active = [r for r in states if r.skipped is None]
 
-    # 2. timed runs, interleaved, the order rotated per input; after each input a few samples of every
-    # per-forward cost (on the first input's contexts), so that they see the same machine
-    timers = cost_timers(active, target, draft, inputs[0], settings)
-    samples = max(1, -(-COST_SAMPLES // (len(inputs) * args.repeats)))
-    other_load = instruments.OtherLoad()
-    for repeat in range(args.repeats):
-        for i in range(len(inputs)):
-            shift = (repeat * len(inputs) + i) % max(1, len(active))
-            for row in active[shift:] + active[:shift]:
-                progress.update(f"{row.spec.id} {inputs[i].name}")
-                if row.skipped:
-                    continue
-                try:
-                    result = timed(row, i)
-                except HippoError:
-                    raise
-                except Exception as err:  # the row is reported as failed, without any of its times
-                    row.skipped = f"failed in a timed run on {inputs[i].name}: {reason(err)}"
-                    row.runs.clear()
-                    print(f"\nbench perf: row {row.spec.id} {row.skipped}", file=sys.stderr)
-                    continue
-                row.runs.append((i, repeat, result))
-                if greedy and row is hf_row and repeat == 0:
-                    references.setdefault(("hf", i), result.tokens)
-            for setting, timer in list(timers.items()):
-                try:
-                    timer.sample(samples)
-                except Exception as err:
-                    print(f"\nbench perf: per-forward costs ({setting}) dropped: {reason(err)}", file=sys.stderr)
-                    del timers[setting]
-
-    other_load_share = other_load.share()
-    progress.finish()
-    active = [r for r in active if r.skipped is None]
-
-    # 3. the equality gate, before anything is reported
-    if not gate([(r, i, run_.tokens) for r in active for i, _, run_ in r.runs]):
-        return 1
-
-    # 4. per-forward costs, bandwidth, profile
+    # per-forward costs, bandwidth, profile
     bandwidth = instruments.measured_bandwidth(device)
     target_bytes = instruments.decode_parameter_bytes(target.model)
     bandwidth_at_size = instruments.measured_bandwidth(device, max(1 << 20, target_bytes))
-    costs = forward_cost_table(timers, bandwidth["read_gbs"])
+    costs = protocol.forward_cost_table(timers, bandwidth["read_gbs"])
     profiles = []
     for row in active:
         if profile_rows and (row.spec.name in profile_rows or row.spec.id in profile_rows) and row.spec.impl == "fast":
             try:
-                profiles.append({"row": row.spec.id, **profile_row(row.spec, target, draft, inputs[0], settings)})
+                profiles.append({"row": row.spec.id, **profile_row(row.spec, target, draft, first, settings)})
             except Exception as err:
-                profiles.append({"row": row.spec.id, "error": reason(err)})
+                profiles.append({"row": row.spec.id, "error": protocol.reason(err)})
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
-    env = environment(device, load_start, load_end)
+    env = instruments.environment(device, load_start, load_end, _ENV)
     env["other_load_share"] = other_load_share
     env["placement"] = placement_record(active)
 
-    report = perf_report.build_report(
-        args=args, rows=rows, inputs=inputs, costs=costs, bandwidth=bandwidth, bandwidth_at_size=bandwidth_at_size,
+    out = report.build_report(
+        args=args, rows=states, inputs=inputs, costs=costs, bandwidth=bandwidth, bandwidth_at_size=bandwidth_at_size,
         memory_method=memory.method, profiles=profiles, environment=env,
         target_path=target_path, draft_path=draft_path, greedy=greedy, command=command_line(args),
     )
-    markdown = perf_report.render_markdown(report)
-    for path, text in ((args.json, perf_report.to_json(report)), (args.markdown, markdown)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
-    print(markdown, end="")
+    report.write(out, report.render_markdown(out), args.json, args.markdown)
     return 0
 
 
 def render_stored(args) -> int:
     import json
 
-    from paper.measure import report as perf_report
+    from paper.measure import report
 
     try:
-        report = json.loads(Path(args.render).read_text())
+        stored = json.loads(Path(args.render).read_text())
     except (OSError, ValueError) as err:
         raise ConfigError(f"--render {args.render}: cannot read a JSON report ({err}); give a file written by "
                           "`hippo bench perf --json`") from None
     if args.note is not None:  # the JSON keeps the note the Markdown shows
-        report["note"] = args.note
-        Path(args.render).write_text(perf_report.to_json(report))
-    markdown = perf_report.render_markdown(report)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown)
-    print(markdown, end="")
+        stored["note"] = args.note
+        Path(args.render).write_text(report.to_json(stored))
+    report.write(stored, report.render_markdown(stored), None, args.markdown)
     return 0
-
-
-def cost_timers(active, target, draft, first: Input, settings) -> dict:
-    """Per compile setting of the fast rows, a ForwardTimer over: the target's one-token step on fast AR's
-    context (t_target); per SD / PEARL fast row, its verify forward and its draft's one-token step, on the
-    contexts of its own request (first input)."""
-    from hippo.generation import implementation
-    from hippo.request import PruneSpec
-    from paper.measure import instruments
-
-    timers: dict = {}
-    fast = [r.spec for r in active if r.spec.impl == "fast"]
-    for compiled in sorted({bool(s.compile) for s in fast}):
-        impl = implementation("fast", compile=compiled)
-        ar_request = settings.request(fast[0], first.clip, first.prompt, target.eos_token_ids, decoding="ar",
-                                      prune=PruneSpec())
-        measured = [("target step", impl.prepare_contexts(target, None, ar_request, first.clip).target_context, 1)]
-        for spec in (s for s in fast if bool(s.compile) == compiled and s.decoding != "ar"):
-            request = settings.request(spec, first.clip, first.prompt, target.eos_token_ids)
-            prepared = impl.prepare_contexts(target, draft, request, first.clip)
-            k = settings.gamma + 1 if spec.decoding == "sd" else settings.gamma
-            measured += [(spec.id, prepared.target_context, k), (spec.id, prepared.draft_context, 1)]
-        try:
-            timers["compiled" if compiled else "eager"] = instruments.ForwardTimer(measured)
-        except Exception as err:  # e.g. a compiled forward that fails: the rows still run, without costs
-            print(f"bench perf: per-forward costs ({'compiled' if compiled else 'eager'}) not measured: "
-                  f"{reason(err)}", file=sys.stderr)
-    return timers
-
-
-def forward_cost_table(timers: dict, read_gbs: float) -> dict:
-    out = {}
-    for setting, timer in timers.items():
-        results = timer.results(read_gbs)
-        rows = {}
-        for j in range(1, len(results), 2):
-            rows[results[j].model] = {"verify": results[j].as_json(), "draft_step": results[j + 1].as_json()}
-        out[setting] = {"target_step": results[0].as_json(), "samples": len(timer.times[0]), "rows": rows}
-    return out
 
 
 def profile_row(spec, target, draft, first: Input, settings) -> dict:
@@ -543,49 +364,7 @@ def placement_record(active) -> dict:
     return record
 
 
-# ---- environment -------------------------------------------------------------------------------------
-def _git(*cmd) -> str | None:
-    try:
-        return subprocess.run(["git", *cmd], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment(device, load_start, load_end) -> dict:
-    import torch
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    llc = None
-    try:
-        llc = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
-    except OSError:
-        pass
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
-        "cpus": os.cpu_count(), "last_level_cache": llc,
-        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "threads": torch.get_num_threads(), "omp_num_threads": _ENV.get("OMP_NUM_THREADS"),
-        "inductor_cache_dir": _ENV.get("TORCHINDUCTOR_CACHE_DIR"),
-        "git_revision": _git("rev-parse", "HEAD"),
-        "git_modified_files": dirty.splitlines() if dirty else [],
-        "load_average_start": list(load_start) if load_start else None,
-        "load_average_end": list(load_end) if load_end else None,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
+# ---- the command as typed -----------------------------------------------------------------------------
 def command_line(args) -> str:
     """The command as typed, as far as the process can tell: OMP_NUM_THREADS, TORCHINDUCTOR_CACHE_DIR and
     a CPU affinity narrower than the machine (taskset) in front of `hippo` and its arguments (sys.argv

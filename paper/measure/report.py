@@ -1,10 +1,12 @@
-"""The report of `hippo bench perf`: per-row summaries from the timed runs (definitions in
-paper/measure/perf.py's docstring), the JSON written for the figures, and the Markdown table."""
+"""The one report of paper/measure/'s benchmarks: per-row summaries from the timed runs (definitions in
+paper/measure/protocol.py), the JSON written for the figures, and the Markdown tables (`hippo bench perf`'s
+whole report here; the systems benchmark's per-case sections reuse its tables)."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from hippo.stats import pooled_mat, pooled_run_length
 
@@ -44,7 +46,7 @@ def summarize(row) -> dict:
 
 def ideal_speedups(spec, stats, costs) -> dict:
     """The decode speedups over AR implied by the row's measured rounds (`stats`: its runs' DecodeStats)
-    and per-forward costs (definitions in paper/measure/perf.py's docstring)."""
+    and per-forward costs (definitions in paper/measure/protocol.py)."""
     setting = costs.get(spec.setting)
     if spec.impl != "fast" or spec.decoding == "ar" or not setting or spec.id not in setting["rows"] or not stats:
         return {}
@@ -70,20 +72,20 @@ def ideal_speedups(spec, stats, costs) -> dict:
     return out
 
 
-def build_report(*, args, rows, inputs, costs, bandwidth, bandwidth_at_size, memory_method, profiles, environment,
-                 target_path, draft_path, greedy, command) -> dict:
+def row_entries(rows, names: list[str], costs: dict, prune_of) -> list[dict]:
+    """Per row (protocol.RowState): its spec, status, and when measured its pooled summary with x HF and x
+    fast AR (same compile setting), its ideal speedups and its runs. `prune_of(spec)`: (method, ratio)."""
     summaries = {r.spec.id: summarize(r) for r in rows if r.skipped is None}
     hf = summaries.get("hf-generate")
     fast_ar = {s: summaries.get(f"fast-ar/{s}") for s in ("eager", "compiled")}
-    out_rows = []
+    out = []
     for row in rows:
         spec = row.spec
+        prune, ratio = prune_of(spec)
         entry = {"id": spec.id, "name": spec.name, "description": spec.description, "kind": spec.kind,
-                 "implementation": spec.impl, "decoding": spec.decoding, "compile": spec.compile,
-                 "prune": (args.prune if spec.name.startswith("fast-hippo") else spec.prune),
-                 "overlap": spec.overlap,
-                 "ratio": args.ratio if (spec.prune != "none") else 0.0,
-                 "status": "skipped" if row.skipped else "ok", "skip_reason": row.skipped, "warmup_s": row.warmup_s}
+                 "implementation": spec.impl, "decoding": spec.decoding, "compile": spec.compile, "prune": prune,
+                 "overlap": spec.overlap, "ratio": ratio, "status": "skipped" if row.skipped else "ok",
+                 "skip_reason": row.skipped, "warmup_s": row.warmup_s}
         if row.skipped is None:
             s = summaries[spec.id]
             ar = fast_ar[spec.setting]
@@ -96,8 +98,21 @@ def build_report(*, args, rows, inputs, costs, bandwidth, bandwidth_at_size, mem
             ideal = ideal_speedups(spec, [r.stats for _, _, r in row.runs if r.stats is not None], costs)
             if ideal:
                 ideal["achieved"] = s["speedup_fast_ar_decode"]
-            entry.update(summary=s, ideal=ideal, runs=[_run_json(i, rep, inputs, r) for i, rep, r in row.runs])
-        out_rows.append(entry)
+            entry.update(summary=s, ideal=ideal, runs=[run_json(names[i], rep, r) for i, rep, r in row.runs])
+        out.append(entry)
+    return out
+
+
+def build_report(*, args, rows, inputs, costs, bandwidth, bandwidth_at_size, memory_method, profiles, environment,
+                 target_path, draft_path, greedy, command) -> dict:
+    """`hippo bench perf`'s report."""
+
+    def prune_of(spec):
+        return (args.prune if spec.name.startswith("fast-hippo") else spec.prune,
+                args.ratio if spec.prune != "none" else 0.0)
+
+    out_rows = row_entries(rows, [i.name for i in inputs], costs, prune_of)
+    summaries = {r["id"]: r["summary"] for r in out_rows if r["status"] == "ok"}
     winners = []
     for name in dict.fromkeys(r.spec.name for r in rows if r.spec.impl == "fast"):
         eager, compiled = summaries.get(f"{name}/eager"), summaries.get(f"{name}/compiled")
@@ -156,19 +171,30 @@ def request_timeline(rows, inputs) -> dict | None:
     return None
 
 
-def _run_json(i, repeat, inputs, r) -> dict:
-    out = {"input": inputs[i].name, "repeat": repeat, "generated": len(r.tokens), "total_s": r.total_s,
+def run_json(name: str, repeat: int, r) -> dict:
+    """One timed run (rows.Run) on the input `name`."""
+    out = {"input": name, "repeat": repeat, "generated": len(r.tokens), "total_s": r.total_s,
            "decode_s": r.decode_s, "prefill_s": r.prefill_s, "peak_memory_bytes": r.peak_bytes,
            "peak_increment_bytes": r.increment_bytes, "compiles": r.compiles,
            "visual_tokens": r.visual_tokens, "kept_visual_tokens": r.kept_visual_tokens, "tokens": r.tokens}
     if r.stats is not None:
-        out.update(mat=r.stats.mat, mean_run_length=r.stats.mean_run_length,
-                   accepted_per_round=r.stats.accepted_per_round, target_forwards=r.stats.target_forwards,
-                   draft_forwards=r.stats.draft_forwards)
+        s = r.stats
+        out.update(mat=s.mat, mean_run_length=s.mean_run_length, accepted_per_round=s.accepted_per_round,
+                   rounds=len(s.accepted_per_round), rejected_rounds=sum(s.rejected_per_round),
+                   target_forwards=s.target_forwards, draft_forwards=s.draft_forwards)
     out.update({k: v for k, v in r.extra.items() if k != "timeline"})
     if "timeline" in r.extra:
         out["timeline"] = timeline_summary(r.extra["timeline"])
     return out
+
+
+def write(report: dict, markdown: str, json_path: str | None, markdown_path: str | None) -> None:
+    """Write the JSON and the Markdown where asked; print the Markdown."""
+    for path, text in ((json_path, to_json(report)), (markdown_path, markdown)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+    print(markdown, end="")
 
 
 def to_json(report: dict) -> str:
@@ -203,6 +229,60 @@ def _placement(env: dict) -> str:
     return text
 
 
+def rows_table(rows: list[dict]) -> list[str]:
+    """The rows' tok/s, speedups, MAT, run length, peak memory and warm-up (report.row_entries' rows)."""
+    lines = ["", "| row | tok/s e2e | tok/s decode | x HF e2e | x HF decode | x fast AR e2e | x fast AR decode | MAT "
+             "| run length | peak MiB (+run) | warm-up s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        if row["status"] != "ok":
+            why = str(row["skip_reason"]).replace("|", "\\|")
+            lines.append(f"| {row['id']} | not measured: {why} |" + " |" * 9)
+            continue
+        s = row["summary"]
+        lines.append(
+            f"| {row['id']} | {_f(s['tokens_per_s'], 1)} | {_f(s['decode_tokens_per_s'], 1)} | {_f(s['speedup_hf'])} "
+            f"| {_f(s['speedup_hf_decode'])} | {_f(s['speedup_fast_ar'])} | {_f(s['speedup_fast_ar_decode'])} "
+            f"| {_f(s['mat'])} | {_f(s['mean_run_length'])} | {_mib(s['peak_memory_bytes'])} "
+            f"(+{_mib(s['peak_increment_bytes'])}) | {_f(row['warmup_s'], 1)} |")
+    return lines
+
+
+def costs_table(rows: list[dict], costs: dict, bw: dict, at: dict | None, llc: str | None) -> list[str]:
+    """Per fast row: the per-forward costs with their bandwidth floors (at the DRAM read bandwidth `bw`, and
+    at the working-set bandwidth `at` when measured), the ideal and achieved decode speedups over fast AR;
+    then the bytes one target forward reads and the bandwidths."""
+    if not costs:
+        return []
+    floors = "at the DRAM read bandwidth / at the working-set bandwidth" if at else "at the measured read bandwidth"
+    lines = ["", f"Per-forward cost, ms: median (bandwidth floor {floors}), on the first input's static contexts; "
+             "ideal and achieved decode speedups over fast AR.",
+             "", "| row | target step | target verify [tokens] | draft step | ideal serial | ideal overlap | achieved |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        if row["status"] != "ok" or row["implementation"] != "fast":
+            continue
+        setting = costs.get("compiled" if row["compile"] else "eager")
+        if not setting:
+            continue
+        cells = [row["id"], _cost(setting["target_step"], at)]
+        r = setting["rows"].get(row["id"])
+        if r:
+            cells += [f"{_cost(r['verify'], at)} [{r['verify']['tokens']}]", _cost(r["draft_step"], at)]
+        else:
+            cells += ["-", "-"]
+        ideal = row.get("ideal") or {}
+        cells += [_f(ideal.get("ideal_serial")), _f(ideal.get("ideal_overlap")),
+                  _f(ideal.get("achieved") if ideal else row["summary"]["speedup_fast_ar_decode"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    step = next(iter(costs.values()))["target_step"]
+    at_size = (f", {at['read_gbs']:.1f} GB/s at the target's parameter size ({at['bytes'] / 1e6:.1f} MB; "
+               f"last-level cache {llc or 'unknown'})") if at else ""
+    lines += ["", f"Bytes per forward: target {step['parameter_bytes'] / 1e6:.2f} MB of parameters + "
+              f"{step['kv_bytes'] / 1e6:.2f} MB of KV ({step['context_rows']} rows). Measured read bandwidth "
+              f"{bw['read_gbs']:.1f} GB/s over {bw['bytes'] >> 20} MiB (copy {bw['copy_gbs']:.1f} GB/s){at_size}."]
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     env, cfg = report["environment"], report["config"]
     lines = [f"# hippo bench perf: {cfg['pair'] or cfg['target']}", "", "```", report["command"], "```", ""]
@@ -220,52 +300,10 @@ def render_markdown(report: dict) -> str:
         f"(min {gen['min']}, max {gen['max']}).{_visual(report)}",
         "",
         f"Equality gate ({report['gate']['mode']}): passed: {report['gate']['reference']}.",
-        "",
-        "| row | tok/s e2e | tok/s decode | x HF e2e | x HF decode | x fast AR e2e | x fast AR decode | MAT "
-        "| run length | peak MiB (+run) | warm-up s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in report["rows"]:
-        if row["status"] != "ok":
-            why = str(row["skip_reason"]).replace("|", "\\|")
-            lines.append(f"| {row['id']} | not measured: {why} |" + " |" * 9)
-            continue
-        s = row["summary"]
-        lines.append(
-            f"| {row['id']} | {_f(s['tokens_per_s'], 1)} | {_f(s['decode_tokens_per_s'], 1)} | {_f(s['speedup_hf'])} "
-            f"| {_f(s['speedup_hf_decode'])} | {_f(s['speedup_fast_ar'])} | {_f(s['speedup_fast_ar_decode'])} "
-            f"| {_f(s['mat'])} | {_f(s['mean_run_length'])} | {_mib(s['peak_memory_bytes'])} "
-            f"(+{_mib(s['peak_increment_bytes'])}) | {_f(row['warmup_s'], 1)} |")
-    costs = report["forward_costs"]
-    bw, at = report["bandwidth"], report["bandwidth_at_size"]
-    if costs:
-        lines += ["", "Per-forward cost, ms: median (bandwidth floor at the DRAM read bandwidth / at the working-set "
-                  "bandwidth), on the first input's static contexts; ideal and achieved decode speedups over fast AR.",
-                  "", "| row | target step | target verify [tokens] | draft step | ideal serial | ideal overlap | achieved |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for row in report["rows"]:
-            if row["status"] != "ok" or row["implementation"] != "fast":
-                continue
-            setting = costs.get("compiled" if row["compile"] else "eager")
-            if not setting:
-                continue
-            step = setting["target_step"]
-            cells = [row["id"], _cost(step, at)]
-            r = setting["rows"].get(row["id"])
-            if r:
-                cells += [f"{_cost(r['verify'], at)} [{r['verify']['tokens']}]", _cost(r["draft_step"], at)]
-            else:
-                cells += ["-", "-"]
-            ideal = row.get("ideal") or {}
-            cells += [_f(ideal.get("ideal_serial")), _f(ideal.get("ideal_overlap")),
-                      _f(ideal.get("achieved") if ideal else row["summary"]["speedup_fast_ar_decode"])]
-            lines.append("| " + " | ".join(cells) + " |")
-        step = next(iter(costs.values()))["target_step"]
-        lines += ["", f"Bytes per forward: target {step['parameter_bytes'] / 1e6:.2f} MB of parameters + "
-                  f"{step['kv_bytes'] / 1e6:.2f} MB of KV ({step['context_rows']} rows). Measured read bandwidth "
-                  f"{bw['read_gbs']:.1f} GB/s over {bw['bytes'] >> 20} MiB (copy {bw['copy_gbs']:.1f} GB/s), "
-                  f"{at['read_gbs']:.1f} GB/s at the target's parameter size ({at['bytes'] / 1e6:.1f} MB; "
-                  f"last-level cache {env['last_level_cache'] or 'unknown'})."]
+    lines += rows_table(report["rows"])
+    lines += costs_table(report["rows"], report["forward_costs"], report["bandwidth"], report["bandwidth_at_size"],
+                         env["last_level_cache"])
     if report["compile"]:
         lines += ["", "| fast row | eager tok/s e2e | compiled tok/s e2e | eager tok/s decode | compiled tok/s decode "
                   "| wins e2e | wins decode |", "|---|---:|---:|---:|---:|---|---|"]
@@ -284,7 +322,7 @@ def render_markdown(report: dict) -> str:
               "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify); ideal overlap (PEARL rows) = "
               "MAT x t_target / max(gamma x t_draft, t_verify), PEARL's pre-verify rounds (the first, and each "
               "after a rejection) counted with their one-token target forward (t_target) instead of t_verify; "
-              "achieved = decode-only x fast AR (definitions: paper/measure/perf.py). Achieved can exceed ideal: fast "
+              "achieved = decode-only x fast AR (definitions: paper/measure/protocol.py). Achieved can exceed ideal: fast "
               "AR pays its loop's per-token work (sampling, the host sync) on top of t_target at every token, SD "
               "and PEARL once per round.",
               f"- peak memory: {report['memory_method']}; the largest over the row's timed runs (+ its increment "
@@ -334,6 +372,8 @@ def render_markdown(report: dict) -> str:
 
 
 def _cost(c, at) -> str:
+    if not at:
+        return f"{c['median_ms']:.3f} ({c['floor_ms']:.3f})"
     at_floor = 1000 * (c["parameter_bytes"] + c["kv_bytes"]) / (at["read_gbs"] * 1e9)
     return f"{c['median_ms']:.3f} ({c['floor_ms']:.3f} / {at_floor:.3f})"
 

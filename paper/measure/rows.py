@@ -1,4 +1,5 @@
-"""The rows of `hippo bench perf`: what each one runs for one request, and how its time is split.
+"""The one row type of paper/measure/ (RowSpec; the systems benchmark selects from the same BASE_ROWS) and
+what each row runs for one request of `hippo bench perf`, and how its time is split.
 
 Every row takes the same input (a VideoClip already decoded or rendered, and a prompt) and returns a
 `Run`: the generated tokens, the end-to-end wall time of the request (preprocessing, video encoders,

@@ -68,17 +68,16 @@ this one). The forwards cost what they cost (same shapes, same kernels); the rep
 smallest greedy margin over the reference tokens. EOS is disabled (generation_config.eos_token_id = None) so
 that every row generates exactly --max-new-tokens tokens.
 
-Rows (fast rows prepare with implementation("fast").prepare_contexts and decode with their variant's
-decode, so that the planted draft can be passed between): `hf-generate` (the target's stock generate(),
+Rows: paper/measure/rows.py's RowSpec, the rows of `ROWS`: `hf-generate` (the target's stock generate(),
 greedy), `fast-ar`, `fast-sd`, `fast-pearl` (variant fast: the serial schedule), `fast-pearl-streams`
 (variant fast-streams: the draft and the target on two CUDA streams; on a CPU the same calls in order,
-labelled so). Protocol and
-definitions are paper/measure/perf.py's: one warm-up run per row (untimed, reported), then --repeats
-timed passes, the rows' order rotated by one per pass; tokens/s pooled; decode-only after both
-prefills (HF: end-to-end minus the preprocessing and one prompt forward); per-forward costs are the
-medians of instruments.ForwardTimer samples taken between the passes (target step = 1 token, SD
-verify = gamma + 1, PEARL verify = gamma, draft step = 1 token on the draft as the decode calls it);
-ideal serial / overlap speedups are perf_report.ideal_speedups over the rows' measured rounds.
+labelled so), each eager or, with --compile, compiled. The fast rows prepare with the benchmark's
+implementation("fast").prepare_contexts and decode with their variant's decode, so that the planted
+draft can be passed between. Protocol, definitions and report are paper/measure/protocol.py's and
+report.py's: one warm-up run per row (untimed, reported), then --repeats timed passes, the rows' order
+rotated by one per pass, per-forward cost samples between the passes, the equality gate on every run
+(reference: the target's greedy tokens) before any time; one table of rows and one of per-forward costs
+per frame count.
 """
 
 from __future__ import annotations
@@ -398,30 +397,21 @@ class PlantedDraft:
 
 
 # ---- rows -----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
-    """One measured row; `id`, `impl`, `decoding` and `setting` are what perf_report.ideal_speedups reads."""
-
-    name: str
-    label: str
-    impl: str  # hf | fast
-    decoding: str  # ar | sd | pearl
-    variant: str = "fast"  # fast rows: the implementation variant (hippo.generation.VARIANTS) that decodes
-    setting: str = "eager"  # eager | compiled (the fast rows')
-
-    @property
-    def id(self) -> str:
-        return self.name
+ROWS = ("hf-generate", "fast-ar", "fast-sd", "fast-pearl", "fast-pearl-streams")
 
 
-def build_rows(device: torch.device, compiled: bool) -> list[Row]:
-    setting = "compiled" if compiled else "eager"
-    streams = "two CUDA streams" if device.type == "cuda" else "CPU: no streams, the same calls in order"
-    return [Row("hf-generate", "HF generate() of the target, greedy", "hf", "ar"),
-            Row("fast-ar", "hippo_fast AR", "fast", "ar", setting=setting),
-            Row("fast-sd", "hippo_fast SD", "fast", "sd", setting=setting),
-            Row("fast-pearl", "hippo_fast PEARL, serial", "fast", "pearl", setting=setting),
-            Row("fast-pearl-streams", f"hippo_fast PEARL, {streams}", "fast", "pearl", "fast-streams", setting=setting)]
+def build_rows(device: torch.device, compiled: bool) -> list:
+    """`ROWS` as paper/measure/rows.py's RowSpecs, eager or compiled; on a CPU the streams row says that its
+    calls run in order."""
+    from dataclasses import replace
+
+    from paper.measure import rows
+
+    specs = rows.build_rows(list(ROWS), "on" if compiled else "off", ("streams",))
+    if device.type == "cuda":
+        return specs
+    return [replace(s, description="hippo_fast PEARL, CPU: no streams, the same calls in order")
+            if s.overlap == "streams" else s for s in specs]
 
 
 @dataclass
@@ -435,6 +425,10 @@ class Case:
     visual_tokens: int = 0
     prompt_rows: int = 0
     margin: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.frames} frames"
 
 
 @dataclass
@@ -469,14 +463,14 @@ class Bench:
         return prepared
 
 
-def decode_row(row: Row, target_context, draft_context, config):
+def decode_row(row, target_context, draft_context, config):
     """The row's decode alone: its variant's (uncompiled: run_fast has warmed the compiled shapes)."""
     from hippo.generation import variant
 
     return variant(row.variant).decode(row.decoding, target_context, draft_context, config)
 
 
-def warm_compiled(row: Row, prepared, gamma: int) -> None:
+def warm_compiled(row, prepared, gamma: int) -> None:
     """Capture every forward shape of the row's decode before it starts (hippo_fast/compiled.py, as the
     pipeline's decode does; a planted draft passes it to the draft it wraps), so that no acceptance
     pattern compiles inside a timed run."""
@@ -488,7 +482,7 @@ def warm_compiled(row: Row, prepared, gamma: int) -> None:
             compiled.warm(context, sizes)
 
 
-def run_fast(row: Row, bench: Bench, case: Case):
+def run_fast(row, bench: Bench, case: Case):
     """One request of a fast row: from the decoded frames to the last token."""
     from paper.measure.rows import Run
 
@@ -502,20 +496,18 @@ def run_fast(row: Row, bench: Bench, case: Case):
     return Run(result.tokens, total_s, s.decode_s, total_s - s.decode_s, s, visual_tokens=case.visual_tokens)
 
 
-def run_hf(bench: Bench, case: Case):
-    """One request of the target's stock generate() (paper/measure/rows.py's hf-generate row)."""
-    from paper.measure import rows as perf_rows
+def run_row(row, bench: Bench, case: Case):
+    """One request of `row`: the HF row is paper/measure/rows.py's own."""
+    if row.impl == "fast":
+        return run_fast(row, bench, case)
+    from paper.measure import rows
 
     cfg = bench.config
-    settings = perf_rows.Settings(cfg.max_new_tokens, cfg.gamma, 0.0, "none", 0.0, cfg.seed, case.frames, bench.device)
-    return perf_rows.run_row(perf_rows.BASE_ROWS[0], bench.pair.target, None, case.clip, PROMPT, settings)
+    settings = rows.Settings(cfg.max_new_tokens, cfg.gamma, 0.0, "none", 0.0, cfg.seed, case.frames, bench.device)
+    return rows.run_row(row, bench.pair.target, None, case.clip, PROMPT, settings)
 
 
-def run_row(row: Row, bench: Bench, case: Case):
-    return run_hf(bench, case) if row.impl == "hf" else run_fast(row, bench, case)
-
-
-# ---- reference, gate, costs -------------------------------------------------------------------------------
+# ---- reference ----------------------------------------------------------------------------------------------
 def prepare_case(bench: Bench, frames: int, clip, seed: int) -> Case:
     """The target's greedy tokens by one hippo_fast AR decode, their smallest greedy margin, and the
     planted draft's proposals."""
@@ -549,110 +541,25 @@ def greedy_margin(target_context, reference: list[int]) -> float:
     return float((top[:, 0] - top[:, 1]).min())
 
 
-def gate(results: list[tuple[Row, int, object]], cases: dict[int, Case]) -> list[str]:
-    """The equality gate: each (row, frames, run) whose tokens differ from the target's greedy tokens."""
-    from paper.measure.perf import first_divergence
+# ---- one frame count: the protocol ----------------------------------------------------------------------------
+def measure_case(bench: Bench, case: Case, specs: list, repeats: int, memory) -> dict:
+    """paper/measure/protocol.py on one frame count (its one input), then its costs and its report."""
+    from paper.measure import instruments, protocol, report
 
-    return [f"  row {row.id}, {frames} frames: differs from the target's greedy tokens (hippo_fast AR): "
-            f"{first_divergence(run.tokens, cases[frames].reference)}"
-            for row, frames, run in results if run.tokens != cases[frames].reference]
-
-
-def cost_timer(bench: Bench, case: Case):
-    """instruments.ForwardTimer over the forwards the rows' decodes make, on one SD preparation:
-    the target's 1-token step, SD's (gamma + 1)-token and PEARL's gamma-token verify, the draft step
-    (through the planted wrapper when there is one: as the decode calls it)."""
-    from paper.measure.instruments import ForwardTimer
-
-    prepared = bench.prepare(case, "sd")
-    g = bench.config.gamma
-    target = prepared.target_context
-    return ForwardTimer([("target step", target, 1), ("sd verify", target, g + 1), ("pearl verify", target, g),
-                         ("draft step", prepared.draft_context, 1)])
-
-
-def cost_table(timer, read_gbs: float, rows: list[Row]) -> dict:
-    """The timer's medians in perf_report.ideal_speedups' layout: {setting: {target_step, rows: {id:
-    {verify, draft_step}}}}."""
-    step, sd, pearl, draft = (c.as_json() for c in timer.results(read_gbs))
-    by_row = {r.id: {"verify": sd if r.decoding == "sd" else pearl, "draft_step": draft}
-              for r in rows if r.impl == "fast" and r.decoding != "ar"}
-    setting = next(r.setting for r in rows if r.impl == "fast")
-    return {setting: {"target_step": step, "samples": len(timer.times[0]), "rows": by_row}}
-
-
-# ---- one frame count: warm-up, timed passes, gate ----------------------------------------------------------
-@dataclass
-class RowResult:
-    """A row's warm-up time and timed runs ([(frames, repeat, Run)]: perf_report.summarize's input)."""
-
-    spec: Row
-    warmup_s: float | None = None
-    runs: list = field(default_factory=list)
-
-
-class GateFailure(Exception):
-    """Some row's tokens differ from the target's greedy tokens: no time may be reported."""
-
-
-def measure_case(bench: Bench, case: Case, rows: list[Row], repeats: int, memory) -> dict:
-    """Warm-up (gated), `repeats` timed passes in rotated order with cost samples between them, the gate
-    again, then the summaries."""
-    from paper.measure import instruments
-
-    results = [RowResult(row) for row in rows]
-
-    def timed(row: Row):
-        memory.start()
-        graphs = instruments.compiled_graphs()
-        run = run_row(row, bench, case)
-        run.peak_bytes, run.increment_bytes = memory.stop()
-        run.compiles = instruments.compiled_graphs() - graphs
-        return run
-
-    warm = []
-    for result in results:
-        t0 = time.perf_counter()
-        warm.append((result.spec, case.frames, timed(result.spec)))
-        result.warmup_s = time.perf_counter() - t0
-    if mismatches := gate(warm, {case.frames: case}):
-        raise GateFailure("\n".join(mismatches))
-    timer = cost_timer(bench, case)
-    per_pass = max(1, -(-COST_SAMPLES // repeats))
-    for repeat in range(repeats):
-        shift = repeat % len(results)
-        for result in results[shift:] + results[:shift]:
-            result.runs.append((case.frames, repeat, timed(result.spec)))
-        timer.sample(per_pass)
-    if mismatches := gate([(r.spec, f, run) for r in results for f, _, run in r.runs], {case.frames: case}):
-        raise GateFailure("\n".join(mismatches))
+    states = [protocol.RowState(spec) for spec in specs]
+    timers, other_load_share = protocol.measure(
+        states, [case.name], lambda spec, i: run_row(spec, bench, case),
+        lambda spec, i: ("the target's greedy tokens (hippo_fast AR)", case.reference), repeats=repeats,
+        memory=memory, cost_samples=COST_SAMPLES, label="bench systems",
+        make_timers=lambda active: protocol.cost_timers(
+            active, lambda spec, decoding, compiled: bench.prepare(case, decoding), bench.config.gamma, "bench systems"))
     bandwidth = instruments.measured_bandwidth(bench.device, None if bench.device.type == "cuda" else 64 * MIB, 3)
-    costs = cost_table(timer, bandwidth["read_gbs"], rows)
-    return case_report(case, results, costs, bandwidth)
-
-
-def case_report(case: Case, results: list[RowResult], costs: dict, bandwidth: dict) -> dict:
-    """Per row: the pooled summary, x HF and x fast AR (e2e and decode-only), the ideal speedups."""
-    from paper.measure import report as perf_report
-
-    summaries = {r.spec.id: perf_report.summarize(r) for r in results}
-    hf, ar = summaries["hf-generate"], summaries["fast-ar"]
-    rows = []
-    for r in results:
-        s = summaries[r.spec.id]
-        s.update(speedup_hf=_ratio(s["tokens_per_s"], hf["tokens_per_s"]),
-                 speedup_hf_decode=_ratio(s["decode_tokens_per_s"], hf["decode_tokens_per_s"]),
-                 speedup_fast_ar=_ratio(s["tokens_per_s"], ar["tokens_per_s"]),
-                 speedup_fast_ar_decode=_ratio(s["decode_tokens_per_s"], ar["decode_tokens_per_s"]))
-        ideal = perf_report.ideal_speedups(r.spec, [run.stats for _, _, run in r.runs if run.stats is not None], costs)
-        if ideal:
-            ideal["achieved"] = s["speedup_fast_ar_decode"]
-        rows.append({"id": r.spec.id, "label": r.spec.label, "decoding": r.spec.decoding, "warmup_s": r.warmup_s,
-                     "summary": s, "ideal": ideal, "runs": [run_json(rep, run) for _, rep, run in r.runs]})
+    costs = protocol.forward_cost_table(timers, bandwidth["read_gbs"])
     return {"frames": case.frames, "visual_tokens": case.visual_tokens, "prompt_rows": case.prompt_rows,
             "greedy_margin": case.margin, "planted_rejections": planted_count(case),
-            "drafted_indices": len(case.reference) - 1, "reference": case.reference, "rows": rows,
-            "forward_costs": costs, "bandwidth": bandwidth}
+            "drafted_indices": len(case.reference) - 1, "reference": case.reference,
+            "rows": report.row_entries(states, [case.name], costs, lambda spec: ("none", 0.0)),
+            "forward_costs": costs, "bandwidth": bandwidth, "other_load_share": other_load_share}
 
 
 def planted_count(case: Case) -> int | None:
@@ -663,27 +570,11 @@ def planted_count(case: Case) -> int | None:
     return sum(proposals[i] != case.reference[i] for i in range(1, len(case.reference)))
 
 
-def _ratio(a, b):
-    return a / b if a is not None and b else None
-
-
-def run_json(repeat: int, run) -> dict:
-    out = {"repeat": repeat, "generated": len(run.tokens), "total_s": run.total_s, "decode_s": run.decode_s,
-           "prefill_s": run.prefill_s, "peak_memory_bytes": run.peak_bytes, "peak_increment_bytes": run.increment_bytes,
-           "compiles": run.compiles, "tokens": run.tokens}
-    if run.stats is not None:
-        s = run.stats
-        out.update(mat=s.mat, rounds=len(s.accepted_per_round), rejected_rounds=sum(s.rejected_per_round),
-                   target_forwards=s.target_forwards, draft_forwards=s.draft_forwards)
-    return out
-
-
 # ---- the report ----------------------------------------------------------------------------------------------
-def _f(x, digits=2) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
 def render_markdown(report: dict) -> str:
+    """The header, then per frame count paper/measure/report.py's tables of rows and of per-forward costs."""
+    from paper.measure.report import costs_table, rows_table
+
     cfg, env = report["config"], report["environment"]
     lines = [f"# bench systems: {cfg['preset']}, acceptance {cfg['acceptance']}", "", "```", report["command"], "```",
              "", f"{report['description']}. {cfg['dtype']} on {env['device']} ({env['device_name']}), torch "
@@ -692,14 +583,25 @@ def render_markdown(report: dict) -> str:
              f"compile {'on' if cfg['compile'] else 'off'}; video: {report['video']}.", "",
              f"Equality gate: passed: {report['gate']}."]
     for case in report["cases"]:
-        lines += case_markdown(case)
+        planted = "" if case["planted_rejections"] is None else \
+            f"; planted rejections at {case['planted_rejections']} of the {case['drafted_indices']} drafted indices"
+        lines += ["", f"## {case['frames']} frames: {case['visual_tokens']} visual tokens, {case['prompt_rows']} "
+                  "prompt rows", "", f"Smallest greedy margin of the target over the reference: "
+                  f"{case['greedy_margin']:.2f} (fp32 logits){planted}."]
+        lines += rows_table(case["rows"])
+        lines += costs_table(case["rows"], case["forward_costs"], case["bandwidth"], None, None)
+        lines += ["", "Rows: " + "; ".join(f"{r['id']} = {r['description']}" for r in case["rows"]) + "."]
+        compiles = {r["id"]: r["summary"]["compiles_in_timed_runs"] for r in case["rows"]
+                    if r["status"] == "ok" and r["summary"]["compiles_in_timed_runs"]}
+        if compiles:
+            lines.append("torch.compile captured graphs inside timed runs (their compile time is in them): "
+                         + ", ".join(f"{k} {v}" for k, v in compiles.items()) + ".")
     lines += ["", "Notes:",
               "- e2e: from the decoded frames to the last token (preprocessing, encoders, prefills, decode); decode: "
               "after both prefills (HF: e2e minus the preprocessing and one prompt forward). tok/s pooled over the "
               "timed passes; x HF / x fast AR: the row's tok/s over theirs.",
-              "- per-forward ms: medians (bandwidth floor in parentheses: parameter + KV bytes / measured read "
-              "bandwidth); ideal serial = MAT x t_target / (gamma x t_draft + t_verify), ideal overlap (PEARL) = "
-              "MAT x t_target / max(gamma x t_draft, t_verify), over the measured rounds (paper/measure/perf.py).",
+              "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify), ideal overlap (PEARL) = "
+              "MAT x t_target / max(gamma x t_draft, t_verify), over the measured rounds (paper/measure/protocol.py).",
               f"- acceptance {cfg['acceptance']}: " + ACCEPTANCE_NOTES[cfg["acceptance"].split(":")[0]],
               f"- peak memory: {report['memory_method']}; the largest over the row's timed runs."]
     return "\n".join(lines) + "\n"
@@ -710,45 +612,6 @@ ACCEPTANCE_NOTES = {
     "planted": "the real draft's forward, its proposals replaced by the target's greedy tokens except at the "
                "planted rejection rate (a draft with per-token acceptance 1 - rate).",
 }
-
-
-def case_markdown(case: dict) -> list[str]:
-    planted = "" if case["planted_rejections"] is None else \
-        f"; planted rejections at {case['planted_rejections']} of the {case['drafted_indices']} drafted indices"
-    lines = ["", f"## {case['frames']} frames: {case['visual_tokens']} visual tokens, {case['prompt_rows']} prompt rows",
-             "", f"Smallest greedy margin of the target over the reference: {_f(case['greedy_margin'])} "
-             f"(fp32 logits){planted}.", "",
-             "| row | tok/s decode | tok/s e2e | x HF decode | x HF e2e | x fast AR decode | x fast AR e2e | MAT "
-             "| peak MiB | warm-up s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in case["rows"]:
-        s = row["summary"]
-        peak = "-" if s["peak_memory_bytes"] is None else f"{s['peak_memory_bytes'] / MIB:.0f}"
-        lines.append(f"| {row['id']} | {_f(s['decode_tokens_per_s'], 1)} | {_f(s['tokens_per_s'], 1)} "
-                     f"| {_f(s['speedup_hf_decode'])} | {_f(s['speedup_hf'])} | {_f(s['speedup_fast_ar_decode'])} "
-                     f"| {_f(s['speedup_fast_ar'])} | {_f(s['mat'])} | {peak} | {_f(row['warmup_s'])} |")
-    (setting,) = case["forward_costs"].values()
-    step = setting["target_step"]
-    lines += ["", "| row | target step ms | verify ms [tokens] | draft step ms | ideal serial | ideal overlap "
-              "| achieved |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for row in case["rows"]:
-        costs = setting["rows"].get(row["id"])
-        ideal = row["ideal"] or {}
-        verify = "-" if costs is None else f"{_cost(costs['verify'])} [{costs['verify']['tokens']}]"
-        draft = "-" if costs is None else _cost(costs["draft_step"])
-        achieved = ideal.get("achieved", row["summary"]["speedup_fast_ar_decode"])
-        lines.append(f"| {row['id']} | {_cost(step)} | {verify} | {draft} | {_f(ideal.get('ideal_serial'))} "
-                     f"| {_f(ideal.get('ideal_overlap'))} | {_f(achieved)} |")
-    lines += ["", "Rows: " + "; ".join(f"{r['id']} = {r['label']}" for r in case["rows"]) + "."]
-    compiles = {r["id"]: r["summary"]["compiles_in_timed_runs"] for r in case["rows"]
-                if r["summary"]["compiles_in_timed_runs"]}
-    if compiles:
-        lines.append("torch.compile captured graphs inside timed runs (their compile time is in them): "
-                     + ", ".join(f"{k} {v}" for k, v in compiles.items()) + ".")
-    return lines
-
-
-def _cost(c: dict) -> str:
-    return f"{c['median_ms']:.3f} ({c['floor_ms']:.3f})"
 
 
 # ---- command line ----------------------------------------------------------------------------------------------
@@ -807,9 +670,9 @@ def make_bench(args, preset: Preset, acceptance: Acceptance, device: torch.devic
 
 def run(args, argv: list[str]) -> int:
     """Check the arguments, build, measure every frame count, report; 1 without any time if the gate fails."""
-    from paper.measure import instruments
-    from paper.measure import perf as bench_perf
+    from paper.measure import instruments, protocol, report
 
+    user_env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TORCHINDUCTOR_CACHE_DIR") if k in os.environ}
     preset, acceptance, device = check_args(args)
     with tempfile.TemporaryDirectory(prefix="bench-systems-") as scratch:
         work_dir = Path(args.work_dir or scratch)
@@ -817,18 +680,18 @@ def run(args, argv: list[str]) -> int:
         clips, video = synthetic_clips(work_dir, sorted(set(args.frames)), preset.image_size)
         load_start = load_average()
         bench = make_bench(args, preset, acceptance, device, work_dir)
-        rows = build_rows(device, args.compile)
+        specs = build_rows(device, args.compile)
         memory = instruments.PeakMemory(device)
         try:
-            cases = [measure_case(bench, prepare_case(bench, n, clips[n], args.seed), rows, args.repeats, memory)
+            cases = [measure_case(bench, prepare_case(bench, n, clips[n], args.seed), specs, args.repeats, memory)
                      for n in args.frames]
-        except GateFailure as failure:
+        except protocol.GateFailure as failure:
             print("bench systems: OUTPUT MISMATCH, no time is reported (every row must produce the target's "
                   f"greedy tokens):\n{failure}", file=sys.stderr)
             return 1
-    env = bench_perf.environment(device, load_start, load_average())
-    write_outputs(build_report(args, argv, preset, acceptance, device, video, memory.method, env, cases),
-                  args.json, args.markdown)
+    env = instruments.environment(device, load_start, load_average(), user_env)
+    out = build_report(args, argv, preset, acceptance, device, video, memory.method, env, cases)
+    report.write(out, render_markdown(out), args.json, args.markdown)
     return 0
 
 
@@ -843,18 +706,6 @@ def build_report(args, argv, preset, acceptance, device, video, memory_method, e
             "gate": "every row's tokens, warm-up and timed runs, equal the target's greedy tokens (hippo_fast AR)",
             "memory_method": memory_method, "environment": env, "cases": cases,
             "source_sha256": source_hash()}  # the code that made it: paper/reproduce/plots/systems.py draws only the current code's
-
-
-def write_outputs(report: dict, json_path: str | None, markdown_path: str | None) -> None:
-    """Print the Markdown; write it and the JSON where asked."""
-    from paper.measure.report import to_json
-
-    markdown = render_markdown(report)
-    for path, text in ((json_path, to_json(report)), (markdown_path, markdown)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
-    print(markdown, end="")
 
 
 def main(argv: list[str] | None = None) -> int:

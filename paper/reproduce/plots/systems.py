@@ -44,7 +44,7 @@ def reports(folders=SEARCHED) -> tuple[list[tuple[Path, dict]], list[str]]:
 
 
 def measure(found: list[tuple[Path, dict]]) -> dict:
-    """{"<preset>, <acceptance>": {row label: {frames: decode speedup over fast AR}}}, with each source file."""
+    """{"<preset>, <acceptance>": {row description: {frames: decode speedup over fast AR}}}, with each source file."""
     out: dict = {}
     for path, report in found:
         cfg = report["config"]
@@ -54,7 +54,7 @@ def measure(found: list[tuple[Path, dict]]) -> dict:
             for row in case["rows"]:
                 value = row["summary"].get("speedup_fast_ar_decode")
                 if value is not None:
-                    entry["rows"].setdefault(row["label"], {})[str(case["frames"])] = value
+                    entry["rows"].setdefault(row["description"], {})[str(case["frames"])] = value
     return out
 
 
