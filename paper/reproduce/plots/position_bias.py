@@ -15,16 +15,8 @@ import torch
 
 from hippo.adapters.base import VideoGrid
 from hippo_ref.pruning.diagnostics import border_mask, border_to_interior, position_bias
+from paper.reproduce.plots import scored_videos
 from paper.reproduce.plots.job import FigureJob, FigureProfile, Outcome
-from paper.reproduce.plots.scored_videos import (
-    REAL_VIDEO,
-    grid_json,
-    grid_of,
-    real_clip,
-    score_video,
-    target_spec,
-    zoo_clips,
-)
 
 NAME = "position_bias"
 SCORES = {"attn": "s_attn", "fused": "fused HIPPO score"}
@@ -88,7 +80,7 @@ def grid_notes(value: dict) -> list[str]:
     notes = []
     for pair, sets in value["pairs"].items():
         for name, entry in sets.items():
-            grid = grid_of(entry["grid"])
+            grid = scored_videos.grid_of(entry["grid"])
             border = int(border_mask(grid).sum())
             notes.append(f"{pair}, {name} videos: {grid.height}x{grid.width} tokens per frame ({border} border, "
                          f"{grid.tokens_per_frame - border} interior positions), {grid.frames} frames (temporal "
@@ -103,17 +95,17 @@ def measure(profile: FigureProfile, log=print) -> dict:
     """Pooled shares of s_attn and of the fused score per pair and video set (JSON)."""
     from hippo.checkpoint import load_adapter
 
-    clip, fallback = real_clip(profile.frames)
-    videos = {"zoo": zoo_clips(profile.n, profile.frames), "real": [clip]}
+    clip, fallback = scored_videos.real_clip(profile.frames)
+    videos = {"zoo": scored_videos.zoo_clips(profile.n, profile.frames), "real": [clip]}
     value = {"real_video": fallback or clip.path, "real_fallback": fallback, "pairs": {}}
     for pair in profile.pairs:
-        target = load_adapter(target_spec(pair))
+        target = load_adapter(scored_videos.target_spec(pair))
         value["pairs"][pair] = {}
         for name, clips in videos.items():
             log(f"figures: {NAME}: {pair} on {len(clips)} {name} video(s)")
-            scored = [score_video(target, c) for c in clips]
+            scored = [scored_videos.score_video(target, c) for c in clips]
             grid = scored[0].grid
-            entry = {"grid": grid_json(grid), "videos": len(clips)}
+            entry = {"grid": scored_videos.grid_json(grid), "videos": len(clips)}
             for score in SCORES:
                 parts = [shares(s.fused if score == "fused" else s.scores.attn, grid) for s in scored]
                 entry[score] = pooled(parts, grid)
@@ -129,7 +121,7 @@ def _ratio_text(ratio: float | None) -> str:
 def _heatmap(fig, ax, entry: dict, score: str, norm, title: str) -> None:
     from matplotlib.patches import Rectangle
 
-    grid = grid_of(entry["grid"])
+    grid = scored_videos.grid_of(entry["grid"])
     relative = torch.tensor(entry[score]["per_position"]) * grid.tokens_per_frame  # 1 = uniform share
     image = ax.imshow(relative.numpy(), cmap="RdBu_r", norm=norm)
     for r in range(grid.height):
@@ -180,7 +172,7 @@ def draw(value: dict, profile: FigureProfile):
         relative = [v * tokens for s in SCORES for line in entry[s]["per_position"] for v in line]
         norm = TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=max(max(relative), 1.05))  # one scale per row; white = uniform
         label = (f"{pair}: zoo test videos (n={entry['videos']})" if name == "zoo"
-                 else f"{pair}: {REAL_VIDEO if value['real_fallback'] is None else 'zoo video 0 (real one absent)'}")
+                 else f"{pair}: {scored_videos.REAL_VIDEO if value['real_fallback'] is None else 'zoo video 0 (real one absent)'}")
         _heatmap(fig, row[0], entry, "attn", norm, label)
         _heatmap(fig, row[1], entry, "fused", norm, label)
         _frame_bars(row[2], entry, label)

@@ -20,17 +20,7 @@ None there (score_choice gives None). Speed mode: DETAIL_DESCRIPTION_PROMPT (Spe
 from __future__ import annotations
 
 from hippo.errors import ConfigError, DatasetError
-from paper.sweep.datasets._common import (
-    check_prompt_mode,
-    check_root,
-    keep_rows,
-    options_block,
-    read_json_list,
-    read_parquet,
-    resolve_media,
-    select_tasks,
-    unique_ids,
-)
+from paper.sweep.datasets import _common
 from paper.sweep.datasets.sample import DETAIL_DESCRIPTION_PROMPT, LETTERS, BenchmarkSample
 
 NAME = "longvideobench"
@@ -46,28 +36,28 @@ HINT = ("point --root at the folder the LongVideoBench download unpacks to (it h
 
 
 def build_question(question: str, candidates) -> str:
-    return question + "\n" + options_block(candidates, "dot") + "\n" + POST_PROMPT
+    return question + "\n" + _common.options_block(candidates, "dot") + "\n" + POST_PROMPT
 
 
 def samples(root, prompt_mode: str = "benchmark", tasks=None, check_videos: bool = True, split: str = "val"):
     """Yield LongVideoBench's questions of `split` (val | test) in file order; a task filter matches
     question_category."""
-    check_prompt_mode(prompt_mode)
+    _common.check_prompt_mode(prompt_mode)
     if split not in SPLITS:
         raise ConfigError(f"longvideobench: unknown split {split!r}; choose val or test")
-    root = check_root(NAME, root)
-    tasks = select_tasks(NAME, tasks, None)
+    root = _common.check_root(NAME, root)
+    tasks = _common.select_tasks(NAME, tasks, None)
     json_name, parquet_name = SPLITS[split]
     if (root / json_name).is_file():
-        table = read_json_list(NAME, root, json_name, FIELDS, DOC, HINT)
+        table = _common.read_json_list(NAME, root, json_name, FIELDS, DOC, HINT)
     elif (root / parquet_name).is_file():
-        table = read_parquet(NAME, root, [parquet_name], FIELDS, DOC, HINT)
+        table = _common.read_parquet(NAME, root, [parquet_name], FIELDS, DOC, HINT)
     else:
         raise DatasetError(f"longvideobench: neither {json_name} nor {parquet_name} found under {root}: {HINT}")
     n = len(table.rows)
     task_of = [table.field(i, "question_category", optional=True) for i in range(n)]
-    ids = unique_ids([str(table.field(i, "id", "any")) for i in range(n)])
-    for i in keep_rows(table, tasks, [[t] if t else [] for t in task_of], "question_category"):
+    ids = _common.unique_ids([str(table.field(i, "id", "any")) for i in range(n)])
+    for i in _common.keep_rows(table, tasks, [[t] if t else [] for t in task_of], "question_category"):
         candidates = _candidates(table, i)
         correct = table.field(i, "correct_choice", "int", optional=True)
         if split == "val" and correct is None:
@@ -76,7 +66,7 @@ def samples(root, prompt_mode: str = "benchmark", tasks=None, check_videos: bool
             raise table.error(i, f"field 'correct_choice' is {correct}, expected 0..{len(candidates) - 1} "
                                  f"(an index into its {len(candidates)} candidates)")
         letter = None if correct is None else LETTERS[correct]
-        video = resolve_media(table, i, [root / VIDEO_DIR / table.field(i, "video_path")], check_videos)
+        video = _common.resolve_media(table, i, [root / VIDEO_DIR / table.field(i, "video_path")], check_videos)
         text = build_question(table.field(i, "question"), candidates)
         prompt = DETAIL_DESCRIPTION_PROMPT if prompt_mode == "speed" else text
         yield BenchmarkSample(NAME, ids[i], task_of[i], video, None, prompt, text,
