@@ -137,6 +137,8 @@ class Settings:
 
 @dataclass
 class Run:
+    """One run of a row on one input; the protocol sets `compiles` and the peak memory after it."""
+
     tokens: list[int]
     total_s: float  # end to end: preprocessing, encoders, scoring, pruning, prefills, decode
     decode_s: float  # after both prefills (HF rows: total - preprocessing - measured prompt forwards)
@@ -144,9 +146,9 @@ class Run:
     stats: DecodeStats | None = None
     kept_visual_tokens: int | None = None
     visual_tokens: int | None = None
+    compiles: int = 0  # graphs torch.compile captured during this run
     peak_bytes: int | None = None
     increment_bytes: int | None = None
-    compiles: int = 0  # graphs torch.compile captured during this run
     extra: dict = field(default_factory=dict)
 
 
