@@ -148,6 +148,24 @@ def test_gate_refuses_a_row_with_different_tokens(tmp_path, capsys, monkeypatch)
     assert "| row |" not in captured.out and not (tmp_path / "report.json").exists()
 
 
+def test_a_row_that_fails_is_reported_without_times(tmp_path, monkeypatch):
+    """The shared protocol's rule (paper/measure/protocol.py): a row that raises is not measured, with its
+    reason, and the other rows are still timed and gated."""
+    original = bench_systems.decode_row
+
+    def failing_pearl(row, target_context, draft_context, config):
+        if row.name == "fast-pearl":
+            raise RuntimeError("planted failure")
+        return original(row, target_context, draft_context, config)
+
+    monkeypatch.setattr(bench_systems, "decode_row", failing_pearl)
+    assert bench_systems.main(bench(tmp_path, "self", "--markdown", str(tmp_path / "report.md"))) == 0
+    rows = rows_of(json.loads((tmp_path / "report.json").read_text()))
+    assert rows["fast-pearl"]["status"] == "skipped" and "RuntimeError: planted failure" in rows["fast-pearl"]["skip_reason"]
+    assert all(rows[n]["status"] == "ok" for n in ("hf-generate", "fast-ar", "fast-sd", "fast-pearl-streams"))
+    assert "| fast-pearl/eager | not measured: failed in the warm-up on 4 frames" in (tmp_path / "report.md").read_text()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "llava-7b"], "unknown preset 'llava-7b'"),
     (["--acceptance", "planted:1.5"], "--acceptance 'planted:1.5'"),

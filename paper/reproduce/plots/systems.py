@@ -52,7 +52,7 @@ def measure(found: list[tuple[Path, dict]]) -> dict:
         entry = out.setdefault(key, {"source": str(path.relative_to(REPO)), "rows": {}})
         for case in report["cases"]:
             for row in case["rows"]:
-                value = row["summary"].get("speedup_fast_ar_decode")
+                value = row.get("summary", {}).get("speedup_fast_ar_decode")  # none: a row not measured
                 if value is not None:
                     entry["rows"].setdefault(row["description"], {})[str(case["frames"])] = value
     return out
