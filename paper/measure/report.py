@@ -283,6 +283,32 @@ def costs_table(rows: list[dict], costs: dict, bw: dict, at: dict | None, llc: s
     return lines
 
 
+def notes(memory_method: str) -> list[str]:
+    """What the tables' columns measure (every benchmark's, under its tables; definitions: protocol.py)."""
+    return ["", "Notes:",
+            "- e2e: from the decoded frames to the last token (preprocessing, encoders, scoring, pruning, "
+            "prefills, decode); decode: after both prefills. tok/s pooled over the timed runs.",
+            "- HF rows: generate() does not separate prefill from decode; their decode-only time is end-to-end "
+            "minus the preprocessing and one stock forward of the prompt per model it prefills, timed after the run.",
+            "- x fast AR: against fast-ar with the same compile setting (HF and ref rows: fast-ar/eager).",
+            "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify); ideal overlap (PEARL rows) = "
+            "MAT x t_target / max(gamma x t_draft, t_verify), PEARL's pre-verify rounds (the first, and each "
+            "after a rejection) counted with their one-token target forward (t_target) instead of t_verify; "
+            "achieved = decode-only x fast AR (definitions: paper/measure/protocol.py). Achieved can exceed ideal: fast "
+            "AR pays its loop's per-token work (sampling, the host sync) on top of t_target at every token, SD "
+            "and PEARL once per round.",
+            f"- peak memory: {memory_method}; the largest over the row's timed runs (+ its increment over the "
+            "run's start)."]
+
+
+def compiles_note(rows: list[dict]) -> list[str]:
+    """A line naming the rows whose timed runs compiled graphs (their compile time is in those runs)."""
+    compiles = {r["id"]: r["summary"]["compiles_in_timed_runs"] for r in rows
+                if r["status"] == "ok" and r["summary"]["compiles_in_timed_runs"]}
+    return ["- torch.compile captured graphs inside timed runs (compile time included there): "
+            + ", ".join(f"{k} {v}" for k, v in compiles.items()) + "."] if compiles else []
+
+
 def render_markdown(report: dict) -> str:
     env, cfg = report["environment"], report["config"]
     lines = [f"# hippo bench perf: {cfg['pair'] or cfg['target']}", "", "```", report["command"], "```", ""]
@@ -311,22 +337,7 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {w['row']} | {_f(w['eager_tokens_per_s'], 1)} | {_f(w['compiled_tokens_per_s'], 1)} "
                          f"| {_f(w['eager_decode_tokens_per_s'], 1)} | {_f(w['compiled_decode_tokens_per_s'], 1)} "
                          f"| {w['winner']} | {w['winner_decode']} |")
-    compiles = {r["id"]: r["summary"]["compiles_in_timed_runs"] for r in report["rows"]
-                if r["status"] == "ok" and r["summary"]["compiles_in_timed_runs"]}
-    lines += ["", "Notes:",
-              "- e2e: from the decoded frames to the last token (preprocessing, encoders, scoring, pruning, "
-              "prefills, decode); decode: after both prefills. tok/s pooled over the timed runs.",
-              "- HF rows: generate() does not separate prefill from decode; their decode-only time is end-to-end "
-              "minus the preprocessing and one stock forward of the prompt per model it prefills, timed after the run.",
-              "- x fast AR: against fast-ar with the same compile setting (HF and ref rows: fast-ar/eager).",
-              "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify); ideal overlap (PEARL rows) = "
-              "MAT x t_target / max(gamma x t_draft, t_verify), PEARL's pre-verify rounds (the first, and each "
-              "after a rejection) counted with their one-token target forward (t_target) instead of t_verify; "
-              "achieved = decode-only x fast AR (definitions: paper/measure/protocol.py). Achieved can exceed ideal: fast "
-              "AR pays its loop's per-token work (sampling, the host sync) on top of t_target at every token, SD "
-              "and PEARL once per round.",
-              f"- peak memory: {report['memory_method']}; the largest over the row's timed runs (+ its increment "
-              "over the run's start).",
+    lines += notes(report["memory_method"]) + [
               f"- environment: torch {env['torch']}, transformers {env['transformers']}, git {env['git_revision']}"
               f"{' (modified files: ' + str(len(env['git_modified_files'])) + ')' if env['git_modified_files'] else ''}, "
               f"CPU affinity {env['affinity']}, OMP_NUM_THREADS={env['omp_num_threads']}, load average at start "
@@ -338,9 +349,7 @@ def render_markdown(report: dict) -> str:
     if env.get("inductor_cache_dir"):
         lines.append(f"- torch.compile's on-disk cache: TORCHINDUCTOR_CACHE_DIR={env['inductor_cache_dir']} "
                      "(compiled rows' warm-up includes compilation unless that cache already held the graphs).")
-    if compiles:
-        lines.append("- torch.compile captured graphs inside timed runs (compile time included there): "
-                     + ", ".join(f"{k} {v}" for k, v in compiles.items()) + ".")
+    lines += compiles_note(report["rows"])
     t = report.get("timeline")
     if t:
         lines += ["", f"## Timeline of one request ({t['row']}, {t['input']})", "",

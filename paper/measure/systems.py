@@ -573,7 +573,7 @@ def planted_count(case: Case) -> int | None:
 # ---- the report ----------------------------------------------------------------------------------------------
 def render_markdown(report: dict) -> str:
     """The header, then per frame count paper/measure/report.py's tables of rows and of per-forward costs."""
-    from paper.measure.report import costs_table, rows_table
+    from paper.measure.report import compiles_note, costs_table, notes, rows_table
 
     cfg, env = report["config"], report["environment"]
     lines = [f"# bench systems: {cfg['preset']}, acceptance {cfg['acceptance']}", "", "```", report["command"], "```",
@@ -591,19 +591,9 @@ def render_markdown(report: dict) -> str:
         lines += rows_table(case["rows"])
         lines += costs_table(case["rows"], case["forward_costs"], case["bandwidth"], None, None)
         lines += ["", "Rows: " + "; ".join(f"{r['id']} = {r['description']}" for r in case["rows"]) + "."]
-        compiles = {r["id"]: r["summary"]["compiles_in_timed_runs"] for r in case["rows"]
-                    if r["status"] == "ok" and r["summary"]["compiles_in_timed_runs"]}
-        if compiles:
-            lines.append("torch.compile captured graphs inside timed runs (their compile time is in them): "
-                         + ", ".join(f"{k} {v}" for k, v in compiles.items()) + ".")
-    lines += ["", "Notes:",
-              "- e2e: from the decoded frames to the last token (preprocessing, encoders, prefills, decode); decode: "
-              "after both prefills (HF: e2e minus the preprocessing and one prompt forward). tok/s pooled over the "
-              "timed passes; x HF / x fast AR: the row's tok/s over theirs.",
-              "- ideal serial = MAT x t_target / (gamma x t_draft + t_verify), ideal overlap (PEARL) = "
-              "MAT x t_target / max(gamma x t_draft, t_verify), over the measured rounds (paper/measure/protocol.py).",
-              f"- acceptance {cfg['acceptance']}: " + ACCEPTANCE_NOTES[cfg["acceptance"].split(":")[0]],
-              f"- peak memory: {report['memory_method']}; the largest over the row's timed runs."]
+        lines += compiles_note(case["rows"])
+    lines += notes(report["memory_method"])
+    lines.append(f"- acceptance {cfg['acceptance']}: " + ACCEPTANCE_NOTES[cfg["acceptance"].split(":")[0]])
     return "\n".join(lines) + "\n"
 
 
