@@ -416,3 +416,21 @@ def test_smol_pair_every_method_at_sixteen_frames(smol_pair, decoding, method):
                                 config=DecodeConfig(max_new_tokens=48, gamma=5, eos_token_ids=()))
     for impl in ("ref", "fast"):
         assert generate(implementation(impl), target, draft, request, clip=clip).tokens == expected, impl
+
+
+def test_a_target_only_recipe_skips_the_draft_phases_and_leaves_the_committed_draft(tmp_path):
+    from dataclasses import replace
+
+    from hippo.zoo import pretrained_train as T
+
+    T.run(tmp_path / "a", _tiny_recipe(), base=_tiny_base(), out_root=tmp_path / "out")
+    draft_file = tmp_path / "out" / "smol-draft" / "draft.safetensors"
+    before = draft_file.read_bytes()
+    target_only = replace(_tiny_recipe(), align_steps=0, draft_steps=0)
+    assert not T.trains_draft(target_only) and T.trains_draft(_tiny_recipe())
+    assert not T.trains_draft(T.RECIPES["target-continued"]) and T.RECIPES["target-continued"].vision_steps == 3000
+    out = T.run(tmp_path / "b", target_only, base=_tiny_base(), out_root=tmp_path / "out",
+                start_from=tmp_path / "out" / "smol-target")
+    assert set(out) == {"target"} and draft_file.read_bytes() == before
+    log = [json.loads(line) for line in (tmp_path / "b" / "train.log").read_text().splitlines()]
+    assert not any(str(r.get("phase", "")).startswith("draft") for r in log)

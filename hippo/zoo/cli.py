@@ -112,6 +112,8 @@ def add_subcommand(subparsers) -> None:
     pre.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     pre.add_argument("--no-export", action="store_true")
     pre.add_argument("--export-only", action="store_true", help="export the finished state, train nothing")
+    pre.add_argument("--recipe", default="third", help="which recipe (hippo/zoo/pretrained_train.py RECIPES: first, "
+                     "second, third, small-draft-trial, target-continued; default third: docs/ZOO.md)")
     pre.add_argument("--start-from-shipped", action="store_true",
                      help="a fresh job's target starts from the shipped smol-target's trained parts (continue "
                           "what is committed; the recipe then usually sets vision_steps=0)")
@@ -158,16 +160,20 @@ def _materialize(args) -> int:
 def _train_pretrained(args) -> int:
     from pathlib import Path
 
+    from hippo.errors import ConfigError
     from hippo.zoo import pretrained_train
 
+    if args.recipe not in pretrained_train.RECIPES:
+        raise ConfigError(f"--recipe {args.recipe!r}: unknown; one of {', '.join(pretrained_train.RECIPES)}")
+    recipe = pretrained_train.RECIPES[args.recipe]
     work_dir = Path(args.work_dir) if args.work_dir else pretrained_train.default_work_dir()
     if args.export_only:
-        print(pretrained_train.export_pair(pretrained_train.Job(work_dir, pretrained_train.Recipe())))
+        print(pretrained_train.export_pair(pretrained_train.Job(work_dir, recipe)))
         return 0
     from hippo.zoo.registry import zoo_model
 
     start = zoo_model("smol-target").path if args.start_from_shipped else None
-    print(pretrained_train.run(work_dir, threads=args.threads, export=not args.no_export,
+    print(pretrained_train.run(work_dir, recipe, threads=args.threads, export=not args.no_export,
                                max_minutes=args.max_minutes, start_from=start))
     return 0
 

@@ -115,6 +115,15 @@ SECOND_RUN = Recipe(vision_steps=300, target_steps=420, align_steps=0, draft_ste
 FIRST_RUN = replace(SECOND_RUN, lora_modules=("q_proj", "k_proj", "v_proj", "o_proj"), temporal_aux=False,
                     vision_steps=400, target_steps=450, lora_lr=5e-4, llm_aux_weight=0.0)
 
+# The fourth run (planned after the third): the shipped target continued, the shipped draft kept. A long
+# vision phase for shape (the tower's auxiliary shape accuracy sat at 0.42-0.48 after 300 steps; the first
+# zoo's tower needed thousands), then target steps for motion; no draft phases, so export writes the target
+# only and the committed draft stays (its MAT is then measured against the new target).
+TARGET_CONTINUED = Recipe(vision_steps=3000, target_steps=300, align_steps=0, draft_steps=0)
+# `hippo zoo train-pretrained --recipe NAME`; "third" (Recipe()) is the default.
+RECIPES = {"first": FIRST_RUN, "second": SECOND_RUN, "third": Recipe(), "small-draft-trial": SMALL_DRAFT_TRIAL,
+           "target-continued": TARGET_CONTINUED}
+
 PHASES = ("vision", "target", "draft-align", "draft")
 _PHASE_SEEDS = {"vision": 0, "target": 1, "draft": 2, "draft-align": 3}  # fixed: earlier runs' batches stay theirs
 DRAFT_EMBEDDING = "model.language_model.embed_tokens.weight"  # shipped in int8 (pretrained.compact_state)
@@ -409,6 +418,9 @@ def run(work_dir: Path | None = None, recipe: Recipe | None = None, threads: int
     for phase in PHASES:
         if phase in done:
             continue
+        if phase.startswith("draft") and not trains_draft(recipe):
+            done.append(phase)
+            continue
         first = job.state["step"] if job.state["phase"] == phase else 0
         if phase == "vision":
             status = _vision_phase(job, recipe, target, adapter, aux, target_params, captured, first, done, out_of_time)
@@ -645,11 +657,17 @@ def _draft_phase(job, recipe, tokenizer, llm, target, target_adapter, first, don
 
 # ------------------------------------------------------------------------------------ export
 
+def trains_draft(recipe: Recipe) -> bool:
+    """Whether the recipe trains a draft at all (a target-only run leaves the committed draft alone)."""
+    return bool(recipe.align_steps or recipe.draft_steps)
+
+
 def export_pair(job: Job, out_root: Path | None = None, base: tuple | None = None) -> dict:
     """Write the shipped folders from the finished job: `smol-target` (config, tokenizer, template,
     processor, trained.safetensors = tower + projector + newline + LoRA deltas in bf16, lora.json) and
     `smol-draft` (compact: config, template, processor and pretrained.DRAFT_FILE; the tokenizer is the
-    target's). Both are materialized in fp32 at first use (hippo.zoo.pretrained.materialize)."""
+    target's; not written when the recipe trains no draft). Both are materialized in fp32 at first use
+    (hippo.zoo.pretrained.materialize)."""
     from safetensors.torch import save_file
 
     from hippo.zoo.registry import CHECKPOINT_ROOT
@@ -673,6 +691,9 @@ def export_pair(job: Job, out_root: Path | None = None, base: tuple | None = Non
     for file in pretrained.COPIED_FILES:
         if (layout / file).is_file():
             (target_dir / file).write_bytes((layout / file).read_bytes())
+    if not trains_draft(recipe):  # the committed draft stays as it is
+        job.log({"exported": [str(target_dir)]})
+        return {"target": str(target_dir)}
     draft = build_draft(recipe, tokenizer, llm, target)
     _restore({f"draft.{n}": p for n, p in _trainable(draft.named_parameters()).items()}, job.state["params"])
     draft_dir = out_root / "smol-draft"
