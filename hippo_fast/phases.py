@@ -1,6 +1,6 @@
 """Opt-in wall time of the steps of prepare_contexts (`implementation("fast", phases=True)`), the twin of
 the decode's timeline (decoding/spans.py): PreparedContexts.phases holds the seconds of each phase of
-PHASES this request went through, for the latency figure (paper/plots/latency.py), which reads them
+PHASES this request went through, for the latency figure (paper/reproduce/plots/latency.py), which reads them
 instead of repeating the pipeline's steps.
 
 Off (the default) every phase is one shared no-op context: no clock read, no device sync. On, a phase
