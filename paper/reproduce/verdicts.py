@@ -75,8 +75,10 @@ class Verdict:
 
 
 def excludes_no_effect(effect: Effect) -> bool:
-    """The interval lies wholly on one side of no effect (no interval: it cannot exclude it)."""
-    return effect.low is not None and (effect.low > effect.no_effect or effect.high < effect.no_effect)
+    """The interval lies wholly on one side of no effect (no interval, or one over a single sample, whose
+    bootstrap has no spread: it cannot exclude it)."""
+    return (effect.low is not None and effect.n >= 2
+            and (effect.low > effect.no_effect or effect.high < effect.no_effect))
 
 
 def on_paper_side(effect: Effect, expected: Expectation) -> bool:
@@ -102,7 +104,9 @@ def grade(effect: Effect, expected: Expectation, untestable: str | None = None) 
     if untestable:
         return Verdict(NOT_TESTABLE, untestable, effect)
     if not excludes_no_effect(effect):
-        why = "no interval measured" if effect.low is None else f"the interval includes {effect.no_effect:g}, no effect"
+        why = ("no interval measured" if effect.low is None else
+               "one sample: its bootstrap interval has no spread" if effect.n < 2 else
+               f"the interval includes {effect.no_effect:g}, no effect")
         return Verdict(NOT_REPRODUCED, why, effect)
     if not on_paper_side(effect, expected):
         return Verdict(NOT_REPRODUCED, "the interval excludes the paper's direction", effect)

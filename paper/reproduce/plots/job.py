@@ -54,7 +54,7 @@ PROFILES = {
                              max_new_tokens=128, frames=8, ratios=(0.5, 0.75, 0.9, 0.95), gammas=(1, 2, 3, 4, 5, 6, 8),
                              ratio_n=48),
     "smoke": FigureProfile("smoke", pairs=("qwen",), overlap_pair="qwen", n=1, max_new_tokens=12, frames=4,
-                           ratios=(0.9,), gammas=(2,), methods=("specvlm", "hippo"), mc_sample_counts=(100, 200),
+                           ratios=(0.9,), gammas=(2,), methods=("random", "specvlm", "hippo"), mc_sample_counts=(100, 200),
                            bootstrap=50),
 }
 

@@ -129,22 +129,34 @@ def summarize(runs: list[dict], generated: list[int]) -> dict:
             "generated_mean": sum(generated) / len(generated)}
 
 
+AR_DECODE = "AR decode (the target's own steps)"
+
+
+def segment_name(label: str, phase: str) -> str:
+    """The name a phase is drawn under: AR's decode is every step of the target, not a verification (its
+    numbers keep it under "verify decode", the one target phase of the decode)."""
+    return AR_DECODE if label == "AR" and phase == "verify decode" else phase
+
+
 def plot(numbers: dict):
     import matplotlib
 
     colors = dict(zip(PHASES, matplotlib.colormaps["tab10"].colors, strict=True))
+    colors[AR_DECODE] = style.DECODING_COLORS["ar"]
     labels = list(numbers["methods"])
     fig, axes = style.subplots(1, 2, 13, 0.55 * len(labels) + 2.4, sharey=True,
                                gridspec_kw={"width_ratios": [3, 2]})
     before = [name for name in PHASES if name not in DECODE_PHASES]
     for ax, names, title in ((axes[0], PHASES, "the whole request"), (axes[1], before, "before the decode (zoomed)")):
-        longest = 0.0
+        longest, legend = 0.0, set()
         for y, label in enumerate(labels):
             left = 0.0
             for name in names:
                 width = numbers["methods"][label]["phases_ms"][name]
-                ax.barh(y, width, left=left, color=colors[name], edgecolor="white", linewidth=0.5,
-                        label=name if y == 0 else None)
+                shown = segment_name(label, name)
+                ax.barh(y, width, left=left, color=colors[shown], edgecolor="white", linewidth=0.5,
+                        hatch="//" if shown == AR_DECODE else None, label=None if shown in legend else shown)
+                legend.add(shown)
                 left += width
             ax.text(left, y, f" {left:.0f} ms", va="center", fontsize=8)
             longest = max(longest, left)
@@ -155,7 +167,7 @@ def plot(numbers: dict):
     axes[0].set_yticks(range(len(labels)), labels)
     axes[0].invert_yaxis()
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=len(PHASES) // 2, fontsize=8, frameon=False)
+    fig.legend(handles, names, loc="lower center", ncol=(len(names) + 1) // 2, fontsize=8, frameon=False)
     fig.suptitle(f"Latency per phase of one request: zoo {numbers['pair']}, {numbers['frames']} frames, "
                  f"{numbers['max_new_tokens']} new tokens max, gamma {numbers['gamma']}, pruning ratio "
                  f"{numbers['ratio']}; median over {numbers['n']} zoo test videos", fontsize=10)
@@ -163,7 +175,8 @@ def plot(numbers: dict):
     return fig
 
 
-NOTES = ["PEARL and HIPPO: the worker prepares and encodes the video for the draft while this process works on "
+NOTES = ["AR's decode is drawn as such (hatched): every one of its steps is a target forward, no verification",
+         "PEARL and HIPPO: the worker prepares and encodes the video for the draft while this process works on "
          "the target; their 'draft prefill' is this process's wait for the worker's pruned prefill",
          "draft decode: the draft's work the target did not hide (all of it in serial SD); decode other: the rest "
          "of the decode's wall time (messages, waits, the loop's host work)"]

@@ -50,6 +50,7 @@ class Summary:
     mat: float
     mat_interval: tuple[float, float]
     run_length: float
+    run_length_interval: tuple[float, float]  # paired bootstrap over samples (committed / runs)
     decode_s: float
     total_s: float
     target_decode_forwards: int  # the target's forwards after its prefill, all samples
@@ -58,7 +59,8 @@ class Summary:
 
     def as_json(self) -> dict:
         return {"n": self.n, "tokens": self.tokens, "mat": self.mat, "mat_ci": list(self.mat_interval),
-                "run_length": self.run_length, "decode_s": self.decode_s, "total_s": self.total_s,
+                "run_length": self.run_length,
+                "run_length_ci": list(self.run_length_interval), "decode_s": self.decode_s, "total_s": self.total_s,
                 "target_decode_forwards": self.target_decode_forwards, "visual_tokens": self.visual_tokens,
                 "kept_visual_tokens": self.kept_visual_tokens}
 
@@ -73,6 +75,7 @@ def summarize(rows: list[dict], resamples: int = 2000, seed: int = 0) -> Summary
         mat=pooled_mat(list(zip(committed, rounds, strict=True))),
         mat_interval=paired_ratio_interval(committed, [max(x, 1) for x in rounds], resamples, seed),
         run_length=pooled_run_length(list(zip(committed, runs, strict=True))),
+        run_length_interval=paired_ratio_interval(committed, [max(x, 1) for x in runs], resamples, seed),
         decode_s=sum(r["stats"]["decode_s"] for r in rows),
         total_s=sum(r["stats"]["total_s"] for r in rows),
         target_decode_forwards=sum(max(r["stats"].get("target_forwards", 0) - 1, 0) for r in rows),
