@@ -2,16 +2,18 @@
 # The smol pair's bars (docs/ZOO.md), on two cores: export the finished training state, materialize, then
 # detailed-caption facts + draft MAT on the 200 test videos (two halves, one per core), short-question
 # accuracy on the 200 test examples, and MAT under pruning at 0.9, 0.95 and 0.98 on the first 32 videos.
-# Usage: scripts/smol_eval.sh OUT_DIR [WORK_DIR]   (after `hippo zoo train-pretrained --start-from-shipped
-# --no-export [--work-dir WORK_DIR]`; WORK_DIR defaults to the job's default folder)
+# Usage: scripts/smol_eval.sh OUT_DIR [WORK_DIR [RECIPE]]   (after `hippo zoo train-pretrained --start-from-shipped
+# --no-export [--work-dir WORK_DIR] [--recipe RECIPE]`; WORK_DIR defaults to the job's default folder, RECIPE to
+# third; a recipe without draft phases exports the target only and the committed draft is evaluated beside it)
 set -e
-out=${1:?usage: scripts/smol_eval.sh OUT_DIR [WORK_DIR]}
+out=${1:?usage: scripts/smol_eval.sh OUT_DIR [WORK_DIR [RECIPE]]}
 work=()
 [ -n "$2" ] && work=(--work-dir "$(realpath "$2")")
+recipe=${3:-third}
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
 export OMP_NUM_THREADS=1
-hippo zoo train-pretrained --export-only "${work[@]}" > "$out/export.out" 2>&1
+hippo zoo train-pretrained --export-only --recipe "$recipe" "${work[@]}" > "$out/export.out" 2>&1
 hippo zoo materialize smol --no-fetch > "$out/materialize.out" 2>&1
 (taskset -c 0 hippo zoo detail smol -n 100 --first 0 --methods none --no-pearl --json "$out/detail-a.json" > "$out/detail-a.out" 2>&1
  taskset -c 0 hippo zoo accuracy smol-target --split test -n 200 > "$out/accuracy.out" 2>&1
