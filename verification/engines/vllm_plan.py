@@ -24,14 +24,14 @@ SAMPLING_SETTINGS = ({"temperature": 1.0}, {"temperature": 1.0, "top_k": 50, "to
 
 def write_plan(path: Path, target: str, draft: str, rows_per_pool: int = 300, greedy_max_tokens: int = 48,
                sampled_max_tokens: int = 3, threads: int = 1, num_speculative_tokens: int = 4,
-               seed_base: int = 1000) -> dict:
+               seed_base: int = 1000, video_target: str | None = None) -> dict:
     from hippo.checkpoint import load_adapter
 
     if rows_per_pool < 1 or greedy_max_tokens < 1 or sampled_max_tokens < 1 or threads < 1:
         raise ValueError("rows per pool, token counts and threads must be positive")
     adapter = load_adapter(target)
     plan = {
-        "target": target, "draft": draft, "threads": threads, "num_speculative_tokens": num_speculative_tokens,
+        "target": target, "draft": draft, "video_target": video_target, "threads": threads, "num_speculative_tokens": num_speculative_tokens,
         "eos_token_ids": list(adapter.eos_token_ids), "max_model_len": 512, "max_num_seqs": 128,
         "prompts": [{"text": p, "token_ids": adapter.prompt_ids(p)} for p in PROMPTS],
         "greedy_max_tokens": greedy_max_tokens,
@@ -57,12 +57,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     models = materialize()
-    plan = write_plan(Path(args.out), models["target"], models["draft"], rows_per_pool=args.rows_per_pool,
-                      threads=args.threads)
     from hippo.zoo.registry import resolve_zoo
 
-    plan["video_target"] = str(resolve_zoo("zoo:smol-target"))  # materialized once (about 20 s), for the video probe
-    Path(args.out).write_text(json.dumps(plan, indent=1))
+    video_target = str(resolve_zoo("zoo:smol-target"))  # materialized once (about 20 s), for the video probe
+    plan = write_plan(Path(args.out), models["target"], models["draft"], rows_per_pool=args.rows_per_pool,
+                      threads=args.threads, video_target=video_target)
     print(f"plan {args.out}: {len(plan['prompts'])} prompts, target {plan['target']}, draft {plan['draft']}")
     return 0
 
